@@ -1,0 +1,179 @@
+//! The sync engine: `pull_changed`, `push_changed`, `mark_dirty`, `status`. The only place that sequences I/O.
+//!
+//! Every operation re-reads its state from disk (W11), checks the abort flag before any request and between phases
+//! (B15), sends every store request through the retry policy (B14, W14), and moves file bodies only between the store
+//! and the cache (they never enter the core).
+
+mod error;
+mod local;
+mod pull;
+mod push;
+mod transfer;
+mod writeback;
+
+use std::cell::Cell;
+
+pub use error::{FileFailure, SyncError};
+pub use pull::PullReport;
+pub use push::PushReport;
+
+use crate::dirty::{Marker, DIRTY_NAME};
+use crate::path::INDEX_KEY;
+use crate::retry::{with_retry, RetryPolicy};
+use crate::sidecar::SyncState;
+use crate::store::{Env, LocalCache, ObjectStore, StoreError};
+use crate::time::iso_from_ms;
+
+/// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
+/// extensions' way) wait for the slowest of each group of `n` — kept only so the benchmark can compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferMode {
+    Window(usize),
+    Batches(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub transfers: TransferMode,
+    pub retry: RetryPolicy,
+    /// Index compare-and-swap attempts before giving up (W1).
+    pub index_cas_attempts: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { transfers: TransferMode::Window(16), retry: RetryPolicy::default(), index_cas_attempts: 8 }
+    }
+}
+
+/// What one service instance (one `createSyncService` object) remembers between calls. Only ever makes a push more
+/// thorough, never less: a markDirty through this instance forces this instance's next push onto the full path, which
+/// closes the window where another instance's push marks the cache clean before our write has landed.
+#[derive(Debug, Default)]
+pub struct Instance {
+    marked_since_push: Cell<bool>,
+}
+
+impl Instance {
+    pub fn new() -> Self {
+        Instance::default()
+    }
+
+    fn take_marked(&self) -> bool {
+        self.marked_since_push.replace(false)
+    }
+
+    fn set_marked(&self) {
+        self.marked_since_push.set(true);
+    }
+}
+
+/// One operation's view of the world: the store, the cache, the host environment and the instance state.
+pub struct Engine<'a, S, C, E> {
+    pub store: &'a S,
+    pub cache: &'a C,
+    pub env: &'a E,
+    pub config: &'a EngineConfig,
+    pub instance: &'a Instance,
+}
+
+/// What `status` reports: the sidecar, the marker, and what the fast paths would do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: SyncState,
+    pub marker: Marker,
+    pub locally_dirty: bool,
+    /// `Some(true)`: the remote index still has the verified token (a pull would take the fast path).
+    pub pull_fast_path: Option<bool>,
+    pub remote_index_size: Option<u64>,
+}
+
+impl<'a, S, C, E> Engine<'a, S, C, E>
+where
+    S: ObjectStore,
+    C: LocalCache<Body = S::Body>,
+    E: Env,
+{
+    pub fn new(store: &'a S, cache: &'a C, env: &'a E, config: &'a EngineConfig, instance: &'a Instance) -> Self {
+        Engine { store, cache, env, config, instance }
+    }
+
+    /// "The cache is about to change." Writes a fresh dirty marker (never the sidecar, B8) and remembers the mark in
+    /// this instance, so this instance's next push walks the cache whatever the sidecar says.
+    pub async fn mark_dirty(&self) -> Result<(), SyncError> {
+        self.check_abort()?;
+        self.instance.set_marked();
+        let current = self.read_marker().await;
+        let nonce = random_hex(self.env, 16);
+        let (_, bytes) = current.next(nonce, self.env.now_ms());
+        self.cache.write_internal(DIRTY_NAME, bytes).await.map_err(SyncError::from_store)
+    }
+
+    /// Read-only look at the local state and the remote index (one HEAD).
+    pub async fn status(&self) -> Result<Status, SyncError> {
+        let state = self.read_state().await;
+        let marker = self.read_marker().await;
+        let locally_dirty = !state.is_clean_at(marker.id().as_deref()) || self.instance.marked_since_push.get();
+        let head = self.retry(|| self.store.head(INDEX_KEY)).await;
+        let (pull_fast_path, remote_index_size) = match head {
+            Ok(meta) => (
+                state.verified_token.as_ref().map(|verified| meta.token.is_fingerprint() && *verified == meta.token),
+                Some(meta.size),
+            ),
+            Err(StoreError::NotFound { .. }) => (Some(false), None),
+            Err(StoreError::Aborted) => return Err(SyncError::Aborted),
+            Err(other) => return Err(SyncError::IndexUnreadable(other)),
+        };
+        Ok(Status { state, marker, locally_dirty, pull_fast_path, remote_index_size })
+    }
+
+    fn check_abort(&self) -> Result<(), SyncError> {
+        if self.env.is_aborted() {
+            Err(SyncError::Aborted)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn retry<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        with_retry(self.env, &self.config.retry, op).await
+    }
+
+    /// The sidecar as it is on disk now. An unreadable file (or a failed read) is "no sidecar": the slow path.
+    async fn read_state(&self) -> SyncState {
+        let bytes = self.cache.read_internal(crate::path::SIDECAR_NAME).await.ok().flatten();
+        SyncState::parse(bytes.as_deref())
+    }
+
+    async fn read_marker(&self) -> Marker {
+        match self.cache.read_internal(DIRTY_NAME).await {
+            Ok(bytes) => Marker::parse(bytes.as_deref()),
+            Err(_) => Marker::Unreadable,
+        }
+    }
+
+    /// Rewrite the sidecar from its current on-disk state plus `change`. Re-reading just before writing keeps the
+    /// facts another instance recorded meanwhile (a lost update here can only make us slower, see `sidecar`).
+    async fn update_state(&self, change: impl FnOnce(&mut SyncState)) -> Result<(), SyncError> {
+        let mut state = self.read_state().await;
+        change(&mut state);
+        self.cache.write_internal(crate::path::SIDECAR_NAME, state.to_json()).await.map_err(SyncError::from_store)
+    }
+
+    fn now_iso(&self) -> String {
+        iso_from_ms(self.env.now_ms())
+    }
+
+    fn trace(&self, operation: &str, phase: &str, started_ms: i64) {
+        let elapsed = self.env.now_ms() - started_ms;
+        self.env.trace(&format!("marsh {operation}: {phase} {elapsed} ms"));
+    }
+}
+
+fn random_hex<E: Env>(env: &E, digits: usize) -> String {
+    (0..digits).map(|_| char::from_digit((env.random() * 16.0) as u32 % 16, 16).unwrap_or('0')).collect()
+}

@@ -1,0 +1,255 @@
+//! `pull_changed`: bring the cache up to the remote index.
+//!
+//! Fast path: one conditional GET of the index with the verified token; "not modified" means nothing to do (B1).
+//! Otherwise the index is always fetched from the store (B4), compared with the cache, and missing or outdated files are
+//! downloaded (to a temp name, verified, renamed: W16). The token recorded as verified is the token of *this* GET, and
+//! only when every entry of *these* bytes is present locally with matching size and hash (B5, B6). The seed bug
+//! recorded the token of a later HEAD instead: a writer's push landing between our GET and that HEAD was then hidden
+//! from every later fast path. A pull never touches the clean marker (W2): "remote verified" and "nothing unpushed
+//! here" are separate facts.
+
+use std::collections::BTreeMap;
+
+use super::local::ViewUpdates;
+use super::transfer::run_bounded;
+use super::{Engine, FileFailure, SyncError};
+use crate::index::{IndexEntry, RemoteIndex};
+use crate::path::{is_internal, INDEX_KEY};
+use crate::plan::{pull_after_hash, pull_decision, PullDecision};
+use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, StoreError};
+use crate::token::VersionToken;
+use crate::view::ViewEntry;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullReport {
+    /// Files actually downloaded (B18).
+    pub downloaded: u64,
+    /// The index was unchanged since the last verified sync: nothing else was read.
+    pub fast_path: bool,
+    /// The token of the index we read was recorded as verified.
+    pub verified: bool,
+    /// Files edited here and not yet pushed: left in place for the next push.
+    pub kept_local: Vec<String>,
+    /// Of those, files whose remote entry also changed (the push will overwrite it; W5).
+    pub conflicts: Vec<String>,
+    pub index_entries: usize,
+}
+
+/// The index as a GET found it.
+pub(super) enum IndexRead {
+    NotModified,
+    Missing,
+    Found { index: RemoteIndex, token: VersionToken, bytes: Vec<u8> },
+}
+
+impl<S, C, E> Engine<'_, S, C, E>
+where
+    S: ObjectStore,
+    C: LocalCache<Body = S::Body>,
+    E: Env,
+{
+    pub async fn pull_changed(&self) -> Result<PullReport, SyncError> {
+        self.check_abort()?;
+        let started = self.env.now_ms();
+        let state = self.read_state().await;
+        let verified = state.verified_token.filter(VersionToken::is_fingerprint);
+        let (index, token, bytes) = match self.read_index(verified.as_ref()).await? {
+            IndexRead::NotModified => {
+                self.trace("pull", "fast path (index not modified)", started);
+                return Ok(PullReport { fast_path: true, verified: true, ..PullReport::default() });
+            }
+            IndexRead::Missing => (RemoteIndex::empty(), None, None),
+            IndexRead::Found { index, token, bytes } => (index, Some(token), Some(bytes)),
+        };
+        self.trace("pull", "index read", started);
+        self.check_abort()?;
+
+        let mut report = PullReport { index_entries: index.len(), ..PullReport::default() };
+        let mut failures: Vec<FileFailure> = index
+            .invalid_entries()
+            .iter()
+            .map(|bad| FileFailure {
+                rel: bad.key.clone(),
+                error: StoreError::InvalidKey { key: bad.key.clone(), reason: bad.reason.clone() },
+            })
+            .collect();
+        let mut updates = ViewUpdates::new();
+        let to_download = self.plan_pull(&index, &mut report, &mut failures, &mut updates).await?;
+        self.trace("pull", "plan", started);
+        self.check_abort()?;
+
+        let results = run_bounded(self.config.transfers, to_download, |(rel, entry)| async move {
+            let outcome = self.download_one(&rel, &entry).await;
+            (rel, entry, outcome)
+        })
+        .await;
+        for (rel, entry, outcome) in results {
+            match outcome {
+                Ok((stat, sha256)) => {
+                    report.downloaded += 1;
+                    updates.insert(rel, Some(ViewEntry::new(stat, Some(sha256), &entry)));
+                }
+                Err(StoreError::Aborted) => return Err(SyncError::Aborted),
+                Err(error) => failures.push(FileFailure { rel, error }),
+            }
+        }
+        self.trace("pull", "downloads", started);
+
+        // Persist what we learnt even if some files failed, so that the next push does not re-upload them (W6).
+        self.save_view(&updates).await?;
+        if let Some(bytes) = bytes {
+            self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
+        }
+        if !failures.is_empty() {
+            return Err(SyncError::Files { operation: "pull", transferred: report.downloaded, failures });
+        }
+        if report.kept_local.is_empty() {
+            if let Some(token) = token {
+                report.verified = self.record_verified(token, report.downloaded).await?;
+            }
+        }
+        self.trace("pull", "done", started);
+        Ok(report)
+    }
+
+    /// GET the index (with retries, W14). `if_none_match` is the verified token, if any.
+    pub(super) async fn read_index(&self, if_none_match: Option<&VersionToken>) -> Result<IndexRead, SyncError> {
+        match self.retry(|| self.store.get_bytes(INDEX_KEY, if_none_match)).await {
+            Ok(Fetched::NotModified) | Err(StoreError::NotModified { .. }) => Ok(IndexRead::NotModified),
+            // A store that ignores the condition (some emulators) answers with the same token: still unchanged.
+            Ok(Fetched::Found { token, .. }) if if_none_match.is_some_and(|known| *known == token) => {
+                Ok(IndexRead::NotModified)
+            }
+            Ok(Fetched::Found { body, token, .. }) => {
+                let index = RemoteIndex::parse(&body).map_err(|e| SyncError::IndexCorrupt(e.to_string()))?;
+                Ok(IndexRead::Found { index, token, bytes: body })
+            }
+            Err(StoreError::NotFound { .. }) => Ok(IndexRead::Missing),
+            Err(StoreError::Aborted) => Err(SyncError::Aborted),
+            Err(other) => Err(SyncError::IndexUnreadable(other)),
+        }
+    }
+
+    /// Decide per entry; hash where stat cannot decide. Returns the downloads to run.
+    async fn plan_pull(
+        &self,
+        index: &RemoteIndex,
+        report: &mut PullReport,
+        failures: &mut Vec<FileFailure>,
+        updates: &mut ViewUpdates,
+    ) -> Result<Vec<(String, IndexEntry)>, SyncError> {
+        let listing = self.list_local().await?;
+        let view = self.read_view().await;
+        let mut downloads = Vec::new();
+        let mut to_hash = Vec::new();
+        for (rel, entry) in index.entries() {
+            // B11: internal files are never downloaded (pushes scrub such entries from the index).
+            if is_internal(rel) {
+                continue;
+            }
+            if listing.through_symlink(rel) {
+                let reason = "its cache path is or goes through a symlink".to_string();
+                let error = StoreError::InvalidKey { key: rel.to_string(), reason };
+                failures.push(FileFailure { rel: rel.to_string(), error });
+                continue;
+            }
+            let local = listing.files.get(rel);
+            let record = view.get(rel);
+            match pull_decision(entry, local, record) {
+                PullDecision::InSync => note_in_sync(updates, rel, entry, local, record),
+                PullDecision::Download => downloads.push((rel.to_string(), entry.clone())),
+                PullDecision::KeepLocal { conflict } => keep_local(report, rel, conflict),
+                PullDecision::NeedHash => to_hash.push((rel.to_string(), entry.clone())),
+            }
+        }
+        let hashed = run_bounded(self.config.transfers, to_hash, |(rel, entry)| async move {
+            let hash = self.cache.hash(&rel).await;
+            (rel, entry, hash)
+        })
+        .await;
+        let mut hashed_in_sync = BTreeMap::new();
+        for (rel, entry, hash) in hashed {
+            let record = view.get(&rel);
+            match hash {
+                Ok(Some(found)) => match pull_after_hash(&entry, found.stat.size, &found.sha256, record) {
+                    PullDecision::InSync => {
+                        hashed_in_sync.insert(rel, Some(ViewEntry::new(found.stat, Some(found.sha256), &entry)));
+                    }
+                    PullDecision::KeepLocal { conflict } => keep_local(report, &rel, conflict),
+                    _ => downloads.push((rel, entry)),
+                },
+                // Vanished since the walk: fetch it again.
+                Ok(None) => downloads.push((rel, entry)),
+                Err(StoreError::Aborted) => return Err(SyncError::Aborted),
+                Err(error) => failures.push(FileFailure { rel, error }),
+            }
+        }
+        updates.extend(hashed_in_sync);
+        Ok(downloads)
+    }
+
+    /// GET the object and hand the body to the cache, which writes a temp file, checks size and hash, and renames.
+    async fn download_one(&self, rel: &str, entry: &IndexEntry) -> Result<(FileStat, [u8; 32]), StoreError> {
+        let expected = Expected { size: entry.size, sha256: entry.sha256 };
+        self.retry(|| async {
+            if self.env.is_aborted() {
+                return Err(StoreError::Aborted);
+            }
+            match self.store.get(rel, None).await? {
+                Fetched::Found { body, .. } => {
+                    let done = self.cache.download(rel, body, expected).await?;
+                    Ok((done.stat, done.sha256))
+                }
+                Fetched::NotModified => Err(StoreError::Io { message: format!("{rel}: unexpected not-modified") }),
+            }
+        })
+        .await
+    }
+
+    /// Record `token` (the token of the GET whose bytes we just compared) as verified. Returns whether it was usable.
+    async fn record_verified(&self, token: VersionToken, downloaded: u64) -> Result<bool, SyncError> {
+        // The seed's flaw, kept only to prove the simulator catches it: the token of a later HEAD.
+        #[cfg(feature = "flaw-post-walk-head")]
+        let token = self.retry(|| self.store.head(INDEX_KEY)).await.map(|meta| meta.token).unwrap_or(token);
+        if !token.is_fingerprint() {
+            return Ok(false);
+        }
+        let verified_at = self.now_iso();
+        #[cfg(feature = "flaw-pull-clears-dirty")]
+        let marker = self.read_marker().await.id();
+        self.update_state(|state| {
+            state.verified_token = Some(token);
+            state.verified_at = Some(verified_at);
+            // W2's flaw, kept only to prove the simulator catches it: a pull that found nothing marks the cache clean.
+            #[cfg(feature = "flaw-pull-clears-dirty")]
+            if downloaded == 0 {
+                state.clean_marker = marker;
+            }
+        })
+        .await?;
+        let _ = downloaded;
+        Ok(true)
+    }
+}
+
+fn keep_local(report: &mut PullReport, rel: &str, conflict: bool) {
+    report.kept_local.push(rel.to_string());
+    if conflict {
+        report.conflicts.push(rel.to_string());
+    }
+}
+
+/// Record an in-sync file in the view when the view does not already say exactly this.
+fn note_in_sync(
+    updates: &mut ViewUpdates,
+    rel: &str,
+    entry: &IndexEntry,
+    local: Option<&FileStat>,
+    record: Option<&ViewEntry>,
+) {
+    let Some(stat) = local else { return };
+    let fresh = ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry);
+    if record != Some(&fresh) {
+        updates.insert(rel.to_string(), Some(fresh));
+    }
+}

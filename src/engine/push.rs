@@ -1,0 +1,224 @@
+//! `push_changed`: upload what changed here and merge it into the remote index.
+//!
+//! Fast path: the sidecar says the cache was clean at the current dirty marker and this instance has not marked dirty
+//! since: no request at all (B2; remote changes are the pull's business). Otherwise: one complete walk (W7), a fresh
+//! index GET (a failure other than "not found" stops here, B12), uploads in a sliding window (B13), then a
+//! compare-and-swap write-back (W1, see `writeback`). "Clean" is recorded only for the marker captured before the walk
+//! and only if it is still current at the end (W3); "verified" only if every entry of the index we wrote or read is
+//! present here (B6).
+
+use std::collections::BTreeMap;
+
+use super::local::ViewUpdates;
+use super::transfer::run_bounded;
+use super::{Engine, FileFailure, SyncError};
+use crate::dirty::Marker;
+use crate::index::{IndexEntry, RemoteIndex};
+use crate::path::INDEX_KEY;
+use crate::plan::{push_after_hash, push_decision, PushDecision};
+use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, StoreError};
+use crate::time::iso_from_ms;
+use crate::view::ViewEntry;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Files actually uploaded (B18).
+    pub uploaded: u64,
+    pub fast_path: bool,
+    pub index_written: bool,
+    /// Internal entries removed from the remote index (B11).
+    pub scrubbed: Vec<String>,
+    /// Symlinks found in the cache: reported, never followed or uploaded (W8).
+    pub symlinks: Vec<String>,
+    /// Files that disappeared during the push: skipped explicitly (W7).
+    pub vanished: Vec<String>,
+    /// Files edited here whose remote entry also changed since their last sync; the upload replaced it (W5).
+    pub conflicts: Vec<String>,
+    /// Files untouched here with a newer remote version: left for the next pull.
+    pub remote_newer: Vec<String>,
+    pub verified: bool,
+    pub clean: bool,
+}
+
+/// What happened to one file that needed a closer look.
+enum Pushed {
+    Uploaded { entry: IndexEntry, stat: FileStat, sha256: [u8; 32], conflict: bool },
+    Unchanged { stat: FileStat, sha256: [u8; 32] },
+    Vanished,
+}
+
+impl<S, C, E> Engine<'_, S, C, E>
+where
+    S: ObjectStore,
+    C: LocalCache<Body = S::Body>,
+    E: Env,
+{
+    pub async fn push_changed(&self) -> Result<PushReport, SyncError> {
+        self.check_abort()?;
+        let marker = self.read_marker().await;
+        let state = self.read_state().await;
+        let marked_here = self.instance.take_marked();
+        if !marked_here && state.is_clean_at(marker.id().as_deref()) {
+            return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
+        }
+        let result = self.push_full(&marker).await;
+        if marked_here && !matches!(&result, Ok(report) if report.clean) {
+            self.instance.set_marked();
+        }
+        result
+    }
+
+    async fn push_full(&self, captured: &Marker) -> Result<PushReport, SyncError> {
+        let started = self.env.now_ms();
+        let listing = self.list_local().await?;
+        self.trace("push", "walk", started);
+        self.check_abort()?;
+        let (mut index, token) = match self.read_index(None).await? {
+            super::pull::IndexRead::Found { index, token, .. } => (index, Some(token)),
+            super::pull::IndexRead::Missing => (RemoteIndex::empty(), None),
+            super::pull::IndexRead::NotModified => {
+                return Err(SyncError::IndexUnreadable(StoreError::NotModified { key: INDEX_KEY.into() }))
+            }
+        };
+        self.trace("push", "index read", started);
+        let mut report = PushReport {
+            scrubbed: index.scrub_internal(),
+            symlinks: listing.symlinks.clone(),
+            vanished: listing.vanished.clone(),
+            ..PushReport::default()
+        };
+        let view = self.read_view().await;
+        let mut failures = listing.invalid.clone();
+        let mut updates = ViewUpdates::new();
+        // Entries known to equal the local file, by the version we compared (for the "verified" decision).
+        let mut matching: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        let mut to_check = Vec::new();
+        for (rel, stat) in &listing.files {
+            let entry = index.get(rel);
+            let record = view.get(rel);
+            match push_decision(entry, stat, record) {
+                PushDecision::InSync => {
+                    let entry = entry.expect("in sync implies an entry").clone();
+                    let fresh = ViewEntry::new(*stat, record.and_then(|r| r.sha256), &entry);
+                    if record != Some(&fresh) {
+                        updates.insert(rel.clone(), Some(fresh));
+                    }
+                    matching.insert(rel.clone(), entry);
+                }
+                PushDecision::RemoteNewer => report.remote_newer.push(rel.clone()),
+                decision => to_check.push((rel.clone(), decision, entry.cloned(), record.cloned())),
+            }
+        }
+        self.check_abort()?;
+
+        let results = run_bounded(self.config.transfers, to_check, |(rel, decision, entry, record)| async move {
+            let outcome = self.push_one(&rel, decision, entry.as_ref(), record.as_ref()).await;
+            (rel, entry, outcome)
+        })
+        .await;
+        let mut pushed: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        for (rel, entry, outcome) in results {
+            match outcome {
+                Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, conflict }) => {
+                    report.uploaded += 1;
+                    if conflict {
+                        report.conflicts.push(rel.clone());
+                    }
+                    updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &new_entry)));
+                    pushed.insert(rel, new_entry);
+                }
+                Ok(Pushed::Unchanged { stat, sha256 }) => {
+                    let entry = entry.expect("unchanged implies an entry");
+                    updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry)));
+                    matching.insert(rel, entry);
+                }
+                Ok(Pushed::Vanished) => report.vanished.push(rel),
+                Err(StoreError::Aborted) => return Err(SyncError::Aborted),
+                Err(error) => failures.push(FileFailure { rel, error }),
+            }
+        }
+        self.trace("push", "uploads", started);
+
+        // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index.
+        let (index, token) = if !pushed.is_empty() || !report.scrubbed.is_empty() {
+            let written = self.write_back(index, token, &pushed).await?;
+            report.index_written = true;
+            self.cache.write_internal(INDEX_KEY, written.bytes).await.map_err(SyncError::from_store)?;
+            (written.index, Some(written.token))
+        } else {
+            (index, token)
+        };
+        self.trace("push", "index write-back", started);
+        matching.extend(pushed);
+        self.save_view(&updates).await?;
+
+        report.verified = failures.is_empty() && every_entry_matches(&index, &matching);
+        let verified_token = match token {
+            Some(token) if report.verified && token.is_fingerprint() => Some(token),
+            _ => {
+                report.verified = false;
+                None
+            }
+        };
+        // W3: clean only for the marker captured before the walk, and only if no markDirty replaced it since.
+        let captured_id = captured.id();
+        report.clean = failures.is_empty() && captured_id.is_some() && self.read_marker().await.id() == captured_id;
+        if verified_token.is_some() || report.clean {
+            let (verified_at, clean) = (self.now_iso(), report.clean);
+            self.update_state(|state| {
+                if let Some(token) = verified_token {
+                    state.verified_token = Some(token);
+                    state.verified_at = Some(verified_at);
+                }
+                if clean {
+                    state.clean_marker = captured_id;
+                }
+            })
+            .await?;
+        }
+        self.trace("push", "done", started);
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            Err(SyncError::Files { operation: "push", transferred: report.uploaded, failures })
+        }
+    }
+
+    /// Stat and hash before reading (W12), upload, then stat again: a file that changed meanwhile is retried, so the
+    /// entry we record always describes the bytes we sent.
+    async fn push_one(
+        &self,
+        rel: &str,
+        decision: PushDecision,
+        entry: Option<&IndexEntry>,
+        record: Option<&ViewEntry>,
+    ) -> Result<Pushed, StoreError> {
+        self.retry(|| async {
+            if self.env.is_aborted() {
+                return Err(StoreError::Aborted);
+            }
+            let Some(prepared) = self.cache.prepare_upload(rel).await? else { return Ok(Pushed::Vanished) };
+            let (stat, sha256) = (prepared.stat, prepared.sha256);
+            let conflict = match (decision, entry) {
+                (PushDecision::NeedHash, Some(entry)) => match push_after_hash(entry, stat.size, &sha256, record) {
+                    PushDecision::Upload { conflict } => conflict,
+                    _ => return Ok(Pushed::Unchanged { stat, sha256 }),
+                },
+                (PushDecision::Upload { conflict }, _) => conflict,
+                _ => false,
+            };
+            let new_entry = IndexEntry::new(stat.size, self.now_iso(), Some(iso_from_ms(stat.mtime_ms)), Some(sha256));
+            self.store.put(rel, prepared.body, &Precondition::None).await?;
+            if self.cache.stat(rel).await? != Some(stat) {
+                return Err(StoreError::Transient { status: None, message: format!("{rel} changed during upload") });
+            }
+            Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, conflict })
+        })
+        .await
+    }
+}
+
+/// Every valid entry of `index` is one we know to equal the local file (B6). Invalid entries also block it.
+fn every_entry_matches(index: &RemoteIndex, matching: &BTreeMap<String, IndexEntry>) -> bool {
+    index.invalid_entries().is_empty() && index.entries().all(|(rel, entry)| matching.get(rel) == Some(entry))
+}

@@ -1,0 +1,226 @@
+//! Cache-relative paths: which keys are safe to touch on disk (B16, W17), which files are ours and never synced
+//! (B11, W8), and how a relative path becomes an object key under the bucket prefix.
+
+/// The remote index, at the bucket prefix and as a local copy at the cache root.
+pub const INDEX_KEY: &str = ".datastore-index.json";
+/// Our sync state at the cache root.
+pub const SIDECAR_NAME: &str = ".datastore-sync-state.json";
+/// The default lock object.
+pub const LOCK_KEY: &str = ".datastore.lock";
+/// The official extension's pending-push file at the cache root.
+pub const PUSH_QUEUE_NAME: &str = ".push-queue.json";
+/// Our local view of the cache (sizes, mtimes and hashes seen at the last sync).
+pub const VIEW_NAME: &str = ".marsh-view.json";
+/// The dirty marker at the cache root, written only by markDirty.
+pub const DIRTY_NAME: &str = ".marsh-dirty.json";
+/// Basename prefix of our temp files, in any directory.
+pub const TEMP_PREFIX: &str = ".marsh-tmp-";
+
+/// swamp's local SQLite catalog; its WAL/SHM siblings share the name followed by `-`.
+const CATALOG_NAME: &str = "_catalog.db";
+/// Internal files that only count at the cache root: a data file of the same name deeper down is user data.
+const ROOT_INTERNAL_NAMES: [&str; 6] = [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid key {key:?}: {reason}")]
+pub struct PathError {
+    pub key: String,
+    pub reason: &'static str,
+}
+
+/// Ok if `key` is a safe cache-relative path: non-empty, '/'-separated, no leading '/', no backslash, no NUL or other
+/// control char, no empty / "." / ".." segment, no trailing '/', no Windows drive prefix like "C:".
+/// The error names the key.
+pub fn check_rel(key: &str) -> Result<(), PathError> {
+    let fail = |reason| Err(PathError { key: key.to_string(), reason });
+    if key.is_empty() {
+        return fail("empty path");
+    }
+    if key.starts_with('/') {
+        return fail("absolute path");
+    }
+    if key.contains('\\') {
+        return fail("backslash in path");
+    }
+    if key.chars().any(char::is_control) {
+        return fail("control character in path");
+    }
+    if key.ends_with('/') {
+        return fail("trailing slash");
+    }
+    if has_drive_prefix(key) {
+        return fail("drive prefix");
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => return fail("empty path segment"),
+            "." | ".." => return fail("dot segment"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `C:` or `C:rest`: on Windows hosts this would resolve against a drive, outside the cache.
+fn has_drive_prefix(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'
+}
+
+/// Never synced in either direction: exactly INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME
+/// at the root; any file whose basename is `_catalog.db` or starts with `_catalog.db-`; any basename starting with
+/// TEMP_PREFIX; and the official extension's crash leftovers: basename `.<uuid>.tmp` (uuid = 36 chars of hex and
+/// dashes).
+pub fn is_internal(rel: &str) -> bool {
+    if ROOT_INTERNAL_NAMES.contains(&rel) {
+        return true;
+    }
+    let basename = rel.rsplit('/').next().unwrap_or(rel);
+    basename == CATALOG_NAME
+        || basename.starts_with("_catalog.db-")
+        || basename.starts_with(TEMP_PREFIX)
+        || is_official_temp_name(basename)
+}
+
+/// `.<uuid>.tmp`, the name the official extension downloads to before renaming (left behind by a crash, W8).
+fn is_official_temp_name(basename: &str) -> bool {
+    basename
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .is_some_and(|uuid| uuid.len() == 36 && uuid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+}
+
+/// Bucket prefix in normal form: surrounding '/' trimmed; "" means no prefix.
+pub fn normalize_prefix(prefix: &str) -> String {
+    prefix.trim_matches('/').to_string()
+}
+
+/// Object key for a relative path: `prefix + "/" + rel`, or `rel` when the normalised prefix is empty.
+pub fn object_key(prefix: &str, rel: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{prefix}/{rel}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(key: &str) -> &'static str {
+        check_rel(key).expect_err(key).reason
+    }
+
+    #[test]
+    fn ordinary_relative_paths_are_accepted() {
+        for key in
+            ["a", "a/b.json", "data/model/x-1/.lock", "names with spaces/ü.yaml", "a..b/c.", "...", "ab:c", "a/c:d"]
+        {
+            assert_eq!(check_rel(key), Ok(()), "{key}");
+        }
+    }
+
+    #[test]
+    fn traversal_and_absolute_keys_are_rejected() {
+        assert_eq!(reason(".."), "dot segment");
+        assert_eq!(reason("../x"), "dot segment");
+        assert_eq!(reason("a/../../x"), "dot segment");
+        assert_eq!(reason("./a"), "dot segment");
+        assert_eq!(reason("a/./b"), "dot segment");
+        assert_eq!(reason("/etc/passwd"), "absolute path");
+    }
+
+    #[test]
+    fn malformed_separators_are_rejected() {
+        assert_eq!(reason(""), "empty path");
+        assert_eq!(reason("a\\b"), "backslash in path");
+        assert_eq!(reason("a//b"), "empty path segment");
+        assert_eq!(reason("a/"), "trailing slash");
+    }
+
+    #[test]
+    fn control_characters_are_rejected() {
+        assert_eq!(reason("a\0b"), "control character in path");
+        assert_eq!(reason("a\nb"), "control character in path");
+        assert_eq!(reason("a\u{7f}"), "control character in path");
+    }
+
+    #[test]
+    fn windows_drive_prefixes_are_rejected() {
+        assert_eq!(reason("C:"), "drive prefix");
+        assert_eq!(reason("c:/windows"), "drive prefix");
+        assert_eq!(reason("D:file"), "drive prefix");
+    }
+
+    #[test]
+    fn path_error_message_names_the_key() {
+        let message = check_rel("../secret").unwrap_err().to_string();
+
+        assert_eq!(message, "invalid key \"../secret\": dot segment");
+    }
+
+    #[test]
+    fn root_internal_names_are_internal_only_at_the_root() {
+        for name in [INDEX_KEY, SIDECAR_NAME, LOCK_KEY, PUSH_QUEUE_NAME, VIEW_NAME, DIRTY_NAME] {
+            assert!(is_internal(name), "{name}");
+            assert!(!is_internal(&format!("sub/{name}")), "sub/{name}");
+        }
+    }
+
+    #[test]
+    fn catalog_files_are_internal_anywhere() {
+        assert!(is_internal("_catalog.db"));
+        assert!(is_internal("_catalog.db-wal"));
+        assert!(is_internal("nested/dir/_catalog.db-shm"));
+        assert!(!is_internal("_catalog.dbx"));
+        assert!(!is_internal("my_catalog.db"));
+    }
+
+    #[test]
+    fn our_temp_files_are_internal_anywhere() {
+        assert!(is_internal(".marsh-tmp-123"));
+        assert!(is_internal("a/b/.marsh-tmp-x.json"));
+        assert!(!is_internal("a/marsh-tmp-x.json"));
+    }
+
+    #[test]
+    fn official_crash_leftovers_are_internal() {
+        assert!(is_internal(".0f8fad5b-d9cb-469f-a165-70867728950e.tmp"));
+        assert!(is_internal("data/.0F8FAD5B-D9CB-469F-A165-70867728950E.tmp"));
+    }
+
+    #[test]
+    fn near_miss_temp_names_are_data() {
+        assert!(!is_internal("0f8fad5b-d9cb-469f-a165-70867728950e.tmp"));
+        assert!(!is_internal(".0f8fad5b-d9cb-469f-a165-70867728950.tmp"));
+        assert!(!is_internal(".0f8fad5b-d9cb-469f-a165-70867728950g.tmp"));
+        assert!(!is_internal(".0f8fad5b-d9cb-469f-a165-70867728950e.json"));
+    }
+
+    #[test]
+    fn ordinary_files_are_not_internal() {
+        assert!(!is_internal("models/a.yaml"));
+        assert!(!is_internal(".gitignore"));
+    }
+
+    #[test]
+    fn prefix_is_trimmed_of_slashes() {
+        assert_eq!(normalize_prefix("/team/repo/"), "team/repo");
+        assert_eq!(normalize_prefix("//"), "");
+        assert_eq!(normalize_prefix(""), "");
+    }
+
+    #[test]
+    fn object_key_joins_prefix_and_path() {
+        assert_eq!(object_key("team/", "a/b.json"), "team/a/b.json");
+        assert_eq!(object_key("/team/x", INDEX_KEY), "team/x/.datastore-index.json");
+    }
+
+    #[test]
+    fn object_key_without_prefix_is_the_path() {
+        assert_eq!(object_key("", "a/b.json"), "a/b.json");
+        assert_eq!(object_key("/", "a/b.json"), "a/b.json");
+    }
+}

@@ -1,0 +1,181 @@
+//! The two small traits through which the core talks to the world (an object store and a local cache directory),
+//! plus the host environment (clock, sleep, randomness, abort, tracing). Implementations live elsewhere: the wasm
+//! boundary wraps JS host objects; `memory` has in-memory ones with fault injection for tests and the simulator.
+//!
+//! Keys are always cache-relative (`a/b.json`); a store adapter adds its bucket prefix. File bodies are opaque
+//! `Body` handles that the store and the cache pass between each other: the core never reads them.
+
+use crate::token::VersionToken;
+
+/// Typed failures of a store or cache call. `Transient` and (some) `Http` errors are retried by `retry`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {key}")]
+    NotFound { key: String },
+    #[error("precondition failed for {key} (another writer changed it)")]
+    PreconditionFailed { key: String },
+    #[error("not modified: {key}")]
+    NotModified { key: String },
+    /// Timeouts, 429, 5xx, 409 conditional-request conflicts, transport errors without a status.
+    #[error("transient failure{}: {message}", status_suffix(*status))]
+    Transient { status: Option<u16>, message: String },
+    /// 401/403 and missing credentials: never retried, surfaced with a hint.
+    #[error("access denied{}: {message}", status_suffix(*status))]
+    Auth { status: Option<u16>, message: String },
+    /// Any other HTTP status: not retried.
+    #[error("request failed{}: {message}", status_suffix(Some(*status)))]
+    Http { status: u16, message: String },
+    #[error("aborted")]
+    Aborted,
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("local I/O error: {message}")]
+    Io { message: String },
+}
+
+fn status_suffix(status: Option<u16>) -> String {
+    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Condition on a write. Named, not a boolean, so a blind overwrite is always visible at the call site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// Create only (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`).
+    IfAbsent,
+    /// Replace only this version (S3 `If-Match`, GCS `ifGenerationMatch`).
+    IfMatch(VersionToken),
+}
+
+/// Answer of a (conditional) GET.
+#[derive(Debug)]
+pub enum Fetched<B> {
+    /// Only for a GET with `if_none_match`: the object still has that token.
+    NotModified,
+    Found {
+        body: B,
+        token: VersionToken,
+        size: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub token: VersionToken,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub token: VersionToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    pub next_page: Option<String>,
+}
+
+/// The remote bucket. All calls may be retried by the core; the adapter itself must not retry.
+#[allow(async_fn_in_trait)] // single-threaded (wasm) host: futures are deliberately not Send
+pub trait ObjectStore {
+    /// An object body in flight between store and cache (a stream handle in JS, bytes in memory).
+    type Body;
+
+    /// GET an object body with its version token. With `if_none_match`, answers `NotModified` when unchanged.
+    async fn get(&self, key: &str, if_none_match: Option<&VersionToken>) -> StoreResult<Fetched<Self::Body>>;
+    /// GET a small object (index, lock) as bytes.
+    async fn get_bytes(&self, key: &str, if_none_match: Option<&VersionToken>) -> StoreResult<Fetched<Vec<u8>>>;
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta>;
+    /// PUT a file body handed over by the cache.
+    async fn put(&self, key: &str, body: Self::Body, precondition: &Precondition) -> StoreResult<VersionToken>;
+    /// PUT a small object (index, lock) from bytes.
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken>;
+    /// DELETE, optionally only if the object still has `if_match`. Deleting a missing object is `NotFound`.
+    async fn delete(&self, key: &str, if_match: Option<&VersionToken>) -> StoreResult<()>;
+    async fn list(&self, prefix: &str, page: Option<&str>) -> StoreResult<ListPage>;
+}
+
+/// Size and modification time of a cache file, as the host sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    /// Milliseconds since the epoch (integer; hosts round).
+    pub mtime_ms: i64,
+}
+
+/// One item of a cache walk. Vanished and symlinked entries are reported, never followed or silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalkItem {
+    File {
+        rel: String,
+        stat: FileStat,
+    },
+    /// Listed, then gone before it could be stat'ed (a concurrent delete): skipped explicitly (W7).
+    Vanished {
+        rel: String,
+    },
+    /// Not followed (W8).
+    Symlink {
+        rel: String,
+    },
+}
+
+/// A file opened for upload: stat and content hash taken before the body is read (W12).
+#[derive(Debug)]
+pub struct Prepared<B> {
+    pub body: B,
+    pub stat: FileStat,
+    pub sha256: [u8; 32],
+}
+
+/// A completed download, verified against the expected size (and hash) before the rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downloaded {
+    pub stat: FileStat,
+    pub sha256: [u8; 32],
+}
+
+/// What a download must match before it may replace the cache file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub size: u64,
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// The local cache directory. `rel` paths are checked by the core (`path::check_rel`) before any call.
+#[allow(async_fn_in_trait)]
+pub trait LocalCache {
+    type Body;
+
+    async fn stat(&self, rel: &str) -> StoreResult<Option<FileStat>>;
+    /// Every file under the root, internal ones included (the core filters), symlinks reported not followed.
+    async fn walk(&self) -> StoreResult<Vec<WalkItem>>;
+    /// Read a small internal file at the root; `None` if missing.
+    async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Replace a small internal file atomically (temp in the same directory, then rename).
+    async fn write_internal(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()>;
+    /// Stat, hash and open a file for upload. `None` if it vanished.
+    async fn prepare_upload(&self, rel: &str) -> StoreResult<Option<Prepared<Self::Body>>>;
+    /// Write a body to a temp name, verify size (and hash), then rename onto `rel` (W16).
+    async fn download(&self, rel: &str, body: Self::Body, expected: Expected) -> StoreResult<Downloaded>;
+    /// Hash a cache file (to confirm equality when stat alone cannot). `None` if missing.
+    async fn hash(&self, rel: &str) -> StoreResult<Option<Downloaded>>;
+}
+
+/// Host services: time, sleeping, randomness, abort, trace output. The core never sleeps or reads a clock otherwise.
+#[allow(async_fn_in_trait)]
+pub trait Env {
+    fn now_ms(&self) -> i64;
+    /// A uniform number in [0, 1) for jitter and nonces.
+    fn random(&self) -> f64;
+    /// Sleep, waking early with `Aborted` when the operation is aborted.
+    async fn sleep(&self, ms: u64) -> StoreResult<()>;
+    fn is_aborted(&self) -> bool;
+    /// One trace line (per-phase timing), shown only when tracing is on (B21).
+    fn trace(&self, _line: &str) {}
+}

@@ -1,0 +1,184 @@
+//! The local view (`.marsh-view.json`): for each cache file, what it looked like (size, mtime, hash) when it was last
+//! known to equal a remote index entry, and which entry that was. It lets a push tell "edited here" from "pulled
+//! from elsewhere" without hashing every file, and is persisted after every pull and push so that files another machine
+//! pushed are not re-uploaded by the next push (W6). It is an optimisation with a safe fallback: a missing or stale
+//! view entry only costs a hash or a transfer, never a skipped file.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::index::{parse_sha256_hex, sha256_hex, IndexEntry};
+use crate::store::FileStat;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewEntry {
+    pub stat: FileStat,
+    pub sha256: Option<[u8; 32]>,
+    /// `lastModified` of the index entry this file was equal to (with `stat.size` and `sha256`, the entry's version).
+    pub base_last_modified: String,
+}
+
+impl ViewEntry {
+    pub fn new(stat: FileStat, sha256: Option<[u8; 32]>, entry: &IndexEntry) -> Self {
+        ViewEntry { stat, sha256: sha256.or(entry.sha256), base_last_modified: entry.last_modified.clone() }
+    }
+
+    /// The index entry is still the version this file was synced with.
+    pub fn matches_entry(&self, entry: &IndexEntry) -> bool {
+        let hashes_agree = match (self.sha256, entry.sha256) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => true,
+        };
+        self.stat.size == entry.size && self.base_last_modified == entry.last_modified && hashes_agree
+    }
+
+    /// The file on disk has not been touched since it was synced (same size and mtime).
+    pub fn matches_stat(&self, stat: &FileStat) -> bool {
+        self.stat == *stat
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalView {
+    files: BTreeMap<String, ViewEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ViewFile {
+    version: u32,
+    files: BTreeMap<String, ViewRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ViewRecord {
+    size: u64,
+    mtime_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    base_last_modified: String,
+}
+
+impl LocalView {
+    /// Never fails: an unreadable view is an empty one (every file then falls back to hash or size checks).
+    pub fn parse(bytes: Option<&[u8]>) -> LocalView {
+        let Some(parsed) = bytes.and_then(|b| serde_json::from_slice::<ViewFile>(b).ok()) else {
+            return LocalView::default();
+        };
+        if parsed.version != 1 {
+            return LocalView::default();
+        }
+        let files = parsed
+            .files
+            .into_iter()
+            .map(|(rel, record)| {
+                let entry = ViewEntry {
+                    stat: FileStat { size: record.size, mtime_ms: record.mtime_ms },
+                    sha256: record.sha256.as_deref().and_then(parse_sha256_hex),
+                    base_last_modified: record.base_last_modified,
+                };
+                (rel, entry)
+            })
+            .collect();
+        LocalView { files }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let files = self
+            .files
+            .iter()
+            .map(|(rel, entry)| {
+                let record = ViewRecord {
+                    size: entry.stat.size,
+                    mtime_ms: entry.stat.mtime_ms,
+                    sha256: entry.sha256.as_ref().map(sha256_hex),
+                    base_last_modified: entry.base_last_modified.clone(),
+                };
+                (rel.clone(), record)
+            })
+            .collect();
+        serde_json::to_vec(&ViewFile { version: 1, files }).expect("view serialises")
+    }
+
+    pub fn get(&self, rel: &str) -> Option<&ViewEntry> {
+        self.files.get(rel)
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Apply this operation's findings on top of the view as it is on disk now (another instance may have written it
+    /// since we read it): our records win for the files we looked at, theirs are kept for the rest.
+    pub fn merge_into(updates: &BTreeMap<String, Option<ViewEntry>>, mut latest: LocalView) -> LocalView {
+        for (rel, update) in updates {
+            match update {
+                Some(entry) => {
+                    latest.files.insert(rel.clone(), entry.clone());
+                }
+                None => {
+                    latest.files.remove(rel);
+                }
+            }
+        }
+        latest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: u64, last_modified: &str, sha: Option<u8>) -> IndexEntry {
+        IndexEntry::new(size, last_modified.to_string(), None, sha.map(|b| [b; 32]))
+    }
+
+    #[test]
+    fn view_round_trips_through_json() {
+        let mut updates = BTreeMap::new();
+        let stat = FileStat { size: 3, mtime_ms: 1_700_000_000_123 };
+        updates.insert("a/b.json".to_string(), Some(ViewEntry::new(stat, Some([7; 32]), &entry(3, "t1", None))));
+        let view = LocalView::merge_into(&updates, LocalView::default());
+        let parsed = LocalView::parse(Some(&view.to_json()));
+        assert_eq!(parsed, view);
+    }
+
+    #[test]
+    fn unreadable_view_is_empty_not_an_error() {
+        assert!(LocalView::parse(Some(b"{not json")).is_empty());
+        assert!(LocalView::parse(Some(br#"{"version":9,"files":{}}"#)).is_empty());
+        assert!(LocalView::parse(None).is_empty());
+    }
+
+    #[test]
+    fn entry_match_needs_same_size_time_and_hash() {
+        let stat = FileStat { size: 3, mtime_ms: 5 };
+        let view = ViewEntry::new(stat, Some([1; 32]), &entry(3, "t1", Some(1)));
+        assert!(view.matches_entry(&entry(3, "t1", Some(1))));
+        assert!(view.matches_entry(&entry(3, "t1", None)));
+        assert!(!view.matches_entry(&entry(3, "t2", Some(1))));
+        assert!(!view.matches_entry(&entry(3, "t1", Some(2))));
+        assert!(!view.matches_entry(&entry(4, "t1", Some(1))));
+    }
+
+    #[test]
+    fn merge_keeps_other_instances_records_and_applies_ours() {
+        let stat = FileStat { size: 1, mtime_ms: 1 };
+        let mut theirs = BTreeMap::new();
+        theirs.insert("theirs".to_string(), Some(ViewEntry::new(stat, None, &entry(1, "t", None))));
+        theirs.insert("gone".to_string(), Some(ViewEntry::new(stat, None, &entry(1, "t", None))));
+        let on_disk = LocalView::merge_into(&theirs, LocalView::default());
+        let mut ours = BTreeMap::new();
+        ours.insert("ours".to_string(), Some(ViewEntry::new(stat, None, &entry(1, "t", None))));
+        ours.insert("gone".to_string(), None);
+        let merged = LocalView::merge_into(&ours, on_disk);
+        assert!(merged.get("theirs").is_some());
+        assert!(merged.get("ours").is_some());
+        assert!(merged.get("gone").is_none());
+    }
+}
