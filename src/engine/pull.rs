@@ -105,7 +105,7 @@ where
         }
         if report.kept_local.is_empty() {
             if let Some(token) = token {
-                report.verified = self.record_verified(token, report.downloaded).await?;
+                report.verified = self.record_verified(token).await?;
             }
         }
         self.trace("pull", "done", started);
@@ -207,7 +207,7 @@ where
     }
 
     /// Record `token` (the token of the GET whose bytes we just compared) as verified. Returns whether it was usable.
-    async fn record_verified(&self, token: VersionToken, downloaded: u64) -> Result<bool, SyncError> {
+    async fn record_verified(&self, token: VersionToken) -> Result<bool, SyncError> {
         // The seed's flaw, kept only to prove the simulator catches it: the token of a later HEAD.
         #[cfg(feature = "flaw-post-walk-head")]
         let token = self.retry(|| self.store.head(INDEX_KEY)).await.map(|meta| meta.token).unwrap_or(token);
@@ -220,14 +220,13 @@ where
         self.update_state(|state| {
             state.verified_token = Some(token);
             state.verified_at = Some(verified_at);
-            // W2's flaw, kept only to prove the simulator catches it: a pull that found nothing marks the cache clean.
+            // W2's flaw, kept only to prove the simulator catches it: a completed pull marks the cache clean.
             #[cfg(feature = "flaw-pull-clears-dirty")]
-            if downloaded == 0 {
+            {
                 state.clean_marker = marker;
             }
         })
         .await?;
-        let _ = downloaded;
         Ok(true)
     }
 }

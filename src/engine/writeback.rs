@@ -44,7 +44,8 @@ where
             let precondition = write_condition(token.as_ref());
             match self.retry(|| self.store.put_bytes(INDEX_KEY, bytes.clone(), &precondition)).await {
                 Ok(token) => return Ok(Written { index, token, bytes }),
-                Err(StoreError::PreconditionFailed { .. }) if attempt + 1 < attempts => {
+                // S3 answers If-Match on a vanished object with 404, GCS with 412: both mean "changed since read".
+                Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) if attempt + 1 < attempts => {
                     self.env.sleep(cas_backoff_ms(attempt, self.env.random())).await.map_err(SyncError::from_store)?;
                     (index, token) = match self.read_index(None).await? {
                         IndexRead::Found { index, token, .. } => (index, Some(token)),
@@ -52,7 +53,7 @@ where
                         IndexRead::NotModified => continue,
                     };
                 }
-                Err(StoreError::PreconditionFailed { .. }) => break,
+                Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) => break,
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),
                 Err(other) => return Err(SyncError::IndexWrite(other)),
             }

@@ -1,0 +1,93 @@
+//! Shared arrangement for native engine tests: "machines" (a cache directory, a service instance, a host env) sharing
+//! one in-memory bucket. Operations run to completion with `block_on`; interleavings use the simulator instead.
+#![allow(dead_code)] // each test file uses its own subset
+
+use marsh::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, SyncError};
+use marsh::index::RemoteIndex;
+use marsh::memory::{MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::path::{INDEX_KEY, SIDECAR_NAME};
+use marsh::sidecar::SyncState;
+use marsh::sim::block_on;
+
+pub struct Machine {
+    pub store: MemoryStore,
+    pub cache: MemoryCache,
+    pub env: TestEnv,
+    pub instance: Instance,
+    pub config: EngineConfig,
+}
+
+impl Machine {
+    /// A machine with its own cache directory and clock, talking to `bucket` through its own client.
+    pub fn new(bucket: &MemoryStore, seed: u64) -> Machine {
+        let clock = VirtualClock::new(1_780_000_000_000 + seed as i64 * 1_000_000);
+        Machine {
+            store: bucket.client(),
+            cache: MemoryCache::with_clock(clock.clone()),
+            env: TestEnv::with_clock(clock, seed),
+            instance: Instance::new(),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// A second service instance on the same cache directory (another swamp process on this machine).
+    pub fn second_instance(&self) -> Machine {
+        Machine {
+            store: self.store.client(),
+            cache: self.cache.instance(),
+            env: self.env.clone(),
+            instance: Instance::new(),
+            config: self.config.clone(),
+        }
+    }
+
+    pub fn engine(&self) -> Engine<'_, MemoryStore, MemoryCache, TestEnv> {
+        Engine::new(&self.store, &self.cache, &self.env, &self.config, &self.instance)
+    }
+
+    pub fn pull(&self) -> Result<PullReport, SyncError> {
+        block_on(self.engine().pull_changed())
+    }
+
+    pub fn push(&self) -> Result<PushReport, SyncError> {
+        block_on(self.engine().push_changed())
+    }
+
+    pub fn mark_dirty(&self) {
+        block_on(self.engine().mark_dirty()).expect("markDirty");
+    }
+
+    /// What swamp does for a write: markDirty, then the write.
+    pub fn write(&self, rel: &str, bytes: &[u8]) {
+        self.mark_dirty();
+        self.cache.write_file(rel, bytes.to_vec());
+    }
+
+    pub fn state(&self) -> SyncState {
+        SyncState::parse(self.cache.file(SIDECAR_NAME).as_deref())
+    }
+
+    /// Data files only (what swamp sees).
+    pub fn data_files(&self) -> Vec<String> {
+        self.cache.files().into_keys().filter(|rel| !marsh::path::is_internal(rel)).collect()
+    }
+}
+
+pub fn s3_bucket() -> MemoryStore {
+    MemoryStore::new(TokenStyle::S3)
+}
+
+pub fn gcs_bucket() -> MemoryStore {
+    MemoryStore::new(TokenStyle::Gcs)
+}
+
+pub fn remote_index(bucket: &MemoryStore) -> RemoteIndex {
+    match bucket.object(INDEX_KEY) {
+        Some((bytes, _)) => RemoteIndex::parse(&bytes).expect("remote index parses"),
+        None => RemoteIndex::empty(),
+    }
+}
+
+pub fn remote_keys(bucket: &MemoryStore) -> Vec<String> {
+    remote_index(bucket).entries().map(|(rel, _)| rel.to_string()).collect()
+}

@@ -1,0 +1,176 @@
+//! The races the official extensions shipped, each replayed at its exact moment with a fault hook. Each test fails on
+//! the flawed variant named in its comment (the mutation tests in `mutations.rs` prove it with the simulator).
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::rc::Rc;
+
+use common::{gcs_bucket, remote_keys, s3_bucket, Machine};
+use marsh::memory::{Kind, MemoryStore};
+use marsh::path::INDEX_KEY;
+use marsh::sim::block_on;
+
+/// The seed (../shared/seed/): A's slow pull GETs the index at G1 and finds nothing to download; B pushes a new file
+/// (index → G2) before A's pull ends; A must record G1, not G2, so that A's next pull takes the slow path and gets B's
+/// file. The flawed variant (feature `flaw-post-walk-head`) HEADs the index at the end and records G2: A's next pull
+/// then answers "not modified" and B's file stays invisible.
+fn seed_scenario(bucket: MemoryStore) {
+    let a = Machine::new(&bucket, 1);
+    let b = Rc::new(Machine::new(&bucket, 2));
+    a.pull().unwrap(); // 1. A's slow-path pull of an empty bucket…
+    let g1 = bucket.token(INDEX_KEY);
+    let writer = b.clone();
+    let mut pushed = false;
+    a.cache.faults().on_call(
+        Kind::Walk,
+        |_| true,
+        move |_| {
+            if !pushed {
+                pushed = true; // 2. …B pushes a new file between A's index GET and the end of A's pull.
+                writer.write("b-new.json", b"from B");
+                writer.push().unwrap();
+            }
+        },
+    );
+    let other = Machine::new(&bucket, 3);
+    other.write("seed.json", b"x");
+    other.push().unwrap();
+
+    let first = a.pull().unwrap(); // 3. A's pull ends.
+
+    assert_ne!(bucket.token(INDEX_KEY), g1);
+    assert_eq!(first.downloaded, 1, "seed.json only: B's file arrived after A's index GET");
+    let second = a.pull().unwrap(); // 4. A's next sync must not take the fast path…
+    assert!(!second.fast_path);
+    assert_eq!(a.cache.file("b-new.json").as_deref(), Some(&b"from B"[..])); // 5. …and B's file is pulled.
+}
+
+#[test]
+fn seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_s3() {
+    seed_scenario(s3_bucket());
+}
+
+#[test]
+fn seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_gcs() {
+    seed_scenario(gcs_bucket());
+}
+
+/// W1: A and B read the same index, each uploads a file, each writes the index back. With the compare-and-swap, A's
+/// write-back fails its precondition, re-reads B's index and merges: both entries survive. The flawed variant
+/// (`flaw-blind-index-put`) overwrites B's index and B's entry is lost.
+#[test]
+fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
+    for bucket in [s3_bucket(), gcs_bucket()] {
+        let a = Machine::new(&bucket, 1);
+        let b = Rc::new(Machine::new(&bucket, 2));
+        a.write("from-a.json", b"A");
+        b.write("from-b.json", b"B");
+        let writer = b.clone();
+        let mut raced = false;
+        a.store.faults().on_call(
+            Kind::PutBytes,
+            |key| key == INDEX_KEY,
+            move |_| {
+                if !raced {
+                    raced = true;
+                    writer.push().unwrap();
+                }
+            },
+        );
+
+        let report = a.push().unwrap();
+
+        assert_eq!(remote_keys(&bucket), ["from-a.json", "from-b.json"]);
+        assert_eq!(a.store.requests().put_bytes, 2, "one failed compare-and-swap, one merged write");
+        assert!(!report.verified, "B's file is not in A's cache");
+    }
+}
+
+/// W1 with a lost reply: A's index PUT lands but its answer times out; the retry meets its own write (precondition
+/// failed), re-reads, and finds its entries already there.
+#[test]
+fn w1_index_write_whose_reply_was_lost_is_merged_not_duplicated() {
+    let bucket = s3_bucket();
+    let a = Machine::new(&bucket, 1);
+    a.write("a.json", b"1");
+    let timeout = marsh::store::StoreError::Transient { status: None, message: "timeout".into() };
+    a.store.faults().fail_nth_after_effect(Kind::PutBytes, 1, timeout);
+
+    a.push().unwrap();
+
+    assert_eq!(remote_keys(&bucket), ["a.json"]);
+}
+
+/// W2: markDirty (and a write) in one process, then a full pull in another. The pull must not mark the cache clean;
+/// the flawed variant (`flaw-pull-clears-dirty`) does, and the next push takes the fast path and skips the file.
+#[test]
+fn w2_a_pull_after_mark_dirty_does_not_clear_dirtiness() {
+    let bucket = s3_bucket();
+    let a = Machine::new(&bucket, 1);
+    a.write("old.json", b"1");
+    a.push().unwrap();
+    let writer = a.second_instance();
+    writer.write("new.json", b"2"); // this process exits without pushing
+    let elsewhere = Machine::new(&bucket, 2);
+    elsewhere.write("other.json", b"3");
+    elsewhere.push().unwrap(); // so that the pull below takes the full path
+    let sync = a.second_instance();
+
+    assert_eq!(sync.pull().unwrap().downloaded, 1);
+    let pushed = sync.push().unwrap();
+
+    assert_eq!(pushed.uploaded, 1);
+    assert_eq!(remote_keys(&bucket), ["new.json", "old.json", "other.json"]);
+}
+
+/// W3: a markDirty (and write) landing while a push runs, after its walk, must leave the cache dirty. The push
+/// captured the marker before the walk and finds it replaced at the end, so it records nothing clean.
+#[test]
+fn w3_mark_dirty_during_a_push_keeps_the_cache_dirty() {
+    let bucket = s3_bucket();
+    let a = Machine::new(&bucket, 1);
+    a.write("one.json", b"1");
+    let writer = Rc::new(a.second_instance());
+    let late = writer.clone();
+    let mut wrote = false;
+    a.store.faults().on_call(
+        Kind::GetBytes,
+        |key| key == INDEX_KEY,
+        move |_| {
+            if !wrote {
+                wrote = true; // after A's walk, before A's write-back
+                late.write("two.json", b"2");
+            }
+        },
+    );
+
+    let report = a.push().unwrap();
+
+    assert!(!report.clean);
+    assert_eq!(remote_keys(&bucket), ["one.json"]);
+    let later = a.second_instance().push().unwrap();
+    assert!(!later.fast_path);
+    assert_eq!(remote_keys(&bucket), ["one.json", "two.json"]);
+}
+
+/// W11 + instance marks: a write whose markDirty landed *before* another instance's push captured the marker, but
+/// whose bytes landed after that push walked, is still pushed by the writing instance's own push.
+#[test]
+fn a_writers_own_push_walks_even_if_another_instance_marked_the_cache_clean() {
+    let bucket = s3_bucket();
+    let a = Machine::new(&bucket, 1);
+    a.write("one.json", b"1");
+    a.push().unwrap();
+    let writer = a.second_instance();
+    writer.mark_dirty(); // "about to change"…
+    let other = a.second_instance();
+    other.push().unwrap(); // …another process pushes (and records clean at the current marker)…
+    writer.cache.write_file("late.json", b"late".to_vec()); // …then the bytes land.
+
+    let report = writer.push().unwrap();
+
+    assert!(!report.fast_path);
+    assert_eq!(report.uploaded, 1);
+    assert_eq!(block_on(async { remote_keys(&bucket) }), ["late.json", "one.json"]);
+}
