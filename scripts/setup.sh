@@ -18,11 +18,16 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf 'setup: %s\n' "$*"; }
 started=$(date +%s)
 
+# What the stock Rust image must already provide (everything else comes from crates.io, npm and PyPI).
+for prerequisite in rustup cargo npm node python3 curl setsid pgrep; do
+  command -v "$prerequisite" >/dev/null 2>&1 || { echo "setup: '$prerequisite' is required but not installed" >&2; exit 1; }
+done
+
 if [[ "$(rustup target list --installed)" == *wasm32-unknown-unknown* ]]; then
   say "wasm32-unknown-unknown target: present"
 else
   say "wasm32-unknown-unknown target: installing"
-  rustup target add wasm32-unknown-unknown
+  rustup --quiet target add wasm32-unknown-unknown
 fi
 
 for component in rustfmt clippy; do
@@ -30,7 +35,7 @@ for component in rustfmt clippy; do
     say "$component: present"
   else
     say "$component: installing"
-    rustup component add "$component"
+    rustup --quiet component add "$component"
   fi
 done
 
@@ -38,15 +43,17 @@ if command -v wasm-pack >/dev/null 2>&1; then
   say "wasm-pack: present ($(wasm-pack --version))"
 else
   say "wasm-pack: installing (about 2 minutes)"
-  cargo install wasm-pack --locked
+  cargo install --quiet wasm-pack --locked
 fi
 
-if command -v wasm-bindgen >/dev/null 2>&1 && [ "$(wasm-bindgen --version)" = "wasm-bindgen $wasm_bindgen_version" ]; then
+# wasm-pack test uses the wasm-bindgen-test-runner installed next to wasm-bindgen (no download when versions match).
+if command -v wasm-bindgen >/dev/null 2>&1 && command -v wasm-bindgen-test-runner >/dev/null 2>&1 \
+  && [ "$(wasm-bindgen --version)" = "wasm-bindgen $wasm_bindgen_version" ]; then
   say "wasm-bindgen-cli $wasm_bindgen_version: present"
 else
   say "wasm-bindgen-cli $wasm_bindgen_version: installing (about 3 minutes)"
   # Not --locked: one of its locked dependencies is no longer on the registry.
-  cargo install wasm-bindgen-cli --version "$wasm_bindgen_version" --force
+  cargo install --quiet wasm-bindgen-cli --version "$wasm_bindgen_version" --force
 fi
 
 deno_bin="$tools/deno/node_modules/@deno/linux-x64-glibc/bin/deno"

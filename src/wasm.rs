@@ -1,1 +1,597 @@
-//! (being written)
+//! The boundary between the core and its JavaScript host: the only module that touches `JsValue` or `wasm_bindgen`.
+//!
+//! The host passes plain objects with async methods (their exact shapes are written down in `js/host.ts`):
+//! - [`JsStore`] wraps a `MarshStore` and implements [`ObjectStore`] with `Body = JsValue`: a body is an opaque host
+//!   handle (a stream, a file path, bytes) that Rust hands from the store to the cache and back, never reads.
+//! - [`JsCache`] wraps a `MarshCache` and implements [`LocalCache`] with the same `Body`.
+//! - [`JsEnv`] wraps a `MarshEnv` (sleep, abort signal, trace) and implements [`Env`].
+//!
+//! Errors cross in both directions as objects with a `kind` string (`"NotFound"`, `"PreconditionFailed"`, …): a host
+//! method throws `{ kind, status?, key?, message }` and [`store_error_from_js`] turns it into a [`StoreError`]; anything
+//! without a known kind becomes `Io` with its message, so a host bug is never mistaken for a retryable failure.
+//! [`store_error_to_js`] goes the other way, producing a real JS `Error` carrying the same properties.
+//!
+//! Exported entry points (`#[wasm_bindgen]` functions) take the host objects as `JsValue`, wrap them with
+//! `JsStore::from_js` / `JsCache::from_js` / `JsEnv::from_js` (which check the methods exist, so a wrong object fails
+//! at the call, not halfway through a sync), run the core, and return `Result<_, JsValue>` via `store_error_to_js`.
+
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::store::{
+    Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
+    Precondition, Prepared, StoreError, StoreResult, WalkItem,
+};
+use crate::token::VersionToken;
+
+// Lets the generated `.d.ts` name the host interfaces (the glue lives in `js/gen/`, next to `js/host.ts`).
+#[wasm_bindgen(typescript_custom_section)]
+const HOST_TYPES: &str = r#"import type { MarshCache, MarshEnv, MarshStore } from "../host.ts";"#;
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Exports
+
+/// The crate version (`marsh --version`).
+#[wasm_bindgen]
+pub fn version() -> String {
+    crate::VERSION.to_string()
+}
+
+/// Smoke export: GET `key` through the [`ObjectStore`] trait and answer `{ token, size }`. Proves that an async JS
+/// store, the promise bridge and the error mapping work end to end.
+#[wasm_bindgen(js_name = probeGet, unchecked_return_type = "{ token: string; size: number }")]
+pub async fn probe_get(
+    #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
+    key: String,
+) -> Result<JsValue, JsValue> {
+    let store = JsStore::from_js(store)?;
+    match store.get(&key, None).await {
+        Ok(Fetched::Found { token, size, .. }) => {
+            let answer = Object::new();
+            set(&answer, "token", &JsValue::from_str(token.as_str()));
+            set(&answer, "size", &JsValue::from_f64(size as f64));
+            Ok(answer.into())
+        }
+        Ok(Fetched::NotModified) => Err(store_error_to_js(&StoreError::NotModified { key })),
+        Err(error) => Err(store_error_to_js(&error)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Errors
+
+/// The `kind` string of a [`StoreError`], as seen by JS.
+pub fn store_error_kind(error: &StoreError) -> &'static str {
+    match error {
+        StoreError::NotFound { .. } => "NotFound",
+        StoreError::PreconditionFailed { .. } => "PreconditionFailed",
+        StoreError::NotModified { .. } => "NotModified",
+        StoreError::Transient { .. } => "Transient",
+        StoreError::Auth { .. } => "Auth",
+        StoreError::Http { .. } => "Http",
+        StoreError::Aborted => "Aborted",
+        StoreError::InvalidKey { .. } => "InvalidKey",
+        StoreError::Io { .. } => "Io",
+    }
+}
+
+/// A JS `Error` (name `MarshError`) with the display message and `kind`, plus `status` and `key` when the error has
+/// them. This is how every Rust failure reaches the host.
+pub fn store_error_to_js(error: &StoreError) -> JsValue {
+    let js_error = js_sys::Error::new(&error.to_string());
+    js_error.set_name("MarshError");
+    set(&js_error, "kind", &JsValue::from_str(store_error_kind(error)));
+    let (status, key) = match error {
+        StoreError::NotFound { key } | StoreError::PreconditionFailed { key } | StoreError::NotModified { key } => {
+            (None, Some(key.as_str()))
+        }
+        StoreError::InvalidKey { key, .. } => (None, Some(key.as_str())),
+        StoreError::Transient { status, .. } | StoreError::Auth { status, .. } => (*status, None),
+        StoreError::Http { status, .. } => (Some(*status), None),
+        StoreError::Aborted | StoreError::Io { .. } => (None, None),
+    };
+    if let Some(status) = status {
+        set(&js_error, "status", &JsValue::from(status));
+    }
+    if let Some(key) = key {
+        set(&js_error, "key", &JsValue::from_str(key));
+    }
+    js_error.into()
+}
+
+/// A JS `Error` with a `kind` for failures that are not a [`StoreError`] (e.g. a wrong argument).
+pub fn js_error(kind: &str, message: &str) -> JsValue {
+    let js_error = js_sys::Error::new(message);
+    js_error.set_name("MarshError");
+    set(&js_error, "kind", &JsValue::from_str(kind));
+    js_error.into()
+}
+
+/// Map a value thrown (or a promise rejection) by a host method to a [`StoreError`].
+///
+/// `key` is the key or path of the call: it fills in errors whose `kind` needs one when the host left `key` out. A
+/// DOM `AbortError` (what `AbortSignal`-aware APIs throw) counts as `Aborted`.
+pub fn store_error_from_js(thrown: &JsValue, key: &str) -> StoreError {
+    let message = thrown_message(thrown);
+    let kind = string_prop(thrown, "kind");
+    let status = get(thrown, "status").as_f64().filter(|s| (0.0..=999.0).contains(s)).map(|s| s as u16);
+    let key = string_prop(thrown, "key").unwrap_or_else(|| key.to_string());
+    match kind.as_deref() {
+        Some("NotFound") => StoreError::NotFound { key },
+        Some("PreconditionFailed") => StoreError::PreconditionFailed { key },
+        Some("NotModified") => StoreError::NotModified { key },
+        Some("Transient") => StoreError::Transient { status, message },
+        Some("Auth") => StoreError::Auth { status, message },
+        Some("Http") => StoreError::Http { status: status.unwrap_or(0), message },
+        Some("Aborted") => StoreError::Aborted,
+        Some("InvalidKey") => StoreError::InvalidKey { key, reason: message },
+        Some("Io") => StoreError::Io { message },
+        _ if string_prop(thrown, "name").as_deref() == Some("AbortError") => StoreError::Aborted,
+        Some(other) => StoreError::Io { message: format!("{message} (unknown error kind {other:?})") },
+        None => StoreError::Io { message },
+    }
+}
+
+/// The best human-readable text of a thrown value: its `message`, the string itself, or a debug rendering.
+fn thrown_message(thrown: &JsValue) -> String {
+    if let Some(message) = string_prop(thrown, "message") {
+        return message;
+    }
+    if let Some(text) = thrown.as_string() {
+        return text;
+    }
+    format!("{thrown:?}")
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Small helpers over JS objects
+
+/// `target[name]`, or `undefined` when `target` is not an object or the lookup throws (a getter, a proxy).
+fn get(target: &JsValue, name: &str) -> JsValue {
+    if !target.is_object() && !target.is_function() {
+        return JsValue::UNDEFINED;
+    }
+    Reflect::get(target, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn string_prop(target: &JsValue, name: &str) -> Option<String> {
+    get(target, name).as_string()
+}
+
+fn set(target: &JsValue, name: &str, value: &JsValue) {
+    // Setting a property on a fresh plain object or Error cannot fail.
+    let _ = Reflect::set(target, &JsValue::from_str(name), value);
+}
+
+fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let result = Object::new();
+    for (name, value) in pairs {
+        set(&result, name, value);
+    }
+    result.into()
+}
+
+fn optional_string(value: Option<&str>) -> JsValue {
+    value.map(JsValue::from_str).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn bytes_to_js(bytes: &[u8]) -> JsValue {
+    Uint8Array::from(bytes).into()
+}
+
+/// The wire form of a [`Precondition`]: `{ kind: "none" } | { kind: "ifAbsent" } | { kind: "ifMatch", token }`.
+pub fn precondition_to_js(precondition: &Precondition) -> JsValue {
+    match precondition {
+        Precondition::None => object(&[("kind", "none".into())]),
+        Precondition::IfAbsent => object(&[("kind", "ifAbsent".into())]),
+        Precondition::IfMatch(token) => object(&[("kind", "ifMatch".into()), ("token", token.as_str().into())]),
+    }
+}
+
+/// Reads the fields of one host answer, naming the method in every complaint so a malformed answer is easy to trace.
+struct Answer<'a> {
+    value: JsValue,
+    call: &'a str,
+}
+
+impl<'a> Answer<'a> {
+    fn new(value: JsValue, call: &'a str) -> Self {
+        Answer { value, call }
+    }
+
+    fn malformed(&self, what: &str) -> StoreError {
+        StoreError::Io { message: format!("host {} returned a malformed answer: {what}", self.call) }
+    }
+
+    fn is_nullish(&self) -> bool {
+        self.value.is_null() || self.value.is_undefined()
+    }
+
+    fn require_object(&self) -> StoreResult<()> {
+        if self.value.is_object() {
+            Ok(())
+        } else {
+            Err(self.malformed("expected an object"))
+        }
+    }
+
+    fn field(&self, name: &str) -> JsValue {
+        get(&self.value, name)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.field(name).as_bool() == Some(true)
+    }
+
+    fn string(&self, name: &str) -> StoreResult<String> {
+        self.field(name).as_string().ok_or_else(|| self.malformed(&format!("`{name}` must be a string")))
+    }
+
+    fn optional_string(&self, name: &str) -> StoreResult<Option<String>> {
+        let value = self.field(name);
+        if value.is_null() || value.is_undefined() {
+            return Ok(None);
+        }
+        value.as_string().map(Some).ok_or_else(|| self.malformed(&format!("`{name}` must be a string")))
+    }
+
+    /// A version token, already in normal form (S3 ETag without quotes, GCS generation as a decimal string).
+    fn token(&self, name: &str) -> StoreResult<VersionToken> {
+        self.string(name).map(VersionToken::new)
+    }
+
+    /// A non-negative integer that fits a JS number exactly (sizes).
+    fn size(&self, name: &str) -> StoreResult<u64> {
+        match self.field(name).as_f64() {
+            Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => Ok(n as u64),
+            _ => Err(self.malformed(&format!("`{name}` must be a non-negative integer"))),
+        }
+    }
+
+    /// Milliseconds since the epoch; fractional host clocks are rounded.
+    fn millis(&self, name: &str) -> StoreResult<i64> {
+        match self.field(name).as_f64() {
+            Some(n) if n.is_finite() => Ok(n.round() as i64),
+            _ => Err(self.malformed(&format!("`{name}` must be a number (milliseconds)"))),
+        }
+    }
+
+    fn bytes(&self, name: &str) -> StoreResult<Vec<u8>> {
+        let value = self.field(name);
+        if value.is_instance_of::<Uint8Array>() {
+            Ok(Uint8Array::from(value).to_vec())
+        } else {
+            Err(self.malformed(&format!("`{name}` must be a Uint8Array")))
+        }
+    }
+
+    /// A SHA-256 digest as 64 hex digits.
+    fn sha256(&self, name: &str) -> StoreResult<[u8; 32]> {
+        let text = self.string(name)?;
+        parse_sha256_hex(&text).ok_or_else(|| self.malformed(&format!("`{name}` must be 64 hex digits")))
+    }
+
+    fn stat(&self) -> StoreResult<FileStat> {
+        Ok(FileStat { size: self.size("size")?, mtime_ms: self.millis("mtimeMs")? })
+    }
+}
+
+/// Parse a SHA-256 digest written as 64 hex digits (either case).
+pub fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(digits.chunks_exact(2)) {
+        let high = (pair[0] as char).to_digit(16)?;
+        let low = (pair[1] as char).to_digit(16)?;
+        *byte = (high * 16 + low) as u8;
+    }
+    Some(digest)
+}
+
+/// A SHA-256 digest as 64 lowercase hex digits (the form the host uses).
+pub fn sha256_hex(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A host object whose methods were checked to exist when it was wrapped.
+struct HostObject {
+    target: JsValue,
+    /// `"store"`, `"cache"` or `"env"`: used in error messages.
+    role: &'static str,
+}
+
+impl HostObject {
+    fn new(target: JsValue, role: &'static str, interface: &str, methods: &[&str]) -> Result<Self, JsValue> {
+        if !target.is_object() {
+            return Err(js_error("InvalidArgument", &format!("the {role} must be an object implementing {interface}")));
+        }
+        let missing: Vec<&str> = methods.iter().copied().filter(|m| !get(&target, m).is_function()).collect();
+        if !missing.is_empty() {
+            return Err(js_error(
+                "InvalidArgument",
+                &format!("the {role} does not implement {interface}: missing method(s) {}", missing.join(", ")),
+            ));
+        }
+        Ok(HostObject { target, role })
+    }
+
+    /// Call `method(args…)` on the host object and await its result (a plain value is accepted as if resolved).
+    /// A synchronous throw and a rejection are both mapped by [`store_error_from_js`] with `key` as context.
+    async fn call(&self, method: &str, args: &[JsValue], key: &str) -> StoreResult<JsValue> {
+        let function: Function = get(&self.target, method).unchecked_into();
+        let arguments: Array = args.iter().collect();
+        let returned =
+            Reflect::apply(&function, &self.target, &arguments).map_err(|thrown| store_error_from_js(&thrown, key))?;
+        JsFuture::from(Promise::resolve(&returned)).await.map_err(|thrown| store_error_from_js(&thrown, key))
+    }
+
+    fn call_name(&self, method: &str, key: &str) -> String {
+        format!("{}.{method}({key:?})", self.role)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The store
+
+/// A host `MarshStore` (see `js/host.ts`) seen as an [`ObjectStore`]. Bodies stay JS values the core never inspects.
+pub struct JsStore {
+    host: HostObject,
+}
+
+impl JsStore {
+    pub const METHODS: [&'static str; 7] = ["get", "getBytes", "head", "put", "putBytes", "delete", "list"];
+
+    /// Wrap a host store, checking that every method of `MarshStore` is present.
+    pub fn from_js(store: JsValue) -> Result<Self, JsValue> {
+        Ok(JsStore { host: HostObject::new(store, "store", "MarshStore", &Self::METHODS)? })
+    }
+
+    /// The answer of `get`/`getBytes`: `{ notModified: true }` or `{ <body field>, token, size }`.
+    fn fetched<B>(
+        answer: &Answer<'_>,
+        read_body: impl FnOnce(&Answer<'_>) -> StoreResult<B>,
+    ) -> StoreResult<Fetched<B>> {
+        answer.require_object()?;
+        if answer.flag("notModified") {
+            return Ok(Fetched::NotModified);
+        }
+        Ok(Fetched::Found { body: read_body(answer)?, token: answer.token("token")?, size: answer.size("size")? })
+    }
+}
+
+impl ObjectStore for JsStore {
+    type Body = JsValue;
+
+    async fn get(&self, key: &str, if_none_match: Option<&VersionToken>) -> StoreResult<Fetched<JsValue>> {
+        let args = [key.into(), optional_string(if_none_match.map(VersionToken::as_str))];
+        let value = self.host.call("get", &args, key).await?;
+        let call = self.host.call_name("get", key);
+        Self::fetched(&Answer::new(value, &call), |answer| Ok(answer.field("body")))
+    }
+
+    async fn get_bytes(&self, key: &str, if_none_match: Option<&VersionToken>) -> StoreResult<Fetched<Vec<u8>>> {
+        let args = [key.into(), optional_string(if_none_match.map(VersionToken::as_str))];
+        let value = self.host.call("getBytes", &args, key).await?;
+        let call = self.host.call_name("getBytes", key);
+        Self::fetched(&Answer::new(value, &call), |answer| answer.bytes("bytes"))
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let value = self.host.call("head", &[key.into()], key).await?;
+        let call = self.host.call_name("head", key);
+        let answer = Answer::new(value, &call);
+        answer.require_object()?;
+        Ok(ObjectMeta { token: answer.token("token")?, size: answer.size("size")? })
+    }
+
+    async fn put(&self, key: &str, body: JsValue, precondition: &Precondition) -> StoreResult<VersionToken> {
+        let args = [key.into(), body, precondition_to_js(precondition)];
+        let value = self.host.call("put", &args, key).await?;
+        let call = self.host.call_name("put", key);
+        let answer = Answer::new(value, &call);
+        answer.require_object()?;
+        answer.token("token")
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken> {
+        let args = [key.into(), bytes_to_js(&bytes), precondition_to_js(precondition)];
+        let value = self.host.call("putBytes", &args, key).await?;
+        let call = self.host.call_name("putBytes", key);
+        let answer = Answer::new(value, &call);
+        answer.require_object()?;
+        answer.token("token")
+    }
+
+    async fn delete(&self, key: &str, if_match: Option<&VersionToken>) -> StoreResult<()> {
+        let args = [key.into(), optional_string(if_match.map(VersionToken::as_str))];
+        self.host.call("delete", &args, key).await.map(drop)
+    }
+
+    async fn list(&self, prefix: &str, page: Option<&str>) -> StoreResult<ListPage> {
+        let args = [prefix.into(), optional_string(page)];
+        let value = self.host.call("list", &args, prefix).await?;
+        let call = self.host.call_name("list", prefix);
+        let answer = Answer::new(value, &call);
+        answer.require_object()?;
+        let listed = answer.field("objects");
+        if !Array::is_array(&listed) {
+            return Err(answer.malformed("`objects` must be an array"));
+        }
+        let mut objects = Vec::new();
+        for item in Array::from(&listed).iter() {
+            let item = Answer::new(item, &call);
+            item.require_object()?;
+            objects.push(ListedObject {
+                key: item.string("key")?,
+                size: item.size("size")?,
+                token: item.token("token")?,
+            });
+        }
+        Ok(ListPage { objects, next_page: answer.optional_string("nextPageToken")? })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The cache
+
+/// A host `MarshCache` (see `js/host.ts`) seen as a [`LocalCache`]. Upload bodies it prepares are handed to
+/// [`JsStore::put`] untouched; bodies from [`JsStore::get`] come back to `download`.
+pub struct JsCache {
+    host: HostObject,
+}
+
+impl JsCache {
+    pub const METHODS: [&'static str; 7] =
+        ["stat", "walk", "readInternal", "writeInternal", "prepareUpload", "download", "hash"];
+
+    /// Wrap a host cache, checking that every method of `MarshCache` is present.
+    pub fn from_js(cache: JsValue) -> Result<Self, JsValue> {
+        Ok(JsCache { host: HostObject::new(cache, "cache", "MarshCache", &Self::METHODS)? })
+    }
+
+    /// `{ size, mtimeMs, sha256 }`.
+    fn downloaded(answer: &Answer<'_>) -> StoreResult<Downloaded> {
+        answer.require_object()?;
+        Ok(Downloaded { stat: answer.stat()?, sha256: answer.sha256("sha256")? })
+    }
+}
+
+impl LocalCache for JsCache {
+    type Body = JsValue;
+
+    async fn stat(&self, rel: &str) -> StoreResult<Option<FileStat>> {
+        let value = self.host.call("stat", &[rel.into()], rel).await?;
+        let call = self.host.call_name("stat", rel);
+        let answer = Answer::new(value, &call);
+        if answer.is_nullish() {
+            return Ok(None);
+        }
+        answer.require_object()?;
+        answer.stat().map(Some)
+    }
+
+    async fn walk(&self) -> StoreResult<Vec<WalkItem>> {
+        let value = self.host.call("walk", &[], "").await?;
+        let call = self.host.call_name("walk", "");
+        if !Array::is_array(&value) {
+            return Err(Answer::new(value, &call).malformed("expected an array"));
+        }
+        let mut items = Vec::new();
+        for item in Array::from(&value).iter() {
+            let item = Answer::new(item, &call);
+            item.require_object()?;
+            let rel = item.string("rel")?;
+            items.push(match item.string("kind")?.as_str() {
+                "file" => WalkItem::File { rel, stat: item.stat()? },
+                "vanished" => WalkItem::Vanished { rel },
+                "symlink" => WalkItem::Symlink { rel },
+                other => return Err(item.malformed(&format!("unknown walk item kind {other:?}"))),
+            });
+        }
+        Ok(items)
+    }
+
+    async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let value = self.host.call("readInternal", &[name.into()], name).await?;
+        if value.is_null() || value.is_undefined() {
+            return Ok(None);
+        }
+        if value.is_instance_of::<Uint8Array>() {
+            return Ok(Some(Uint8Array::from(value).to_vec()));
+        }
+        let call = self.host.call_name("readInternal", name);
+        Err(Answer::new(value, &call).malformed("expected a Uint8Array or null"))
+    }
+
+    async fn write_internal(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()> {
+        self.host.call("writeInternal", &[name.into(), bytes_to_js(&bytes)], name).await.map(drop)
+    }
+
+    async fn prepare_upload(&self, rel: &str) -> StoreResult<Option<Prepared<JsValue>>> {
+        let value = self.host.call("prepareUpload", &[rel.into()], rel).await?;
+        let call = self.host.call_name("prepareUpload", rel);
+        let answer = Answer::new(value, &call);
+        if answer.is_nullish() {
+            return Ok(None);
+        }
+        answer.require_object()?;
+        Ok(Some(Prepared { body: answer.field("body"), stat: answer.stat()?, sha256: answer.sha256("sha256")? }))
+    }
+
+    async fn download(&self, rel: &str, body: JsValue, expected: Expected) -> StoreResult<Downloaded> {
+        let expected_js = object(&[
+            ("size", JsValue::from_f64(expected.size as f64)),
+            ("sha256", expected.sha256.map(|d| JsValue::from_str(&sha256_hex(&d))).unwrap_or(JsValue::UNDEFINED)),
+        ]);
+        let value = self.host.call("download", &[rel.into(), body, expected_js], rel).await?;
+        let call = self.host.call_name("download", rel);
+        Self::downloaded(&Answer::new(value, &call))
+    }
+
+    async fn hash(&self, rel: &str) -> StoreResult<Option<Downloaded>> {
+        let value = self.host.call("hash", &[rel.into()], rel).await?;
+        let call = self.host.call_name("hash", rel);
+        let answer = Answer::new(value, &call);
+        if answer.is_nullish() {
+            return Ok(None);
+        }
+        Self::downloaded(&answer).map(Some)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The environment
+
+/// A host `MarshEnv` (see `js/host.ts`) seen as an [`Env`]: the clock and randomness come from JS built-ins, sleeping
+/// and aborting from the host (one env per operation, carrying that operation's `AbortSignal`).
+pub struct JsEnv {
+    host: HostObject,
+}
+
+impl JsEnv {
+    pub const METHODS: [&'static str; 1] = ["sleep"];
+
+    /// Wrap a host env, checking that `sleep` is present (`signal` and `trace` are optional).
+    pub fn from_js(env: JsValue) -> Result<Self, JsValue> {
+        Ok(JsEnv { host: HostObject::new(env, "env", "MarshEnv", &Self::METHODS)? })
+    }
+}
+
+impl Env for JsEnv {
+    fn now_ms(&self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+
+    fn random(&self) -> f64 {
+        js_sys::Math::random()
+    }
+
+    async fn sleep(&self, ms: u64) -> StoreResult<()> {
+        if self.is_aborted() {
+            return Err(StoreError::Aborted);
+        }
+        match self.host.call("sleep", &[JsValue::from_f64(ms as f64)], "").await {
+            Ok(_) => Ok(()),
+            // Whatever the host rejected with, an aborted signal means the sleep was cut short by the abort.
+            Err(_) if self.is_aborted() => Err(StoreError::Aborted),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn is_aborted(&self) -> bool {
+        get(&get(&self.host.target, "signal"), "aborted").as_bool() == Some(true)
+    }
+
+    fn trace(&self, line: &str) {
+        let trace = get(&self.host.target, "trace");
+        if trace.is_function() {
+            let trace: Function = trace.unchecked_into();
+            // Tracing must never fail an operation: a throwing trace callback is ignored.
+            let _ = Reflect::apply(&trace, &self.host.target, &Array::of1(&JsValue::from_str(line)));
+        }
+    }
+}

@@ -1,0 +1,172 @@
+/**
+ * The host interface of the wasm core: the objects that TypeScript hands to Rust, and what Rust expects of them.
+ * `src/wasm.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`); types only, no code.
+ *
+ * Keys and paths are cache-relative (`a/b.json`); a store adds its own bucket prefix. Every method may be async (a
+ * plain return value is accepted too). To fail, throw a {@link MarshHostError}-shaped object: any other throw is
+ * treated as a local I/O error (`Io`), never retried.
+ *
+ * @module
+ */
+
+/** A version token in normal form: an S3 ETag without its quotes, or a GCS generation as a decimal string. */
+export type VersionToken = string;
+
+/** Condition on a write: a blind overwrite, create-only, or replace-only-this-version. */
+export type Precondition =
+  | { kind: "none" }
+  /** S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`. */
+  | { kind: "ifAbsent" }
+  /** S3 `If-Match: "<etag>"`, GCS `ifGenerationMatch=<generation>`. */
+  | { kind: "ifMatch"; token: VersionToken };
+
+/** The `kind` of an error crossing the boundary, in either direction. */
+export type MarshErrorKind =
+  | "NotFound"
+  | "PreconditionFailed"
+  | "NotModified"
+  /** Timeouts, 429, 5xx, 409 conditional-request conflicts, transport errors: retried by the core. */
+  | "Transient"
+  /** 401/403, missing credentials: never retried. */
+  | "Auth"
+  /** Any other HTTP status: not retried. */
+  | "Http"
+  | "Aborted"
+  | "InvalidKey"
+  | "Io";
+
+/**
+ * What a host method throws to report a typed failure (an `Error` with these extra properties is best). `key` defaults
+ * to the key of the call; `status` is the HTTP status, when there is one. A DOM `AbortError` also counts as `Aborted`.
+ */
+export interface MarshHostError {
+  kind: MarshErrorKind;
+  message: string;
+  status?: number;
+  key?: string;
+}
+
+/** What Rust throws back: an `Error` named `MarshError` with a `kind` (and `status`/`key` when known). */
+export interface MarshError extends Error {
+  name: "MarshError";
+  kind: MarshErrorKind | "InvalidArgument";
+  status?: number;
+  key?: string;
+}
+
+/** An object body in flight from the store to the cache or back (a stream, a path, bytes): Rust never reads it. */
+export type Body = unknown;
+
+/** The answer of a conditional GET whose `ifNoneMatch` token is still current. */
+export interface NotModified {
+  notModified: true;
+}
+
+export interface ObjectMeta {
+  token: VersionToken;
+  /** Bytes. */
+  size: number;
+}
+
+export interface FetchedBody extends ObjectMeta {
+  body: Body;
+}
+
+export interface FetchedBytes extends ObjectMeta {
+  bytes: Uint8Array;
+}
+
+export interface ListedObject extends ObjectMeta {
+  key: string;
+}
+
+export interface ListPage {
+  objects: ListedObject[];
+  /** Present when there are more objects: pass it back as `pageToken`. */
+  nextPageToken?: string;
+}
+
+/**
+ * The remote bucket (an S3 or GCS adapter). Adapters must not retry: the core decides what to retry. A missing object
+ * throws `{ kind: "NotFound" }`; a failed precondition throws `{ kind: "PreconditionFailed" }`.
+ */
+export interface MarshStore {
+  /** GET a body with its token; with `ifNoneMatch`, answer `{ notModified: true }` when the token is unchanged. */
+  get(key: string, ifNoneMatch?: VersionToken): Promise<FetchedBody | NotModified>;
+  /** GET a small object (index, lock) as bytes. */
+  getBytes(key: string, ifNoneMatch?: VersionToken): Promise<FetchedBytes | NotModified>;
+  head(key: string): Promise<ObjectMeta>;
+  /** PUT a body prepared by the cache; answers the new token. */
+  put(key: string, body: Body, precondition: Precondition): Promise<{ token: VersionToken }>;
+  /** PUT a small object (index, lock) from bytes; answers the new token. */
+  putBytes(key: string, bytes: Uint8Array, precondition: Precondition): Promise<{ token: VersionToken }>;
+  /** DELETE, only if the object still has `ifMatch` when given. Deleting a missing object throws `NotFound`. */
+  delete(key: string, ifMatch?: VersionToken): Promise<void>;
+  /** One page of the objects whose key starts with `prefix`. */
+  list(prefix: string, pageToken?: string): Promise<ListPage>;
+}
+
+export interface FileStat {
+  size: number;
+  /** Milliseconds since the epoch (fractions are rounded). */
+  mtimeMs: number;
+}
+
+/** A SHA-256 digest as 64 lowercase hex digits. */
+export type Sha256Hex = string;
+
+/** One entry of a cache walk: vanished and symlinked entries are reported, never followed or silently dropped. */
+export type WalkItem =
+  | ({ kind: "file"; rel: string } & FileStat)
+  /** Listed, then gone before it could be stat'ed. */
+  | { kind: "vanished"; rel: string }
+  /** Not followed. */
+  | { kind: "symlink"; rel: string };
+
+/** A file opened for upload: stat and hash taken before the body is read. */
+export interface PreparedUpload extends FileStat {
+  body: Body;
+  sha256: Sha256Hex;
+}
+
+/** A file as written by `download`, or as found by `hash`. */
+export interface HashedFile extends FileStat {
+  sha256: Sha256Hex;
+}
+
+/** What a download must match before it may replace the cache file. */
+export interface ExpectedDownload {
+  size: number;
+  sha256?: Sha256Hex;
+}
+
+/** The local cache directory (Deno fs in production). `rel` paths are checked by the core before any call. */
+export interface MarshCache {
+  /** `null` when the file does not exist. */
+  stat(rel: string): Promise<FileStat | null>;
+  /** Every file under the root, internal ones included (the core filters). */
+  walk(): Promise<WalkItem[]>;
+  /** A small internal file at the root (index, sidecar); `null` when missing. */
+  readInternal(name: string): Promise<Uint8Array | null>;
+  /** Replace a small internal file atomically (temp file in the same directory, then rename). */
+  writeInternal(name: string, bytes: Uint8Array): Promise<void>;
+  /** Stat, hash and open a file for upload; `null` when it vanished. */
+  prepareUpload(rel: string): Promise<PreparedUpload | null>;
+  /** Write `body` to a temp name, verify it against `expected`, then rename onto `rel`. */
+  download(rel: string, body: Body, expected: ExpectedDownload): Promise<HashedFile>;
+  /** Hash a cache file; `null` when missing. */
+  hash(rel: string): Promise<HashedFile | null>;
+}
+
+/**
+ * Host services for one operation. The clock (`Date.now`) and randomness (`Math.random`) are taken from JS built-ins
+ * directly; the host provides sleeping and the operation's abort signal.
+ */
+export interface MarshEnv {
+  /** Resolve after `ms` milliseconds; reject (e.g. with an `AbortError`) as soon as `signal` aborts. */
+  sleep(ms: number): Promise<void>;
+  /** Read through `signal.aborted` before and after every wait. */
+  signal?: { readonly aborted: boolean };
+  /** One trace line (per-phase timings), called only when tracing is on; a throwing callback is ignored. */
+  trace?(line: string): void;
+}

@@ -1,0 +1,62 @@
+// The wasm core loads through js/wasm.ts and calls an async JS store through the Rust `ObjectStore` trait.
+import assert from "node:assert/strict";
+import { type MarshError, type MarshStore, probeGet, version } from "../js/wasm.ts";
+
+const pause = () => new Promise((resolve) => setTimeout(resolve, 1));
+
+function storeWith(get: MarshStore["get"]): MarshStore {
+  const unused = () => Promise.reject(new Error("not used by this test"));
+  return { get, getBytes: unused, head: unused, put: unused, putBytes: unused, delete: unused, list: unused };
+}
+
+Deno.test("version matches the package version", async () => {
+  const pkg = JSON.parse(await Deno.readTextFile(new URL("../pkg.json", import.meta.url)));
+  assert.equal(version(), pkg.version);
+});
+
+Deno.test("probeGet returns the token and size an async store answered", async () => {
+  const asked: string[] = [];
+  const store = storeWith(async (key) => {
+    asked.push(key);
+    await pause();
+    return { body: new Uint8Array([1, 2, 3]), token: "9bb58f26192e4ba00f01e2e7b136bbd8", size: 3 };
+  });
+
+  const answer = await probeGet(store, "data/a.json");
+
+  assert.deepEqual(answer, { token: "9bb58f26192e4ba00f01e2e7b136bbd8", size: 3 });
+  assert.deepEqual(asked, ["data/a.json"]);
+});
+
+Deno.test("a store throwing NotFound surfaces as a NotFound error naming the key", async () => {
+  const store = storeWith(async (key) => {
+    await pause();
+    throw Object.assign(new Error(`no such object ${key}`), { kind: "NotFound", status: 404 });
+  });
+
+  const error = await probeGet(store, "data/missing.json").then(
+    () => assert.fail("probeGet should have rejected"),
+    (thrown: MarshError) => thrown,
+  );
+
+  assert.ok(error instanceof Error);
+  assert.equal(error.name, "MarshError");
+  assert.equal(error.kind, "NotFound");
+  assert.equal(error.key, "data/missing.json");
+  assert.match(error.message, /not found: data\/missing\.json/);
+});
+
+Deno.test("an untyped throw becomes an Io error carrying its message", async () => {
+  const store = storeWith(() => {
+    throw new TypeError("socket closed");
+  });
+
+  await assert.rejects(probeGet(store, "k"), { name: "MarshError", kind: "Io", message: /socket closed/ });
+});
+
+Deno.test("an object that is not a store is rejected before any call", async () => {
+  await assert.rejects(probeGet({} as MarshStore, "k"), {
+    kind: "InvalidArgument",
+    message: /missing method\(s\) get/,
+  });
+});

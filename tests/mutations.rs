@@ -1,0 +1,57 @@
+//! Mutation proof: each deliberately flawed engine variant (a `flaw-*` cargo feature) must be caught by the simulator,
+//! which prints a minimal violating schedule. Run one feature at a time, e.g.
+//! `cargo test --features flaw-post-walk-head --test mutations -- --nocapture` (scripts/test.sh runs all three).
+//! Without a flaw feature this file has nothing to prove and holds no test.
+#![cfg(not(target_arch = "wasm32"))]
+#![cfg(any(feature = "flaw-post-walk-head", feature = "flaw-blind-index-put", feature = "flaw-pull-clears-dirty"))]
+
+mod sim_world;
+
+use marsh::memory::TokenStyle;
+use marsh::sim::Sim;
+use sim_world::{build, check_end, check_step, scenarios, Plan};
+
+/// Explore `plan` exhaustively (or up to `cap` schedules), require a violation, and print the shrunk schedule.
+fn assert_caught(flaw: &str, plan: &Plan, cap: usize, expected_invariant: &str) {
+    let mut sim = Sim::new(|| build(plan, 7)).check_each_step(check_step).check_at_end(check_end);
+    let result = sim.explore_exhaustive(cap);
+    println!("{flaw}: {result}");
+    let failure = result.failures.first().unwrap_or_else(|| panic!("{flaw} was not caught: {result}"));
+    let shrunk = sim.shrink(&failure.schedule).expect("a violating schedule shrinks to one that still violates");
+    println!(
+        "{flaw}: minimal violating schedule: {} steps ({} scheduling choices)\n{shrunk}",
+        shrunk.schedule.len(),
+        shrunk.choices.len()
+    );
+    assert!(shrunk.message.contains(expected_invariant), "{flaw}: {}", shrunk.message);
+    assert!(shrunk.schedule.len() <= failure.schedule.len());
+}
+
+#[cfg(feature = "flaw-post-walk-head")]
+#[test]
+fn seed_flaw_post_walk_head_is_caught() {
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught("flaw-post-walk-head", &scenarios::seed(style), 10_000, "invariant 2");
+    }
+}
+
+#[cfg(feature = "flaw-blind-index-put")]
+#[test]
+fn w1_flaw_blind_index_put_is_caught() {
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught("flaw-blind-index-put", &scenarios::two_writers(style), 10_000, "invariant 1");
+    }
+}
+
+#[cfg(feature = "flaw-pull-clears-dirty")]
+#[test]
+fn w2_flaw_pull_clears_dirty_is_caught() {
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught(
+            "flaw-pull-clears-dirty",
+            &scenarios::writer_and_syncer_share_a_cache(style),
+            200_000,
+            "invariant 3",
+        );
+    }
+}

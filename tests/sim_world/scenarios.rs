@@ -1,0 +1,85 @@
+//! The scenarios the simulator explores. Names say which race each one invites.
+
+use marsh::memory::TokenStyle;
+
+use super::{ActorPlan, Op, Plan};
+
+pub fn plan(style: TokenStyle, machines: usize, cache_yields: bool, actors: Vec<ActorPlan>) -> Plan {
+    Plan { machines, actors, style, cache_yields, initial: vec!["base.json"] }
+}
+
+/// The seed: a reader's two pulls against a writer's push (the second pull is where a wrong token would hide data).
+pub fn seed(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A pull,pull", 0, &[Op::Pull, Op::Pull]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
+/// W1: two writers push disjoint files at the same time, without a lock.
+pub fn two_writers(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A write,push", 0, &[Op::Write("a1"), Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
+/// Two machines each doing three operations (the "2 engines × 3 operations" scope).
+pub fn two_by_three(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A pull,write,push", 0, &[Op::Pull, Op::Write("a1"), Op::Push]),
+            ActorPlan::new("B write,push,pull", 1, &[Op::Write("b1"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// W2/W3 on one machine: a swamp process writes and exits without pushing while another process on the same cache
+/// pulls and pushes, and a second machine pushes (so the pull takes the full path). Cache calls interleave too.
+pub fn writer_and_syncer_share_a_cache(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new("A1 write", 0, &[Op::Write("w1")]),
+            ActorPlan::new("A2 pull,push", 0, &[Op::Pull, Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
+/// Three machines and a shared cache, several operations each: the broad random scenario.
+pub fn busy(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        3,
+        true,
+        vec![
+            ActorPlan::new("A pull,write,push,pull", 0, &[Op::Pull, Op::Write("a1"), Op::Push, Op::Pull]),
+            ActorPlan::new("A' write,write,push", 0, &[Op::Write("a2"), Op::Write("d/a3"), Op::Push]),
+            ActorPlan::new("B write,push,pull", 1, &[Op::Write("b1"), Op::Push, Op::Pull]),
+            ActorPlan::new("C pull,pull,write,push", 2, &[Op::Pull, Op::Pull, Op::Write("c1"), Op::Push]),
+        ],
+    )
+}
+
+/// A process killed after `polls` polls in the middle of a push, while another machine writes and pulls.
+pub fn crash_during_push(style: TokenStyle, polls: usize) -> Plan {
+    let mut crashing = ActorPlan::new("A write,push (killed)", 0, &[Op::Write("a1"), Op::Write("a2"), Op::Push]);
+    crashing.crash_after = Some(polls);
+    plan(style, 2, true, vec![crashing, ActorPlan::new("B write,push,pull", 1, &[Op::Write("b1"), Op::Push, Op::Pull])])
+}

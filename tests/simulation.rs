@@ -1,0 +1,82 @@
+//! The deterministic simulator against the real engine: exhaustive exploration of small scopes, and many random
+//! schedules of larger ones. `MARSH_SIM_SCHEDULES` sets the random budget (default 100,000 in total); the release
+//! run uses 1,000,000: `MARSH_SIM_SCHEDULES=1000000 cargo test --release --test simulation -- --nocapture`.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod sim_world;
+
+use std::time::Instant;
+
+use marsh::memory::TokenStyle;
+use marsh::sim::{Exploration, Sim};
+use sim_world::scenarios;
+use sim_world::{build, check_end, check_step, Plan};
+
+fn simulator(plan: &Plan) -> Sim<'_, sim_world::World> {
+    Sim::new(move || build(plan, 7)).check_each_step(check_step).check_at_end(check_end)
+}
+
+fn report(name: &str, result: &Exploration, started: Instant) {
+    println!("{name}: {result} ({:.1} s)", started.elapsed().as_secs_f64());
+}
+
+fn assert_clean(name: &str, plan: &Plan, result: &Exploration) {
+    if let Some(failure) = result.failures.first() {
+        let shrunk = simulator(plan).shrink(&failure.schedule);
+        panic!(
+            "{name}: {} violations; first: {failure:?}\n{}",
+            result.violations,
+            shrunk.map(|s| s.to_string()).unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn exhaustive_small_scopes_find_no_violation() {
+    let mut total = 0;
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        for (name, plan) in [
+            ("seed", scenarios::seed(style)),
+            ("two writers", scenarios::two_writers(style)),
+            ("2 machines x 3 operations", scenarios::two_by_three(style)),
+        ] {
+            let started = Instant::now();
+            let result = simulator(&plan).explore_exhaustive(200_000);
+            report(&format!("exhaustive {name} ({style:?})"), &result, started);
+            assert_clean(name, &plan, &result);
+            assert!(result.complete, "{name}: exploration cut short at {} schedules", result.schedules);
+            total += result.schedules;
+        }
+    }
+    println!("exhaustive: {total} schedules explored in all, 0 violations");
+}
+
+#[test]
+fn random_schedules_find_no_violation() {
+    let budget: u64 = std::env::var("MARSH_SIM_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let mut plans: Vec<(String, Plan)> = Vec::new();
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        plans.push((format!("busy ({style:?})"), scenarios::busy(style)));
+        plans.push((format!("shared cache ({style:?})"), scenarios::writer_and_syncer_share_a_cache(style)));
+        plans.push((format!("2x3 ({style:?})"), scenarios::two_by_three(style)));
+        for polls in [2, 4, 6, 9, 13] {
+            plans.push((format!("killed after {polls} polls ({style:?})"), scenarios::crash_during_push(style, polls)));
+        }
+    }
+    let per_plan = budget.div_ceil(plans.len() as u64);
+    let (mut schedules, mut violations) = (0, 0);
+    let started = Instant::now();
+    for (index, (name, plan)) in plans.iter().enumerate() {
+        let first_seed = index as u64 * 1_000_000_007;
+        let result = simulator(plan).explore_random(first_seed..first_seed + per_plan);
+        assert_clean(name, plan, &result);
+        schedules += result.schedules;
+        violations += result.violations;
+    }
+    println!(
+        "random: schedules explored: {schedules}, violations: {violations} ({} scenarios, {:.1} s)",
+        plans.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(schedules as u64 >= budget);
+}

@@ -1,0 +1,265 @@
+//! Boundary smoke tests, run by `wasm-pack test --node`: an async in-memory JS store driven through the Rust traits.
+#![cfg(target_arch = "wasm32")]
+
+use marsh::store::{Env, Fetched, LocalCache, ObjectStore, Precondition, StoreError, WalkItem};
+use marsh::token::VersionToken;
+use marsh::wasm::{parse_sha256_hex, sha256_hex, store_error_to_js, JsCache, JsEnv, JsStore};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+#[wasm_bindgen(inline_js = r#"
+const tick = () => new Promise((resolve) => setTimeout(resolve, 1));
+const fail = (kind, props = {}) => Object.assign(new Error(props.message ?? kind), { kind, ...props });
+
+export function memoryStore() {
+  const objects = new Map([["a/b.json", { body: "hello", token: "tok-1" }]]);
+  let next = 2;
+  return {
+    async get(key, ifNoneMatch) {
+      await tick();
+      const found = objects.get(key);
+      if (!found) throw fail("NotFound", { key, message: `no object ${key}` });
+      if (ifNoneMatch === found.token) return { notModified: true };
+      return { body: found.body, token: found.token, size: found.body.length };
+    },
+    async getBytes(key) {
+      const found = await this.get(key);
+      return { bytes: new TextEncoder().encode(found.body), token: found.token, size: found.size };
+    },
+    async head(key) {
+      const { token, size } = await this.get(key);
+      return { token, size };
+    },
+    async put(key, body, precondition) {
+      await tick();
+      const current = objects.get(key);
+      if (precondition.kind === "ifAbsent" && current) throw fail("PreconditionFailed", { status: 412 });
+      if (precondition.kind === "ifMatch" && current?.token !== precondition.token) {
+        throw fail("PreconditionFailed", { status: 412 });
+      }
+      const token = `tok-${next++}`;
+      objects.set(key, { body, token });
+      return { token };
+    },
+    async putBytes(key, bytes, precondition) {
+      return this.put(key, new TextDecoder().decode(bytes), precondition);
+    },
+    async delete(key) {
+      if (!objects.delete(key)) throw fail("NotFound", { key });
+    },
+    async list(prefix) {
+      const listed = [...objects].filter(([key]) => key.startsWith(prefix));
+      return { objects: listed.map(([key, o]) => ({ key, size: o.body.length, token: o.token })) };
+    },
+  };
+}
+
+export function throwingStore(thrown) {
+  const reject = async () => {
+    await tick();
+    throw thrown;
+  };
+  return { get: reject, getBytes: reject, head: reject, put: reject, putBytes: reject, delete: reject, list: reject };
+}
+
+export function thrown(kind, status) {
+  return Object.assign(new Error(`thrown ${kind}`), { kind, status });
+}
+
+export function plainString() {
+  return "just a string";
+}
+
+export function memoryCache() {
+  const sha = "ab".repeat(32);
+  return {
+    async stat(rel) { return rel === "x.txt" ? { size: 3, mtimeMs: 1000.4 } : null; },
+    async walk() {
+      return [
+        { kind: "file", rel: "x.txt", size: 3, mtimeMs: 1000 },
+        { kind: "vanished", rel: "gone.txt" },
+        { kind: "symlink", rel: "link" },
+      ];
+    },
+    async readInternal(name) { return name === "present" ? new Uint8Array([1, 2, 3]) : null; },
+    async writeInternal(_name, bytes) { if (!(bytes instanceof Uint8Array)) throw new Error("not bytes"); },
+    async prepareUpload(rel) { return { body: `body of ${rel}`, size: 3, mtimeMs: 5, sha256: sha }; },
+    async download(_rel, _body, expected) { return { size: expected.size, mtimeMs: 6, sha256: sha }; },
+    async hash() { return null; },
+  };
+}
+
+export function env(aborted) {
+  return {
+    signal: { aborted },
+    lines: [],
+    async sleep(ms) { await tick(); if (this.signal.aborted) throw Object.assign(new Error("x"), { name: "AbortError" }); },
+    trace(line) { this.lines.push(line); },
+  };
+}
+
+export function errorField(error, name) {
+  return error[name];
+}
+
+export function isError(value) {
+  return value instanceof Error;
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = memoryStore)]
+    fn memory_store() -> JsValue;
+    #[wasm_bindgen(js_name = throwingStore)]
+    fn throwing_store(thrown: JsValue) -> JsValue;
+    fn thrown(kind: &str, status: Option<u16>) -> JsValue;
+    #[wasm_bindgen(js_name = plainString)]
+    fn plain_string() -> JsValue;
+    #[wasm_bindgen(js_name = memoryCache)]
+    fn memory_cache() -> JsValue;
+    fn env(aborted: bool) -> JsValue;
+    #[wasm_bindgen(js_name = errorField)]
+    fn error_field(error: &JsValue, name: &str) -> JsValue;
+    #[wasm_bindgen(js_name = isError)]
+    fn is_error(value: &JsValue) -> bool;
+}
+
+fn store() -> JsStore {
+    JsStore::from_js(memory_store()).expect("memory store implements MarshStore")
+}
+
+#[wasm_bindgen_test]
+async fn get_returns_token_and_size_from_an_async_js_store() {
+    let fetched = store().get("a/b.json", None).await.unwrap();
+
+    match fetched {
+        Fetched::Found { body, token, size } => {
+            assert_eq!(body.as_string().as_deref(), Some("hello"));
+            assert_eq!(token, VersionToken::new("tok-1"));
+            assert_eq!(size, 5);
+        }
+        Fetched::NotModified => panic!("expected a body"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn get_with_the_current_token_is_not_modified() {
+    let fetched = store().get("a/b.json", Some(&VersionToken::new("tok-1"))).await.unwrap();
+
+    assert!(matches!(fetched, Fetched::NotModified));
+}
+
+#[wasm_bindgen_test]
+async fn missing_object_surfaces_as_not_found_with_its_key() {
+    let error = store().head("nope.json").await.unwrap_err();
+
+    assert_eq!(error, StoreError::NotFound { key: "nope.json".into() });
+}
+
+#[wasm_bindgen_test]
+async fn put_bytes_with_a_stale_token_fails_the_precondition() {
+    let store = store();
+    let fresh = store.put_bytes("a/b.json", b"v2".to_vec(), &Precondition::IfMatch(VersionToken::new("tok-1"))).await;
+    let stale = store.put_bytes("a/b.json", b"v3".to_vec(), &Precondition::IfMatch(VersionToken::new("tok-1"))).await;
+
+    assert_eq!(fresh.unwrap(), VersionToken::new("tok-2"));
+    assert_eq!(stale.unwrap_err(), StoreError::PreconditionFailed { key: "a/b.json".into() });
+    match store.get_bytes("a/b.json", None).await.unwrap() {
+        Fetched::Found { body, .. } => assert_eq!(body, b"v2"),
+        Fetched::NotModified => panic!("expected bytes"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn put_if_absent_on_an_existing_key_fails_the_precondition() {
+    let error = store().put("a/b.json", "x".into(), &Precondition::IfAbsent).await.unwrap_err();
+
+    assert!(matches!(error, StoreError::PreconditionFailed { .. }));
+}
+
+#[wasm_bindgen_test]
+async fn list_returns_every_object_under_the_prefix() {
+    let page = store().list("a/", None).await.unwrap();
+
+    assert_eq!(page.objects.len(), 1);
+    assert_eq!(page.objects[0].key, "a/b.json");
+    assert_eq!(page.next_page, None);
+}
+
+#[wasm_bindgen_test]
+async fn thrown_kinds_map_to_typed_errors() {
+    let cases = [
+        (
+            thrown("Transient", Some(503)),
+            StoreError::Transient { status: Some(503), message: "thrown Transient".into() },
+        ),
+        (thrown("Auth", Some(403)), StoreError::Auth { status: Some(403), message: "thrown Auth".into() }),
+        (thrown("Http", Some(400)), StoreError::Http { status: 400, message: "thrown Http".into() }),
+        (thrown("Aborted", None), StoreError::Aborted),
+        (thrown("Io", None), StoreError::Io { message: "thrown Io".into() }),
+        (plain_string(), StoreError::Io { message: "just a string".into() }),
+    ];
+    for (thrown, expected) in cases {
+        let error = JsStore::from_js(throwing_store(thrown)).unwrap().head("k").await.unwrap_err();
+        assert_eq!(error, expected);
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_store_missing_methods_is_rejected_when_wrapped() {
+    let error = JsStore::from_js(JsValue::from(js_sys::Object::new())).err().expect("an empty object is not a store");
+
+    assert!(is_error(&error));
+    let message = error_field(&error, "message").as_string().unwrap();
+    assert!(message.contains("missing method(s) get, getBytes"), "{message}");
+}
+
+#[wasm_bindgen_test]
+fn rust_errors_cross_as_js_errors_with_kind_and_key() {
+    let error = store_error_to_js(&StoreError::PreconditionFailed { key: "a/b.json".into() });
+
+    assert!(is_error(&error));
+    assert_eq!(error_field(&error, "kind").as_string().as_deref(), Some("PreconditionFailed"));
+    assert_eq!(error_field(&error, "key").as_string().as_deref(), Some("a/b.json"));
+}
+
+#[wasm_bindgen_test]
+async fn cache_answers_cross_the_boundary() {
+    let cache = JsCache::from_js(memory_cache()).unwrap();
+
+    let stat = cache.stat("x.txt").await.unwrap().unwrap();
+    let walk = cache.walk().await.unwrap();
+    let prepared = cache.prepare_upload("x.txt").await.unwrap().unwrap();
+
+    assert_eq!((stat.size, stat.mtime_ms), (3, 1000));
+    assert_eq!(cache.stat("other").await.unwrap(), None);
+    assert_eq!(walk.len(), 3);
+    assert!(matches!(&walk[1], WalkItem::Vanished { rel } if rel == "gone.txt"));
+    assert!(matches!(&walk[2], WalkItem::Symlink { rel } if rel == "link"));
+    assert_eq!(cache.read_internal("present").await.unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(cache.read_internal("absent").await.unwrap(), None);
+    cache.write_internal("x", vec![9]).await.unwrap();
+    assert_eq!(prepared.body.as_string().as_deref(), Some("body of x.txt"));
+    assert_eq!(sha256_hex(&prepared.sha256), "ab".repeat(32));
+    assert_eq!(cache.hash("x.txt").await.unwrap(), None);
+}
+
+#[wasm_bindgen_test]
+async fn env_sleep_reports_abort() {
+    let running = JsEnv::from_js(env(false)).unwrap();
+    let aborted = JsEnv::from_js(env(true)).unwrap();
+
+    running.sleep(1).await.unwrap();
+    running.trace("phase 1ms");
+    assert!(!running.is_aborted());
+    assert!(running.random() < 1.0);
+    assert_eq!(aborted.sleep(1).await.unwrap_err(), StoreError::Aborted);
+}
+
+#[wasm_bindgen_test]
+fn sha256_hex_round_trips_and_rejects_bad_input() {
+    let digest = parse_sha256_hex(&"0F".repeat(32)).unwrap();
+
+    assert_eq!(sha256_hex(&digest), "0f".repeat(32));
+    assert_eq!(parse_sha256_hex("abc"), None);
+    assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
+}
