@@ -54,8 +54,28 @@ export interface MarshError extends Error {
   key?: string;
 }
 
-/** An object body in flight from the store to the cache or back (a stream, a path, bytes): Rust never reads it. */
-export type Body = unknown;
+/**
+ * An object body in flight between the store and the cache: Rust never reads it, it only hands it over.
+ * - From `MarshStore.get` to `MarshCache.download`: a {@link DownloadBody} (the response stream).
+ * - From `MarshCache.prepareUpload` to `MarshStore.put`: an {@link UploadBody} (opened lazily, streamed by the store).
+ * Bodies are streamed: a whole file is never held in memory (W15).
+ */
+export type Body = DownloadBody | UploadBody;
+
+/** The bytes of a GET response, read once by `MarshCache.download`. */
+export type DownloadBody = ReadableStream<Uint8Array>;
+
+/** A cache file to upload: its size (as stat'ed before hashing) and a way to open it as a stream. */
+export interface UploadBody {
+  size: number;
+  /** Open the file for reading; called once per PUT attempt. */
+  open(): Promise<ReadableStream<Uint8Array>>;
+}
+
+/** The last argument of every store and cache call: the operation's abort signal, to pass on to fetch/SDK calls. */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
 
 /** The answer of a conditional GET whose `ifNoneMatch` token is still current. */
 export interface NotModified {
@@ -92,18 +112,23 @@ export interface ListPage {
  */
 export interface MarshStore {
   /** GET a body with its token; with `ifNoneMatch`, answer `{ notModified: true }` when the token is unchanged. */
-  get(key: string, ifNoneMatch?: VersionToken): Promise<FetchedBody | NotModified>;
+  get(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBody | NotModified>;
   /** GET a small object (index, lock) as bytes. */
-  getBytes(key: string, ifNoneMatch?: VersionToken): Promise<FetchedBytes | NotModified>;
-  head(key: string): Promise<ObjectMeta>;
+  getBytes(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBytes | NotModified>;
+  head(key: string, options?: CallOptions): Promise<ObjectMeta>;
   /** PUT a body prepared by the cache; answers the new token. */
-  put(key: string, body: Body, precondition: Precondition): Promise<{ token: VersionToken }>;
+  put(key: string, body: Body, precondition: Precondition, options?: CallOptions): Promise<{ token: VersionToken }>;
   /** PUT a small object (index, lock) from bytes; answers the new token. */
-  putBytes(key: string, bytes: Uint8Array, precondition: Precondition): Promise<{ token: VersionToken }>;
+  putBytes(
+    key: string,
+    bytes: Uint8Array,
+    precondition: Precondition,
+    options?: CallOptions,
+  ): Promise<{ token: VersionToken }>;
   /** DELETE, only if the object still has `ifMatch` when given. Deleting a missing object throws `NotFound`. */
-  delete(key: string, ifMatch?: VersionToken): Promise<void>;
+  delete(key: string, ifMatch?: VersionToken, options?: CallOptions): Promise<void>;
   /** One page of the objects whose key starts with `prefix`. */
-  list(prefix: string, pageToken?: string): Promise<ListPage>;
+  list(prefix: string, pageToken?: string, options?: CallOptions): Promise<ListPage>;
 }
 
 export interface FileStat {
@@ -143,19 +168,19 @@ export interface ExpectedDownload {
 /** The local cache directory (Deno fs in production). `rel` paths are checked by the core before any call. */
 export interface MarshCache {
   /** `null` when the file does not exist. */
-  stat(rel: string): Promise<FileStat | null>;
+  stat(rel: string, options?: CallOptions): Promise<FileStat | null>;
   /** Every file under the root, internal ones included (the core filters). */
-  walk(): Promise<WalkItem[]>;
+  walk(options?: CallOptions): Promise<WalkItem[]>;
   /** A small internal file at the root (index, sidecar); `null` when missing. */
-  readInternal(name: string): Promise<Uint8Array | null>;
+  readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null>;
   /** Replace a small internal file atomically (temp file in the same directory, then rename). */
-  writeInternal(name: string, bytes: Uint8Array): Promise<void>;
+  writeInternal(name: string, bytes: Uint8Array, options?: CallOptions): Promise<void>;
   /** Stat, hash and open a file for upload; `null` when it vanished. */
-  prepareUpload(rel: string): Promise<PreparedUpload | null>;
+  prepareUpload(rel: string, options?: CallOptions): Promise<PreparedUpload | null>;
   /** Write `body` to a temp name, verify it against `expected`, then rename onto `rel`. */
-  download(rel: string, body: Body, expected: ExpectedDownload): Promise<HashedFile>;
+  download(rel: string, body: Body, expected: ExpectedDownload, options?: CallOptions): Promise<HashedFile>;
   /** Hash a cache file; `null` when missing. */
-  hash(rel: string): Promise<HashedFile | null>;
+  hash(rel: string, options?: CallOptions): Promise<HashedFile | null>;
 }
 
 /**

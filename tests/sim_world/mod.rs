@@ -166,9 +166,11 @@ async fn run_actor(
     Ok(())
 }
 
+type ActorFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
 /// A process killed after `polls` polls: the operation in flight is dropped between two calls.
 struct Crashable {
-    inner: Option<Pin<Box<dyn Future<Output = Result<(), String>>>>>,
+    inner: Option<ActorFuture>,
     polls: usize,
 }
 
