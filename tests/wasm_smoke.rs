@@ -1,9 +1,10 @@
 //! Boundary smoke tests, run by `wasm-pack test --node`: an async in-memory JS store driven through the Rust traits.
 #![cfg(target_arch = "wasm32")]
 
+use marsh::index::{parse_sha256_hex, sha256_hex};
 use marsh::store::{Env, Fetched, LocalCache, ObjectStore, Precondition, StoreError, WalkItem};
 use marsh::token::VersionToken;
-use marsh::wasm::{parse_sha256_hex, sha256_hex, store_error_to_js, JsCache, JsEnv, JsStore};
+use marsh::wasm::{store_error_to_js, JsCache, JsEnv, JsStore};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
 

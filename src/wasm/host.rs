@@ -1,62 +1,24 @@
-//! The boundary between the core and its JavaScript host: the only module that touches `JsValue` or `wasm_bindgen`.
+//! The host objects as core traits: [`JsStore`] (a `MarshStore`) as [`ObjectStore`], [`JsCache`] (a `MarshCache`) as
+//! [`LocalCache`], [`JsEnv`] (a `MarshEnv`) as [`Env`], and the error mapping in both directions.
 //!
-//! The host passes plain objects with async methods (their exact shapes are written down in `js/host.ts`):
-//! - [`JsStore`] wraps a `MarshStore` and implements [`ObjectStore`] with `Body = JsValue`: a body is an opaque host
-//!   handle (a stream, a file path, bytes) that Rust hands from the store to the cache and back, never reads.
-//! - [`JsCache`] wraps a `MarshCache` and implements [`LocalCache`] with the same `Body`.
-//! - [`JsEnv`] wraps a `MarshEnv` (sleep, abort signal, trace) and implements [`Env`].
-//!
-//! Errors cross in both directions as objects with a `kind` string (`"NotFound"`, `"PreconditionFailed"`, …): a host
-//! method throws `{ kind, status?, key?, message }` and [`store_error_from_js`] turns it into a [`StoreError`]; anything
-//! without a known kind becomes `Io` with its message, so a host bug is never mistaken for a retryable failure.
+//! Errors cross as objects with a `kind` string (`"NotFound"`, `"PreconditionFailed"`, …): a host method throws
+//! `{ kind, status?, key?, message }` and [`store_error_from_js`] turns it into a [`StoreError`]; anything without a
+//! known kind becomes `Io` with its message, so a host bug is never mistaken for a retryable failure.
 //! [`store_error_to_js`] goes the other way, producing a real JS `Error` carrying the same properties.
 //!
-//! Exported entry points (`#[wasm_bindgen]` functions) take the host objects as `JsValue`, wrap them with
-//! `JsStore::from_js` / `JsCache::from_js` / `JsEnv::from_js` (which check the methods exist, so a wrong object fails
-//! at the call, not halfway through a sync), run the core, and return `Result<_, JsValue>` via `store_error_to_js`.
+//! Every call made for an operation carries that operation's abort signal as a last `{ signal }` argument (B15), so
+//! adapters can cancel their fetch/SDK requests.
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::index::{parse_sha256_hex, sha256_hex};
 use crate::store::{
     Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
     Precondition, Prepared, StoreError, StoreResult, WalkItem,
 };
 use crate::token::VersionToken;
-
-// Lets the generated `.d.ts` name the host interfaces (the glue lives in `js/gen/`, next to `js/host.ts`).
-#[wasm_bindgen(typescript_custom_section)]
-const HOST_TYPES: &str = r#"import type { MarshCache, MarshEnv, MarshStore } from "../host.ts";"#;
-
-// ---------------------------------------------------------------------------------------------------------------------
-// Exports
-
-/// The crate version (`marsh --version`).
-#[wasm_bindgen]
-pub fn version() -> String {
-    crate::VERSION.to_string()
-}
-
-/// Smoke export: GET `key` through the [`ObjectStore`] trait and answer `{ token, size }`. Proves that an async JS
-/// store, the promise bridge and the error mapping work end to end.
-#[wasm_bindgen(js_name = probeGet, unchecked_return_type = "{ token: string; size: number }")]
-pub async fn probe_get(
-    #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
-    key: String,
-) -> Result<JsValue, JsValue> {
-    let store = JsStore::from_js(store)?;
-    match store.get(&key, None).await {
-        Ok(Fetched::Found { token, size, .. }) => {
-            let answer = Object::new();
-            set(&answer, "token", &JsValue::from_str(token.as_str()));
-            set(&answer, "size", &JsValue::from_f64(size as f64));
-            Ok(answer.into())
-        }
-        Ok(Fetched::NotModified) => Err(store_error_to_js(&StoreError::NotModified { key })),
-        Err(error) => Err(store_error_to_js(&error)),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Errors
@@ -148,7 +110,7 @@ fn thrown_message(thrown: &JsValue) -> String {
 // Small helpers over JS objects
 
 /// `target[name]`, or `undefined` when `target` is not an object or the lookup throws (a getter, a proxy).
-fn get(target: &JsValue, name: &str) -> JsValue {
+pub(super) fn get(target: &JsValue, name: &str) -> JsValue {
     if !target.is_object() && !target.is_function() {
         return JsValue::UNDEFINED;
     }
@@ -159,12 +121,12 @@ fn string_prop(target: &JsValue, name: &str) -> Option<String> {
     get(target, name).as_string()
 }
 
-fn set(target: &JsValue, name: &str, value: &JsValue) {
+pub(super) fn set(target: &JsValue, name: &str, value: &JsValue) {
     // Setting a property on a fresh plain object or Error cannot fail.
     let _ = Reflect::set(target, &JsValue::from_str(name), value);
 }
 
-fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+pub(super) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     let result = Object::new();
     for (name, value) in pairs {
         set(&result, name, value);
@@ -277,31 +239,14 @@ impl<'a> Answer<'a> {
     }
 }
 
-/// Parse a SHA-256 digest written as 64 hex digits (either case).
-pub fn parse_sha256_hex(text: &str) -> Option<[u8; 32]> {
-    let digits = text.as_bytes();
-    if digits.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(digits.chunks_exact(2)) {
-        let high = (pair[0] as char).to_digit(16)?;
-        let low = (pair[1] as char).to_digit(16)?;
-        *byte = (high * 16 + low) as u8;
-    }
-    Some(digest)
-}
-
-/// A SHA-256 digest as 64 lowercase hex digits (the form the host uses).
-pub fn sha256_hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A host object whose methods were checked to exist when it was wrapped.
+#[derive(Clone)]
 struct HostObject {
     target: JsValue,
     /// `"store"`, `"cache"` or `"env"`: used in error messages.
     role: &'static str,
+    /// The operation's `AbortSignal`, passed as a last `{ signal }` argument to every call (undefined: none).
+    signal: JsValue,
 }
 
 impl HostObject {
@@ -316,7 +261,7 @@ impl HostObject {
                 &format!("the {role} does not implement {interface}: missing method(s) {}", missing.join(", ")),
             ));
         }
-        Ok(HostObject { target, role })
+        Ok(HostObject { target, role, signal: JsValue::UNDEFINED })
     }
 
     /// Call `method(args…)` on the host object and await its result (a plain value is accepted as if resolved).
@@ -324,6 +269,9 @@ impl HostObject {
     async fn call(&self, method: &str, args: &[JsValue], key: &str) -> StoreResult<JsValue> {
         let function: Function = get(&self.target, method).unchecked_into();
         let arguments: Array = args.iter().collect();
+        if !self.signal.is_undefined() {
+            arguments.push(&object(&[("signal", self.signal.clone())]));
+        }
         let returned =
             Reflect::apply(&function, &self.target, &arguments).map_err(|thrown| store_error_from_js(&thrown, key))?;
         JsFuture::from(Promise::resolve(&returned)).await.map_err(|thrown| store_error_from_js(&thrown, key))
@@ -348,6 +296,11 @@ impl JsStore {
     /// Wrap a host store, checking that every method of `MarshStore` is present.
     pub fn from_js(store: JsValue) -> Result<Self, JsValue> {
         Ok(JsStore { host: HostObject::new(store, "store", "MarshStore", &Self::METHODS)? })
+    }
+
+    /// The same store, passing `signal` to every call (one per operation).
+    pub fn with_signal(&self, signal: JsValue) -> Self {
+        JsStore { host: HostObject { signal, ..self.host.clone() } }
     }
 
     /// The answer of `get`/`getBytes`: `{ notModified: true }` or `{ <body field>, token, size }`.
@@ -451,6 +404,11 @@ impl JsCache {
     /// Wrap a host cache, checking that every method of `MarshCache` is present.
     pub fn from_js(cache: JsValue) -> Result<Self, JsValue> {
         Ok(JsCache { host: HostObject::new(cache, "cache", "MarshCache", &Self::METHODS)? })
+    }
+
+    /// The same cache, passing `signal` to every call (one per operation).
+    pub fn with_signal(&self, signal: JsValue) -> Self {
+        JsCache { host: HostObject { signal, ..self.host.clone() } }
     }
 
     /// `{ size, mtimeMs, sha256 }`.
@@ -558,6 +516,11 @@ impl JsEnv {
     /// Wrap a host env, checking that `sleep` is present (`signal` and `trace` are optional).
     pub fn from_js(env: JsValue) -> Result<Self, JsValue> {
         Ok(JsEnv { host: HostObject::new(env, "env", "MarshEnv", &Self::METHODS)? })
+    }
+
+    /// The operation's abort signal (`undefined` when none was given).
+    pub fn signal(&self) -> JsValue {
+        get(&self.host.target, "signal")
     }
 }
 

@@ -1,0 +1,210 @@
+//! `SyncService`: the engine's operations as a JS class, one per swamp `createSyncService` call.
+//!
+//! The store and cache objects are given once; each call gets a fresh `MarshEnv` carrying that operation's abort
+//! signal, which is forwarded to every host call. The instance state (`engine::Instance`) lives as long as the object.
+
+use std::rc::Rc;
+
+use futures_util::future::LocalBoxFuture;
+use js_sys::{Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
+use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError, TransferMode};
+use crate::sidecar::SidecarOrigin;
+
+struct Service {
+    store: JsStore,
+    cache: JsCache,
+    config: EngineConfig,
+    instance: Instance,
+}
+
+#[wasm_bindgen]
+pub struct SyncService {
+    inner: Rc<Service>,
+}
+
+/// Run one engine operation as a promise: wrap the env, bind its signal to the store and cache, map the outcome.
+fn operation<F>(service: &Rc<Service>, env: JsValue, answer: F) -> Result<Promise, JsValue>
+where
+    F: for<'a> FnOnce(&'a Engine<'a, JsStore, JsCache, JsEnv>) -> LocalBoxFuture<'a, Result<JsValue, SyncError>>
+        + 'static,
+{
+    let service = service.clone();
+    let env = JsEnv::from_js(env)?;
+    Ok(future_to_promise(async move {
+        let signal = env.signal();
+        let store = service.store.with_signal(signal.clone());
+        let cache = service.cache.with_signal(signal);
+        let engine = Engine::new(&store, &cache, &env, &service.config, &service.instance);
+        answer(&engine).await.map_err(|error| sync_error_to_js(&error))
+    }))
+}
+
+#[wasm_bindgen]
+impl SyncService {
+    /// `options`: `{ concurrency?: number (default 16), batches?: boolean, casAttempts?: number }`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "MarshCache")] cache: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
+    ) -> Result<SyncService, JsValue> {
+        let mut config = EngineConfig::default();
+        let concurrency = get(&options, "concurrency").as_f64().map(|n| n.clamp(1.0, 256.0) as usize);
+        let n = concurrency.unwrap_or(16);
+        config.transfers = if get(&options, "batches").as_bool() == Some(true) {
+            TransferMode::Batches(n)
+        } else {
+            TransferMode::Window(n)
+        };
+        if let Some(attempts) = get(&options, "casAttempts").as_f64() {
+            config.index_cas_attempts = attempts.clamp(1.0, 100.0) as u32;
+        }
+        let service = Service {
+            store: JsStore::from_js(store)?,
+            cache: JsCache::from_js(cache)?,
+            config,
+            instance: Instance::new(),
+        };
+        Ok(SyncService { inner: Rc::new(service) })
+    }
+
+    /// Bring the cache up to the remote index; resolves to a `PullReport`.
+    #[wasm_bindgen(js_name = pullChanged, unchecked_return_type = "Promise<PullReport>")]
+    pub fn pull_changed(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, |engine| Box::pin(async move { engine.pull_changed().await.map(pull_report) }))
+    }
+
+    /// Upload local changes and merge them into the remote index; resolves to a `PushReport`.
+    #[wasm_bindgen(js_name = pushChanged, unchecked_return_type = "Promise<PushReport>")]
+    pub fn push_changed(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, |engine| Box::pin(async move { engine.push_changed().await.map(push_report) }))
+    }
+
+    /// "The cache is about to change."
+    #[wasm_bindgen(js_name = markDirty, unchecked_return_type = "Promise<void>")]
+    pub fn mark_dirty(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, |engine| {
+            Box::pin(async move { engine.mark_dirty().await.map(|()| JsValue::UNDEFINED) })
+        })
+    }
+
+    /// The sidecar, the dirty marker, and whether a pull would take the fast path (one HEAD).
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
+    pub fn status(&self, #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, |engine| Box::pin(async move { engine.status().await.map(status_report) }))
+    }
+}
+
+fn strings(items: &[String]) -> JsValue {
+    items.iter().map(|s| JsValue::from_str(s)).collect::<Array>().into()
+}
+
+fn pull_report(report: PullReport) -> JsValue {
+    object(&[
+        ("downloaded", JsValue::from_f64(report.downloaded as f64)),
+        ("fastPath", report.fast_path.into()),
+        ("verified", report.verified.into()),
+        ("keptLocal", strings(&report.kept_local)),
+        ("conflicts", strings(&report.conflicts)),
+        ("indexEntries", JsValue::from_f64(report.index_entries as f64)),
+    ])
+}
+
+fn push_report(report: PushReport) -> JsValue {
+    object(&[
+        ("uploaded", JsValue::from_f64(report.uploaded as f64)),
+        ("fastPath", report.fast_path.into()),
+        ("indexWritten", report.index_written.into()),
+        ("scrubbed", strings(&report.scrubbed)),
+        ("symlinks", strings(&report.symlinks)),
+        ("vanished", strings(&report.vanished)),
+        ("conflicts", strings(&report.conflicts)),
+        ("remoteNewer", strings(&report.remote_newer)),
+        ("verified", report.verified.into()),
+        ("clean", report.clean.into()),
+    ])
+}
+
+fn optional(value: Option<impl Into<JsValue>>) -> JsValue {
+    value.map(Into::into).unwrap_or(JsValue::NULL)
+}
+
+fn status_report(status: Status) -> JsValue {
+    let sidecar = match &status.state.origin {
+        SidecarOrigin::Missing => "missing".to_string(),
+        SidecarOrigin::Unusable(why) => format!("unusable ({why})"),
+        SidecarOrigin::OfficialV1 { .. } => "official v1 (not trusted: next sync takes the full path)".to_string(),
+        SidecarOrigin::Marsh => "marsh v2".to_string(),
+    };
+    object(&[
+        ("sidecar", sidecar.into()),
+        ("verifiedToken", optional(status.state.verified_token.as_ref().map(|t| t.as_str().to_string()))),
+        ("verifiedAt", optional(status.state.verified_at.clone())),
+        ("dirtyGeneration", JsValue::from_f64(status.marker.generation() as f64)),
+        ("locallyDirty", status.locally_dirty.into()),
+        ("pullFastPath", optional(status.pull_fast_path)),
+        ("remoteIndexSize", optional(status.remote_index_size.map(|n| n as f64))),
+    ])
+}
+
+/// A `SyncError` as a JS `Error`: `name` "AbortError" for aborts (what `AbortSignal` users expect), else
+/// "MarshError"; `kind` names the variant; per-file failures are listed with their own kinds.
+pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
+    let (kind, cause) = match error {
+        SyncError::Aborted => ("Aborted", None),
+        SyncError::IndexUnreadable(cause) => ("IndexUnreadable", Some(cause)),
+        SyncError::IndexCorrupt(_) => ("IndexCorrupt", None),
+        SyncError::IndexContended { .. } => ("IndexContended", None),
+        SyncError::IndexWrite(cause) => ("IndexWrite", Some(cause)),
+        SyncError::Local(cause) => ("Local", Some(cause)),
+        SyncError::Files { .. } => ("Files", None),
+    };
+    let value = js_error(kind, &error.to_string());
+    if matches!(error, SyncError::Aborted) {
+        js_sys::Error::from(value.clone()).set_name("AbortError");
+    }
+    if let Some(cause) = cause {
+        set(&value, "causeKind", &store_error_kind(cause).into());
+        if let Some(status) = status_of(cause) {
+            set(&value, "status", &JsValue::from_f64(status as f64));
+        }
+    }
+    if let SyncError::Files { failures, transferred, .. } = error {
+        let list: Array = failures
+            .iter()
+            .map(|failure| {
+                object(&[
+                    ("rel", failure.rel.as_str().into()),
+                    ("kind", store_error_kind(&failure.error).into()),
+                    ("message", failure.error.to_string().into()),
+                    ("status", optional(status_of(&failure.error).map(f64::from))),
+                ])
+            })
+            .collect();
+        set(&value, "failures", &list);
+        set(&value, "transferred", &JsValue::from_f64(*transferred as f64));
+    }
+    value
+}
+
+fn status_of(error: &crate::store::StoreError) -> Option<u16> {
+    use crate::store::StoreError;
+    match error {
+        StoreError::Transient { status, .. } | StoreError::Auth { status, .. } => *status,
+        StoreError::Http { status, .. } => Some(*status),
+        _ => None,
+    }
+}
