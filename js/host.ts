@@ -194,4 +194,79 @@ export interface MarshEnv {
   signal?: { readonly aborted: boolean };
   /** One trace line (per-phase timings), called only when tracing is on; a throwing callback is ignored. */
   trace?(line: string): void;
+  /** Transfer progress (plan, then one event per file moved); a throwing callback is ignored. */
+  progress?(event: ProgressEvent): void;
+}
+
+/** Options of the wasm `SyncService`. */
+export interface SyncOptions {
+  /** Transfers in flight at once (sliding window; default 16). */
+  concurrency?: number;
+  /** Schedule transfers in batches instead of a sliding window (benchmark comparison only). */
+  batches?: boolean;
+  /** Index compare-and-swap attempts before giving up (default 8). */
+  casAttempts?: number;
+  /** Plan only: report what would move, write nothing. */
+  dryRun?: boolean;
+}
+
+/** What `MarshEnv.progress` receives. */
+export type ProgressEvent =
+  | { kind: "planned"; operation: "pull" | "push"; files: number; bytes: number }
+  | { kind: "transferred"; operation: "pull" | "push"; rel: string; bytes: number };
+
+export interface PullReport {
+  downloaded: number;
+  fastPath: boolean;
+  verified: boolean;
+  keptLocal: string[];
+  conflicts: string[];
+  indexEntries: number;
+  planned: string[];
+}
+
+export interface PushReport {
+  uploaded: number;
+  fastPath: boolean;
+  indexWritten: boolean;
+  scrubbed: string[];
+  symlinks: string[];
+  vanished: string[];
+  conflicts: string[];
+  remoteNewer: string[];
+  verified: boolean;
+  clean: boolean;
+  planned: string[];
+}
+
+export interface SyncStatus {
+  sidecar: string;
+  verifiedToken: string | null;
+  verifiedAt: string | null;
+  dirtyGeneration: number;
+  locallyDirty: boolean;
+  /** `true`: the remote index still has the verified token; `null`: nothing verified yet. */
+  pullFastPath: boolean | null;
+  /** Bytes of the remote index; `null` when there is none. */
+  remoteIndexSize: number | null;
+}
+
+/** Options of the wasm `LockClient` (swamp's `LockOptions`). */
+export interface LockClientOptions {
+  lockKey?: string;
+  ttlMs?: number;
+  retryIntervalMs?: number;
+  maxWaitMs?: number;
+}
+
+export interface LockIdentity {
+  holder: string;
+  hostname: string;
+  pid: number;
+}
+
+export interface LockInfo extends LockIdentity {
+  acquiredAt: string;
+  ttlMs: number;
+  nonce?: string;
 }

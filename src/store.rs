@@ -178,4 +178,15 @@ pub trait Env {
     fn is_aborted(&self) -> bool;
     /// One trace line (per-phase timing), shown only when tracing is on (B21).
     fn trace(&self, _line: &str) {}
+    /// Transfer progress, for a host that shows it (the CLI on a TTY).
+    fn progress(&self, _event: &Progress<'_>) {}
+}
+
+/// What a host may show while an operation runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// The plan is made: this many files and bytes will move.
+    Planned { operation: &'a str, files: u64, bytes: u64 },
+    /// One file moved.
+    Transferred { operation: &'a str, rel: &'a str, bytes: u64 },
 }

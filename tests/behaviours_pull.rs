@@ -347,3 +347,17 @@ fn pulled_index_copy_is_kept_locally_for_the_official_extension() {
     assert_eq!(reader.cache.file(INDEX_KEY), bucket.object(INDEX_KEY).map(|(bytes, _)| bytes));
     assert_eq!(remote_index(&bucket).len(), 1);
 }
+
+#[test]
+fn dry_run_pull_lists_the_plan_and_writes_nothing() {
+    let bucket = populated(&[("a.json", b"1"), ("b.json", b"2")]);
+    let mut reader = Machine::new(&bucket, 1);
+    reader.config.dry_run = true;
+
+    let report = reader.pull().unwrap();
+
+    assert_eq!(report.planned, ["a.json", "b.json"]);
+    assert_eq!(report.downloaded, 0);
+    assert!(reader.cache.files().is_empty(), "no file, view, index copy or sidecar written");
+    assert_eq!(reader.store.requests().get, 0);
+}

@@ -291,3 +291,20 @@ fn w18_a_clock_step_backwards_does_not_hide_an_edit() {
     assert_eq!(report.uploaded, 1);
     assert_eq!(bucket.object("f.json").unwrap().0, b"xyz");
 }
+
+#[test]
+fn dry_run_push_lists_the_plan_and_writes_nothing() {
+    let bucket = s3_bucket();
+    let mut a = Machine::new(&bucket, 1);
+    a.write("a.json", b"1");
+    a.config.dry_run = true;
+    let files_before = a.cache.files();
+
+    let report = a.push().unwrap();
+
+    assert_eq!(report.planned, ["a.json"]);
+    assert_eq!(report.uploaded, 0);
+    let requests = a.store.requests();
+    assert_eq!((requests.put, requests.put_bytes), (0, 0));
+    assert_eq!(a.cache.files(), files_before);
+}

@@ -38,11 +38,18 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Index compare-and-swap attempts before giving up (W1).
     pub index_cas_attempts: u32,
+    /// Plan only: read the index and the cache, report what would move, write nothing anywhere.
+    pub dry_run: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { transfers: TransferMode::Window(16), retry: RetryPolicy::default(), index_cas_attempts: 8 }
+        EngineConfig {
+            transfers: TransferMode::Window(16),
+            retry: RetryPolicy::default(),
+            index_cas_attempts: 8,
+            dry_run: false,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::{Engine, FileFailure, SyncError};
 use crate::index::{IndexEntry, RemoteIndex};
 use crate::path::{is_internal, INDEX_KEY};
 use crate::plan::{pull_after_hash, pull_decision, PullDecision};
-use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, StoreError};
+use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, StoreError};
 use crate::token::VersionToken;
 use crate::view::ViewEntry;
 
@@ -33,6 +33,8 @@ pub struct PullReport {
     /// Of those, files whose remote entry also changed (the push will overwrite it; W5).
     pub conflicts: Vec<String>,
     pub index_entries: usize,
+    /// Dry run only: the files a real pull would download.
+    pub planned: Vec<String>,
 }
 
 /// The index as a GET found it.
@@ -76,6 +78,16 @@ where
         let mut updates = ViewUpdates::new();
         let to_download = self.plan_pull(&index, &mut report, &mut failures, &mut updates).await?;
         self.trace("pull", "plan", started);
+        if self.config.dry_run {
+            report.planned = to_download.into_iter().map(|(rel, _)| rel).collect();
+            return Ok(report);
+        }
+        let bytes_planned = to_download.iter().map(|(_, entry)| entry.size).sum();
+        self.env.progress(&Progress::Planned {
+            operation: "pull",
+            files: to_download.len() as u64,
+            bytes: bytes_planned,
+        });
         self.check_abort()?;
 
         let results = run_bounded(self.config.transfers, to_download, |(rel, entry)| async move {
@@ -87,6 +99,7 @@ where
             match outcome {
                 Ok((stat, sha256)) => {
                     report.downloaded += 1;
+                    self.env.progress(&Progress::Transferred { operation: "pull", rel: &rel, bytes: stat.size });
                     updates.insert(rel, Some(ViewEntry::new(stat, Some(sha256), &entry)));
                 }
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),

@@ -16,7 +16,7 @@ use crate::dirty::Marker;
 use crate::index::{IndexEntry, RemoteIndex};
 use crate::path::INDEX_KEY;
 use crate::plan::{push_after_hash, push_decision, PushDecision};
-use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, StoreError};
+use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 use crate::time::iso_from_ms;
 use crate::view::ViewEntry;
 
@@ -38,6 +38,8 @@ pub struct PushReport {
     pub remote_newer: Vec<String>,
     pub verified: bool,
     pub clean: bool,
+    /// Dry run only: the files a real push would upload (or hash first, then upload if they differ).
+    pub planned: Vec<String>,
 }
 
 /// What happened to one file that needed a closer look.
@@ -109,6 +111,12 @@ where
                 decision => to_check.push((rel.clone(), decision, entry.cloned(), record.cloned())),
             }
         }
+        if self.config.dry_run {
+            report.planned = to_check.into_iter().map(|(rel, ..)| rel).collect();
+            return Ok(report);
+        }
+        let bytes_planned = to_check.iter().map(|(rel, ..)| listing.files[rel].size).sum();
+        self.env.progress(&Progress::Planned { operation: "push", files: to_check.len() as u64, bytes: bytes_planned });
         self.check_abort()?;
 
         let results = run_bounded(self.config.transfers, to_check, |(rel, decision, entry, record)| async move {
@@ -121,6 +129,7 @@ where
             match outcome {
                 Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, conflict }) => {
                     report.uploaded += 1;
+                    self.env.progress(&Progress::Transferred { operation: "push", rel: &rel, bytes: stat.size });
                     if conflict {
                         report.conflicts.push(rel.clone());
                     }

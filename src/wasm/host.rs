@@ -16,7 +16,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::index::{parse_sha256_hex, sha256_hex};
 use crate::store::{
     Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
-    Precondition, Prepared, StoreError, StoreResult, WalkItem,
+    Precondition, Prepared, Progress, StoreError, StoreResult, WalkItem,
 };
 use crate::token::VersionToken;
 
@@ -547,6 +547,30 @@ impl Env for JsEnv {
 
     fn is_aborted(&self) -> bool {
         get(&get(&self.host.target, "signal"), "aborted").as_bool() == Some(true)
+    }
+
+    fn progress(&self, event: &Progress<'_>) {
+        let progress = get(&self.host.target, "progress");
+        if !progress.is_function() {
+            return;
+        }
+        let event = match event {
+            Progress::Planned { operation, files, bytes } => object(&[
+                ("kind", "planned".into()),
+                ("operation", (*operation).into()),
+                ("files", JsValue::from_f64(*files as f64)),
+                ("bytes", JsValue::from_f64(*bytes as f64)),
+            ]),
+            Progress::Transferred { operation, rel, bytes } => object(&[
+                ("kind", "transferred".into()),
+                ("operation", (*operation).into()),
+                ("rel", (*rel).into()),
+                ("bytes", JsValue::from_f64(*bytes as f64)),
+            ]),
+        };
+        let progress: Function = progress.unchecked_into();
+        // Like tracing, progress display must never fail an operation.
+        let _ = Reflect::apply(&progress, &self.host.target, &Array::of1(&event));
     }
 
     fn trace(&self, line: &str) {

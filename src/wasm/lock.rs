@@ -27,7 +27,7 @@ impl LockClient {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "LockOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "LockClientOptions | undefined")] options: JsValue,
         #[wasm_bindgen(unchecked_param_type = "LockIdentity")] identity: JsValue,
     ) -> Result<LockClient, JsValue> {
         let mut config = LockConfig::default();

@@ -20,6 +20,8 @@ mod lock;
 mod service;
 
 pub use host::{js_error, store_error_from_js, store_error_to_js, JsCache, JsEnv, JsStore};
+pub use lock::LockClient;
+pub use service::SyncService;
 
 use js_sys::Object;
 use wasm_bindgen::prelude::*;
@@ -29,7 +31,10 @@ use host::set;
 
 // Lets the generated `.d.ts` name the host interfaces (the glue lives in `js/gen/`, next to `js/host.ts`).
 #[wasm_bindgen(typescript_custom_section)]
-const HOST_TYPES: &str = r#"import type { MarshCache, MarshEnv, MarshStore } from "../host.ts";"#;
+const HOST_TYPES: &str = r#"import type {
+  LockClientOptions, LockIdentity, LockInfo, MarshCache, MarshEnv, MarshStore, PullReport, PushReport, SyncOptions,
+  SyncStatus,
+} from "../host.ts";"#;
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Exports

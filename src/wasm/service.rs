@@ -45,7 +45,7 @@ where
 
 #[wasm_bindgen]
 impl SyncService {
-    /// `options`: `{ concurrency?: number (default 16), batches?: boolean, casAttempts?: number }`.
+    /// `options`: `{ concurrency?: number (default 16), batches?: boolean, casAttempts?: number, dryRun?: boolean }`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
@@ -60,6 +60,7 @@ impl SyncService {
         } else {
             TransferMode::Window(n)
         };
+        config.dry_run = get(&options, "dryRun").as_bool() == Some(true);
         if let Some(attempts) = get(&options, "casAttempts").as_f64() {
             config.index_cas_attempts = attempts.clamp(1.0, 100.0) as u32;
         }
@@ -120,6 +121,7 @@ fn pull_report(report: PullReport) -> JsValue {
         ("keptLocal", strings(&report.kept_local)),
         ("conflicts", strings(&report.conflicts)),
         ("indexEntries", JsValue::from_f64(report.index_entries as f64)),
+        ("planned", strings(&report.planned)),
     ])
 }
 
@@ -135,6 +137,7 @@ fn push_report(report: PushReport) -> JsValue {
         ("remoteNewer", strings(&report.remote_newer)),
         ("verified", report.verified.into()),
         ("clean", report.clean.into()),
+        ("planned", strings(&report.planned)),
     ])
 }
 

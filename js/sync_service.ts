@@ -1,0 +1,55 @@
+/**
+ * swamp's `DatastoreSyncService` over the wasm engine. No sync decision is made here: each call builds the operation's
+ * environment (abort signal, trace sink) and returns the count the engine reports (B18).
+ *
+ * @module
+ */
+
+import { abortError, makeEnv } from "./env.ts";
+import type { MarshCache, MarshStore } from "./host.ts";
+import { assertNoLostLock } from "./lock.ts";
+import type { DatastoreSyncOptions, DatastoreSyncService } from "./swamp.ts";
+import { SyncService } from "./wasm.ts";
+
+export interface SyncServiceOptions {
+  /** Locks held by this process on this scope must still be ours before any operation. */
+  scope: string;
+  trace?: (line: string) => void;
+  concurrency?: number;
+}
+
+export class MarshSyncService implements DatastoreSyncService {
+  readonly #service: SyncService;
+  readonly #options: SyncServiceOptions;
+
+  constructor(store: MarshStore, cache: MarshCache, options: SyncServiceOptions) {
+    this.#service = new SyncService(store, cache, { concurrency: options.concurrency });
+    this.#options = options;
+  }
+
+  async pullChanged(options?: DatastoreSyncOptions): Promise<number> {
+    const report = await this.#service.pullChanged(this.#env(options));
+    return report.downloaded;
+  }
+
+  async pushChanged(options?: DatastoreSyncOptions): Promise<number> {
+    const report = await this.#service.pushChanged(this.#env(options));
+    return report.uploaded;
+  }
+
+  async markDirty(options?: DatastoreSyncOptions): Promise<void> {
+    await this.#service.markDirty(this.#env(options));
+  }
+
+  /** The engine's own reports and status, for the CLI. */
+  get engine(): SyncService {
+    return this.#service;
+  }
+
+  #env(options?: DatastoreSyncOptions) {
+    // B15: an already-aborted signal rejects before any request.
+    if (options?.signal?.aborted) throw abortError();
+    assertNoLostLock(this.#options.scope);
+    return makeEnv(options?.signal, this.#options.trace);
+  }
+}
