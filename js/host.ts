@@ -46,12 +46,33 @@ export interface MarshHostError {
   key?: string;
 }
 
-/** What Rust throws back: an `Error` named `MarshError` with a `kind` (and `status`/`key` when known). */
+/** What a store or cache failure looks like when Rust throws it back (`MarshError`, with `status`/`key` when known). */
 export interface MarshError extends Error {
   name: "MarshError";
   kind: MarshErrorKind | "InvalidArgument";
   status?: number;
   key?: string;
+}
+
+/** How a `SyncService` operation fails. Aborts are named `AbortError` (kind `Aborted`). */
+export interface MarshSyncError extends Error {
+  name: "MarshError" | "AbortError";
+  kind: "Aborted" | "IndexUnreadable" | "IndexCorrupt" | "IndexContended" | "IndexWrite" | "Local" | "Files";
+  /** For IndexUnreadable / IndexWrite / Local: the underlying store or cache error kind, and its HTTP status. */
+  causeKind?: MarshErrorKind;
+  status?: number;
+  /** For Files: every file that failed (the others were transferred). */
+  failures?: { rel: string; kind: MarshErrorKind; message: string; status?: number }[];
+  transferred?: number;
+}
+
+/** How a `LockClient` operation fails. `LockTimeoutError` carries the holder; `LockLostError` the new holder. */
+export interface MarshLockError extends Error {
+  name: "LockTimeoutError" | "LockLostError" | "AbortError" | "MarshError";
+  kind: "LockTimeout" | "LockLost" | "LockNotHeld" | "LockCorrupt" | "Aborted" | MarshErrorKind;
+  lockKey?: string;
+  holder?: LockInfo | null;
+  waitedMs?: number;
 }
 
 /**

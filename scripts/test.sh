@@ -47,7 +47,7 @@ stage "deno fmt --check" deno fmt --config pkg.json --check
 stage "deno lint" deno lint --config pkg.json
 stage "deno check" deno check "${deno_flags[@]}" js/ tests/
 stage "deno test (with emulators)" bash scripts/with-emulators.sh \
-  deno test "${deno_flags[@]}" --allow-env --allow-net=127.0.0.1 --allow-read --allow-sys tests/
+  deno test "${deno_flags[@]}" --allow-env --allow-net=127.0.0.1 --allow-read --allow-write --allow-run --allow-sys tests/
 
 printf '\ntest: stages\n'
 printf '  %s\n' "${summary[@]}"

@@ -95,6 +95,7 @@ where
             (rel, entry, outcome)
         })
         .await;
+        let mut aborted = false;
         for (rel, entry, outcome) in results {
             match outcome {
                 Ok((stat, sha256)) => {
@@ -102,14 +103,18 @@ where
                     self.env.progress(&Progress::Transferred { operation: "pull", rel: &rel, bytes: stat.size });
                     updates.insert(rel, Some(ViewEntry::new(stat, Some(sha256), &entry)));
                 }
-                Err(StoreError::Aborted) => return Err(SyncError::Aborted),
+                Err(StoreError::Aborted) => aborted = true,
                 Err(error) => failures.push(FileFailure { rel, error }),
             }
         }
         self.trace("pull", "downloads", started);
 
-        // Persist what we learnt even if some files failed, so that the next push does not re-upload them (W6).
+        // Persist what we learnt even if some files failed or the pull was aborted (a local write only), so that the
+        // next push does not re-upload them and the next pull does not hash them again (W6).
         self.save_view(&updates).await?;
+        if aborted {
+            return Err(SyncError::Aborted);
+        }
         if let Some(bytes) = bytes {
             self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
         }

@@ -189,12 +189,15 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
         let list: Array = failures
             .iter()
             .map(|failure| {
-                object(&[
+                let item = object(&[
                     ("rel", failure.rel.as_str().into()),
                     ("kind", store_error_kind(&failure.error).into()),
                     ("message", failure.error.to_string().into()),
-                    ("status", optional(status_of(&failure.error).map(f64::from))),
-                ])
+                ]);
+                if let Some(status) = status_of(&failure.error) {
+                    set(&item, "status", &JsValue::from_f64(f64::from(status)));
+                }
+                item
             })
             .collect();
         set(&value, "failures", &list);

@@ -1,0 +1,576 @@
+/**
+ * The cache directory on the local disk, as the wasm core sees it: a {@link MarshCache} over Deno's file system.
+ *
+ * What this module guarantees, whatever the core asks:
+ * - Nothing is written outside the root: every `rel` is checked (B16) and no write goes through a symlinked directory.
+ * - Writes are atomic: bytes go to a `.marsh-tmp-<random>` file in the target's directory (an internal name the core
+ *   never syncs), are verified, then renamed over the target (W16). A failed or aborted write removes its temp file.
+ * - Files are streamed, never held whole in memory (W15), and are stat'ed before they are read (W12).
+ * - A walk is complete or fails (W7): only an entry that disappears between listing and stat is reported as vanished;
+ *   symlinks are reported and never followed (W8).
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { resolve } from "node:path";
+import type {
+  Body,
+  CallOptions,
+  ExpectedDownload,
+  FileStat,
+  HashedFile,
+  MarshCache,
+  MarshErrorKind,
+  MarshHostError,
+  PreparedUpload,
+  Sha256Hex,
+  UploadBody,
+  WalkItem,
+} from "./host.ts";
+
+/** Basename prefix of our temp files; the core treats any file named so as internal (src/path.rs `TEMP_PREFIX`). */
+export const TEMP_PREFIX = ".marsh-tmp-";
+
+/**
+ * The two file-system calls a walk makes, replaceable so tests can make an entry vanish or a stat fail. They are
+ * synchronous on purpose: with one async op per entry a 250k-file walk took 3.6-4.5 s instead of 2.5 s, so the walk
+ * runs synchronously in slices and yields to the event loop between them.
+ */
+export interface WalkFs {
+  readDirSync(path: string): Iterable<Deno.DirEntry>;
+  lstatSync(path: string): Deno.FileInfo;
+}
+
+export interface DenoCacheOptions {
+  /** Defaults to `Deno.readDirSync` / `Deno.lstatSync`. */
+  walkFs?: WalkFs;
+}
+
+/** An `Error` carrying the `MarshHostError` fields, so the core maps it to a typed failure naming the file. */
+export class CacheError extends Error implements MarshHostError {
+  kind: MarshErrorKind;
+  key?: string;
+
+  constructor(kind: MarshErrorKind, message: string, key?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = kind === "Aborted" ? "AbortError" : "MarshHostError";
+    this.kind = kind;
+    if (key !== undefined) this.key = key;
+  }
+}
+
+const CHUNK_BYTES = 128 * 1024;
+/** A file changing under us while it is hashed is retried this many times before the call fails. */
+const HASH_ATTEMPTS = 3;
+
+/** A walk gives the event loop (lock heartbeat, other calls) a turn at least this often. */
+const WALK_SLICE_MS = 10;
+
+const denoWalkFs: WalkFs = { readDirSync: (path) => Deno.readDirSync(path), lstatSync: (path) => Deno.lstatSync(path) };
+
+export class DenoCache implements MarshCache {
+  /** Absolute, without a trailing slash (except the file-system root itself): W17. */
+  readonly root: string;
+  readonly #walkFs: WalkFs;
+
+  constructor(root: string, options: DenoCacheOptions = {}) {
+    if (typeof root !== "string" || root === "" || root.includes("\0")) {
+      throw new CacheError("Io", `cache root ${JSON.stringify(root)} is not a usable path`);
+    }
+    this.root = resolve(root);
+    this.#walkFs = options.walkFs ?? denoWalkFs;
+  }
+
+  async stat(rel: string, options?: CallOptions): Promise<FileStat | null> {
+    checkAborted(options, rel);
+    const path = this.#pathOf(rel);
+    const info = await lstatOrNull(path, rel);
+    if (info === null) return null;
+    requireRegularFile(info, rel, path);
+    return fileStat(info, rel);
+  }
+
+  async walk(options?: CallOptions): Promise<WalkItem[]> {
+    const items: WalkItem[] = [];
+    const directories = [""];
+    let sliceStarted = performance.now();
+    while (directories.length > 0) {
+      if (performance.now() - sliceStarted >= WALK_SLICE_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        sliceStarted = performance.now();
+      }
+      checkAborted(options, "walk");
+      const dirRel = directories.pop()!;
+      const names = this.#listDirectory(dirRel);
+      if (names === null) {
+        if (dirRel === "") return []; // no cache directory yet: nothing to list
+        items.push({ kind: "vanished", rel: dirRel });
+        continue;
+      }
+      for (const name of names) {
+        const rel = dirRel === "" ? name : `${dirRel}/${name}`;
+        const item = this.#classify(rel);
+        if (item === "directory") directories.push(rel);
+        else items.push(item);
+      }
+    }
+    items.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+    return items;
+  }
+
+  async readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null> {
+    checkAborted(options, name);
+    const path = this.#pathOf(name, { internal: true });
+    try {
+      return await Deno.readFile(path, { signal: options?.signal });
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw fsError(error, `cannot read ${name}`, name, path);
+    }
+  }
+
+  async writeInternal(name: string, bytes: Uint8Array, options?: CallOptions): Promise<void> {
+    checkAborted(options, name);
+    const path = this.#pathOf(name, { internal: true });
+    await this.#makeRoot(name);
+    const temp = await TempFile.create(this.root, name);
+    try {
+      await writeAll(temp.file, bytes);
+      temp.close();
+      checkAborted(options, name);
+      await renameInto(temp.path, path, name);
+    } catch (error) {
+      await temp.discard();
+      throw error;
+    }
+  }
+
+  async prepareUpload(rel: string, options?: CallOptions): Promise<PreparedUpload | null> {
+    const path = this.#pathOf(rel);
+    const hashed = await hashFile(path, rel, options);
+    if (hashed === null) return null;
+    const body: UploadBody = {
+      size: hashed.size,
+      open: () => openVerified(path, rel, hashed),
+    };
+    return { size: hashed.size, mtimeMs: hashed.mtimeMs, sha256: hashed.sha256, body };
+  }
+
+  async download(rel: string, body: Body, expected: ExpectedDownload, options?: CallOptions): Promise<HashedFile> {
+    const path = this.#pathOf(rel);
+    const stream = await downloadStream(body, rel);
+    let temp: TempFile | undefined;
+    try {
+      checkAborted(options, rel);
+      const directory = parentOf(path);
+      await this.#refuseSymlinkedParents(rel);
+      await mkdirAll(directory, rel);
+      temp = await TempFile.create(directory, rel);
+      const written = await copyHashing(stream, temp, expected.size, rel, options);
+      const actual = written.sha256;
+      if (written.size !== expected.size) {
+        throw new CacheError(
+          "Io",
+          `download of ${rel} has ${written.size} bytes, expected ${expected.size}: the file was not replaced`,
+          rel,
+        );
+      }
+      if (expected.sha256 !== undefined && expected.sha256.toLowerCase() !== actual) {
+        throw new CacheError(
+          "Io",
+          `download of ${rel} has sha256 ${actual}, expected ${expected.sha256}: the file was not replaced`,
+          rel,
+        );
+      }
+      // The stat of the bytes we wrote, taken on our own descriptor: a later writer cannot slip in between.
+      const info = await temp.file.stat();
+      temp.close();
+      checkAborted(options, rel);
+      // Again right before the rename: a symlink created during a long download must not redirect it.
+      await this.#refuseSymlinkedParents(rel);
+      await refuseSymlinkTarget(path, rel);
+      await renameInto(temp.path, path, rel);
+      temp = undefined;
+      return { ...fileStat(info, rel), sha256: actual };
+    } catch (error) {
+      await stream.cancel(error).catch(() => {});
+      await temp?.discard();
+      throw error;
+    }
+  }
+
+  async hash(rel: string, options?: CallOptions): Promise<HashedFile | null> {
+    const hashed = await hashFile(this.#pathOf(rel), rel, options);
+    return hashed === null ? null : { size: hashed.size, mtimeMs: hashed.mtimeMs, sha256: hashed.sha256 };
+  }
+
+  /** The absolute path of a checked `rel` (B16); internal names must be single segments at the root. */
+  #pathOf(rel: string, { internal = false } = {}): string {
+    const problem = relProblem(rel) ?? (internal && rel.includes("/") ? "internal files live at the root" : null);
+    if (problem !== null) {
+      throw new CacheError("InvalidKey", `invalid cache path ${JSON.stringify(rel)}: ${problem}`, rel);
+    }
+    return this.root.endsWith("/") ? this.root + rel : `${this.root}/${rel}`;
+  }
+
+  /** Directory names under `dirRel`; `null` when the directory is gone (listed, then removed). */
+  #listDirectory(dirRel: string): string[] | null {
+    const path = dirRel === "" ? this.root : this.#pathOfListed(dirRel);
+    const names: string[] = [];
+    try {
+      for (const entry of this.#walkFs.readDirSync(path)) names.push(entry.name);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw fsError(error, `cannot list directory ${dirRel === "" ? "(cache root)" : dirRel}`, dirRel, path);
+    }
+    return names;
+  }
+
+  /** lstat one listed entry: never followed, so a symlinked directory is reported once and not descended. */
+  #classify(rel: string): WalkItem | "directory" {
+    const path = this.#pathOfListed(rel);
+    let info: Deno.FileInfo;
+    try {
+      info = this.#walkFs.lstatSync(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return { kind: "vanished", rel };
+      throw fsError(error, `cannot stat ${rel}`, rel, path);
+    }
+    if (info.isSymlink) return { kind: "symlink", rel };
+    if (info.isDirectory) return "directory";
+    if (info.isFile) return { kind: "file", rel, ...fileStat(info, rel) };
+    // A socket, FIFO or device cannot be synced, and skipping it silently would make a partial walk (W7).
+    throw new CacheError("Io", `${rel} is not a regular file, directory or symlink (${path})`, rel);
+  }
+
+  /** Listed names are joined as they are: one with a backslash is still a real file, the core reports its key. */
+  #pathOfListed(rel: string): string {
+    return this.root.endsWith("/") ? this.root + rel : `${this.root}/${rel}`;
+  }
+
+  async #makeRoot(rel: string): Promise<void> {
+    await mkdirAll(this.root, rel);
+  }
+
+  /**
+   * B16: no existing directory between the root and `rel` may be a symlink (it could point outside the cache). The root
+   * itself may be one: the user chose where the cache lives.
+   */
+  async #refuseSymlinkedParents(rel: string): Promise<void> {
+    const segments = rel.split("/");
+    let path = this.root.endsWith("/") ? this.root.slice(0, -1) : this.root;
+    for (let i = 0; i < segments.length - 1; i++) {
+      path = `${path}/${segments[i]}`;
+      let info: Deno.FileInfo;
+      try {
+        info = await Deno.lstat(path);
+      } catch (error) {
+        if (isMissing(error)) return; // the rest will be created by us, as real directories
+        throw fsError(error, `cannot check the directories of ${rel}`, rel, path);
+      }
+      if (info.isSymlink) {
+        const linkRel = segments.slice(0, i + 1).join("/");
+        throw new CacheError("InvalidKey", `refusing to write ${rel}: ${linkRel} is a symlink`, rel);
+      }
+      if (!info.isDirectory) {
+        const fileRel = segments.slice(0, i + 1).join("/");
+        throw new CacheError("Io", `cannot write ${rel}: ${fileRel} is not a directory`, rel);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Paths
+
+/** Why `rel` is not a safe cache-relative path, or `null`; the same rules as the core's `check_rel` (src/path.rs). */
+export function relProblem(rel: string): string | null {
+  if (typeof rel !== "string" || rel === "") return "empty path";
+  if (rel.startsWith("/")) return "absolute path";
+  if (rel.includes("\\")) return "backslash in path";
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(rel)) return "control character in path";
+  if (rel.endsWith("/")) return "trailing slash";
+  if (/^[A-Za-z]:/.test(rel)) return "drive prefix";
+  for (const segment of rel.split("/")) {
+    if (segment === "") return "empty path segment";
+    if (segment === "." || segment === "..") return "dot segment";
+  }
+  return null;
+}
+
+function parentOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash <= 0 ? "/" : path.slice(0, slash);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Errors
+
+function isMissing(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory;
+}
+
+/** A file-system failure as a typed error naming the cache path and the absolute path. */
+function fsError(error: unknown, what: string, rel: string, path: string): Error {
+  if (error instanceof CacheError) return error;
+  if (isAbort(error)) return new CacheError("Aborted", `${what}: aborted`, rel, { cause: error });
+  const reason = error instanceof Error ? error.message : String(error);
+  return new CacheError("Io", `${what} (${path}): ${reason}`, rel, { cause: error });
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && error.name === "AbortError";
+}
+
+function checkAborted(options: CallOptions | undefined, rel: string): void {
+  if (options?.signal?.aborted) throw new CacheError("Aborted", `${rel}: aborted`, rel);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Stats
+
+async function lstatOrNull(path: string, rel: string): Promise<Deno.FileInfo | null> {
+  try {
+    return await Deno.lstat(path);
+  } catch (error) {
+    if (isMissing(error)) return null;
+    throw fsError(error, `cannot stat ${rel}`, rel, path);
+  }
+}
+
+function requireRegularFile(info: Deno.FileInfo, rel: string, path: string): void {
+  if (info.isFile) return;
+  const what = info.isSymlink ? "a symlink" : info.isDirectory ? "a directory" : "not a regular file";
+  throw new CacheError("Io", `${rel} is ${what}, not a file the cache can sync (${path})`, rel);
+}
+
+function fileStat(info: Deno.FileInfo, rel: string): FileStat {
+  if (info.mtime === null) throw new CacheError("Io", `${rel} has no modification time on this file system`, rel);
+  return { size: info.size, mtimeMs: Math.round(info.mtime.getTime()) };
+}
+
+/** Same file, same size and mtime: nothing wrote it between two stats. */
+function sameVersion(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  return a.size === b.size && a.mtime?.getTime() === b.mtime?.getTime() && a.ino === b.ino && a.dev === b.dev;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Hashing and streaming
+
+interface HashedVersion extends HashedFile {
+  info: Deno.FileInfo;
+}
+
+/**
+ * Stat first (W12), then stream-hash; the stat is taken again on the open descriptor after hashing, so the size, mtime
+ * and hash returned describe one version of the file. A file rewritten meanwhile is hashed again.
+ */
+async function hashFile(path: string, rel: string, options?: CallOptions): Promise<HashedVersion | null> {
+  for (let attempt = 1;; attempt++) {
+    checkAborted(options, rel);
+    const before = await lstatOrNull(path, rel);
+    if (before === null) return null;
+    requireRegularFile(before, rel, path);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw fsError(error, `cannot open ${rel}`, rel, path);
+    }
+    try {
+      const hash = createHash("sha256");
+      const buffer = new Uint8Array(CHUNK_BYTES);
+      let size = 0;
+      for (;;) {
+        checkAborted(options, rel);
+        const n = await file.read(buffer);
+        if (n === null) break;
+        hash.update(buffer.subarray(0, n));
+        size += n;
+      }
+      const after = await file.stat();
+      if (size === before.size && sameVersion(before, after)) {
+        return { ...fileStat(before, rel), sha256: hash.digest("hex"), info: before };
+      }
+    } catch (error) {
+      throw fsError(error, `cannot read ${rel}`, rel, path);
+    } finally {
+      file.close();
+    }
+    if (attempt >= HASH_ATTEMPTS) {
+      throw new CacheError("Io", `${rel} kept changing while it was hashed (${path}); try again`, rel);
+    }
+  }
+}
+
+/**
+ * One PUT attempt's body: the file streamed in chunks and hashed again on the way. The last chunk is held back until
+ * the end of the file confirms the size and hash taken by `prepareUpload`; otherwise the stream errors and the PUT
+ * fails, so an object never holds bytes other than the ones the core records.
+ */
+async function openVerified(path: string, rel: string, prepared: HashedVersion): Promise<ReadableStream<Uint8Array>> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (error) {
+    throw fsError(error, `cannot open ${rel} for upload`, rel, path);
+  }
+  const changed = () =>
+    new CacheError("Io", `${rel} changed after it was hashed for upload (${path}); it stays dirty`, rel);
+  try {
+    if (!sameVersion(prepared.info, await file.stat())) throw changed();
+  } catch (error) {
+    file.close();
+    throw fsError(error, `cannot stat ${rel} for upload`, rel, path);
+  }
+
+  const hash = createHash("sha256");
+  let sent = 0;
+  let closed = false;
+  const closeFile = () => {
+    if (!closed) {
+      closed = true;
+      file.close();
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const chunk = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(prepared.size - sent, 1)));
+        const n = await file.read(chunk);
+        const bytes = n === null ? chunk.subarray(0, 0) : chunk.subarray(0, n);
+        sent += bytes.length;
+        hash.update(bytes);
+        if (sent > prepared.size) throw changed();
+        if (n !== null && sent < prepared.size) {
+          controller.enqueue(bytes);
+          return;
+        }
+        // At (or short of) the prepared size: the file must end here and hash the same.
+        if (n !== null && (await file.read(new Uint8Array(1))) !== null) throw changed();
+        if (sent !== prepared.size || hash.digest("hex") !== prepared.sha256) throw changed();
+        closeFile();
+        if (bytes.length > 0) controller.enqueue(bytes);
+        controller.close();
+      } catch (error) {
+        closeFile();
+        controller.error(fsError(error, `cannot read ${rel} for upload`, rel, path));
+      }
+    },
+    cancel() {
+      closeFile();
+    },
+  });
+}
+
+async function downloadStream(body: Body, rel: string): Promise<ReadableStream<Uint8Array>> {
+  if (body instanceof ReadableStream) return body;
+  if (body !== null && typeof body === "object" && typeof (body as UploadBody).open === "function") {
+    return await (body as UploadBody).open();
+  }
+  throw new CacheError("Io", `download of ${rel}: the body is not a stream`, rel);
+}
+
+/**
+ * Stream `source` into `file`, hashing as it goes; stops early once more than `limit` bytes arrived (the size check
+ * then fails). An abort cancels the pending read at once.
+ */
+async function copyHashing(
+  source: ReadableStream<Uint8Array>,
+  temp: TempFile,
+  limit: number,
+  rel: string,
+  options?: CallOptions,
+): Promise<{ size: number; sha256: Sha256Hex }> {
+  const signal = options?.signal;
+  const reader = source.getReader();
+  const onAbort = () => reader.cancel(signal?.reason).catch(() => {});
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const hash: Hash = createHash("sha256");
+  let size = 0;
+  try {
+    for (;;) {
+      checkAborted(options, rel);
+      const { done, value } = await reader.read();
+      checkAborted(options, rel);
+      if (done) break;
+      size += value.length;
+      if (size > limit) break;
+      hash.update(value);
+      await writeAll(temp.file, value);
+    }
+  } catch (error) {
+    throw fsError(error, `download of ${rel} failed`, rel, temp.path);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    reader.releaseLock();
+  }
+  return { size, sha256: hash.digest("hex") };
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Temp files and renames
+
+/** A `.marsh-tmp-<random>` file created exclusively in `directory`. */
+class TempFile {
+  #closed = false;
+
+  private constructor(readonly path: string, readonly file: Deno.FsFile) {}
+
+  static async create(directory: string, rel: string): Promise<TempFile> {
+    const base = directory.endsWith("/") ? directory : `${directory}/`;
+    const path = `${base}${TEMP_PREFIX}${crypto.randomUUID()}`;
+    try {
+      return new TempFile(path, await Deno.open(path, { write: true, createNew: true }));
+    } catch (error) {
+      throw fsError(error, `cannot create a temp file for ${rel}`, rel, path);
+    }
+  }
+
+  close(): void {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.file.close();
+    }
+  }
+
+  /** Close and remove; used on every failure path, so it never throws. */
+  async discard(): Promise<void> {
+    try {
+      this.close();
+    } catch {
+      // already closed by a failed write
+    }
+    await Deno.remove(this.path).catch(() => {});
+  }
+}
+
+async function mkdirAll(path: string, rel: string): Promise<void> {
+  try {
+    await Deno.mkdir(path, { recursive: true });
+  } catch (error) {
+    throw fsError(error, `cannot create the directory for ${rel}`, rel, path);
+  }
+}
+
+/** A download never replaces a symlink: the core reports symlinks and leaves them alone (W8). */
+async function refuseSymlinkTarget(path: string, rel: string): Promise<void> {
+  const info = await lstatOrNull(path, rel);
+  if (info?.isSymlink) throw new CacheError("InvalidKey", `refusing to replace ${rel}: it is a symlink`, rel);
+}
+
+async function renameInto(from: string, to: string, rel: string): Promise<void> {
+  try {
+    await Deno.rename(from, to);
+  } catch (error) {
+    throw fsError(error, `cannot move the new ${rel} into place`, rel, to);
+  }
+}

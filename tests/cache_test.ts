@@ -1,0 +1,546 @@
+// DenoCache against real files in a temp directory: walks, atomic writes, verified downloads, uploads, path safety.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { CacheError, DenoCache, TEMP_PREFIX, type WalkFs } from "../js/cache.ts";
+import type { MarshHostError, UploadBody, WalkItem } from "../js/host.ts";
+
+const encoder = new TextEncoder();
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function streamOf(...chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(chunk);
+      controller.close();
+    },
+  });
+}
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+async function withTempDir(test: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "marsh-cache-test-" });
+  try {
+    await test(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function write(path: string, text: string): Promise<void> {
+  const slash = path.lastIndexOf("/");
+  await Deno.mkdir(path.slice(0, slash), { recursive: true });
+  await Deno.writeTextFile(path, text);
+}
+
+/** Every file name under `dir` that starts with our temp prefix, at any depth. */
+async function tempFilesUnder(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.name.startsWith(TEMP_PREFIX)) found.push(path);
+    if (entry.isDirectory) found.push(...(await tempFilesUnder(path)));
+  }
+  return found;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+const denoWalkFs: WalkFs = { readDirSync: (path) => Deno.readDirSync(path), lstatSync: (path) => Deno.lstatSync(path) };
+
+// ---------------------------------------------------------------------------------------------------------------------
+// walk
+
+Deno.test("walk lists every file with its size, nested directories included, by /-separated rel", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/top.json`, "12345");
+    await write(`${dir}/a/b/deep.json`, "xy");
+    await write(`${dir}/a/empty.txt`, "");
+    await write(`${dir}/.datastore-index.json`, "{}");
+    await Deno.mkdir(`${dir}/no-files/inside`, { recursive: true });
+
+    const items = await new DenoCache(dir).walk();
+
+    const summary = items.map((
+      item,
+    ) => (item.kind === "file" ? [item.kind, item.rel, item.size] : [item.kind, item.rel]));
+    assert.deepEqual(summary, [
+      ["file", ".datastore-index.json", 2],
+      ["file", "a/b/deep.json", 2],
+      ["file", "a/empty.txt", 0],
+      ["file", "top.json", 5],
+    ]);
+    const top = items.find((item) => item.rel === "top.json");
+    assert.ok(top?.kind === "file");
+    assert.equal(top.mtimeMs, Math.round((await Deno.stat(`${dir}/top.json`)).mtime!.getTime()));
+    assert.ok(Number.isInteger(top.mtimeMs));
+  });
+});
+
+Deno.test("walk reports symlinks once and never follows them, even to a directory", async () => {
+  await withTempDir(async (dir) => {
+    const cache = `${dir}/cache`;
+    const outside = `${dir}/outside`;
+    await write(`${outside}/secret.json`, "not ours");
+    await write(`${cache}/real.json`, "1");
+    await Deno.symlink(`${outside}/secret.json`, `${cache}/file-link.json`);
+    await Deno.mkdir(`${cache}/sub`);
+    await Deno.symlink(outside, `${cache}/sub/dir-link`);
+    await Deno.symlink(`${cache}/real.json`, `${cache}/inner-link.json`);
+
+    const items = await new DenoCache(cache).walk();
+
+    assert.deepEqual(
+      items.map((item) => [item.kind, item.rel]),
+      [
+        ["symlink", "file-link.json"],
+        ["symlink", "inner-link.json"],
+        ["file", "real.json"],
+        ["symlink", "sub/dir-link"],
+      ],
+    );
+    assert.ok(!items.some((item) => item.rel.includes("secret")));
+  });
+});
+
+Deno.test("walk reports a file deleted between listing and stat as vanished", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/keep.json`, "k");
+    await write(`${dir}/gone.json`, "g");
+    // The listing is taken first, then the file disappears before its stat: the race a live cache sees.
+    const racingFs: WalkFs = {
+      readDirSync(path) {
+        const entries = [...Deno.readDirSync(path)];
+        Deno.removeSync(`${dir}/gone.json`);
+        return entries;
+      },
+      lstatSync: denoWalkFs.lstatSync,
+    };
+
+    const items = await new DenoCache(dir, { walkFs: racingFs }).walk();
+
+    assert.deepEqual(
+      items.map((item) => [item.kind, item.rel]),
+      [["vanished", "gone.json"], ["file", "keep.json"]],
+    );
+  });
+});
+
+Deno.test("walk fails with an Io error naming the file when a stat is refused", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a/ok.json`, "1");
+    await write(`${dir}/a/locked.json`, "2");
+    const deniedFs: WalkFs = {
+      readDirSync: denoWalkFs.readDirSync,
+      lstatSync(path) {
+        if (path.endsWith("/locked.json")) throw new Deno.errors.PermissionDenied("Permission denied (os error 13)");
+        return Deno.lstatSync(path);
+      },
+    };
+
+    await assert.rejects(new DenoCache(dir, { walkFs: deniedFs }).walk(), (error: MarshHostError) => {
+      assert.equal(error.kind, "Io");
+      assert.equal(error.key, "a/locked.json");
+      assert.match(error.message, /a\/locked\.json.*Permission denied/);
+      return true;
+    });
+  });
+});
+
+Deno.test("walk fails with an Io error naming the directory when a directory cannot be listed", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/top.json`, "1");
+    await write(`${dir}/private/x.json`, "2");
+    const deniedFs: WalkFs = {
+      readDirSync(path) {
+        if (path.endsWith("/private")) throw new Deno.errors.PermissionDenied("Permission denied (os error 13)");
+        return Deno.readDirSync(path);
+      },
+      lstatSync: denoWalkFs.lstatSync,
+    };
+
+    await assert.rejects(new DenoCache(dir, { walkFs: deniedFs }).walk(), {
+      kind: "Io",
+      key: "private",
+      message: /cannot list directory private/,
+    });
+  });
+});
+
+Deno.test("walk of a cache directory that does not exist yet is empty", async () => {
+  await withTempDir(async (dir) => {
+    assert.deepEqual(await new DenoCache(`${dir}/not-created`).walk(), []);
+  });
+});
+
+Deno.test("walk with an already aborted signal fails as Aborted", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a.json`, "1");
+    const controller = new AbortController();
+    controller.abort();
+
+    await assert.rejects(new DenoCache(dir).walk({ signal: controller.signal }), { kind: "Aborted" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// stat, hash, internal files
+
+Deno.test("stat answers size and integer mtime, null when missing, and refuses a symlink", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a.json`, "abc");
+    await Deno.symlink(`${dir}/a.json`, `${dir}/link.json`);
+    const cache = new DenoCache(dir);
+
+    const stat = await cache.stat("a.json");
+
+    assert.equal(stat?.size, 3);
+    assert.equal(stat?.mtimeMs, Math.round((await Deno.stat(`${dir}/a.json`)).mtime!.getTime()));
+    assert.equal(await cache.stat("missing.json"), null);
+    assert.equal(await cache.stat("a.json/under-a-file"), null);
+    await assert.rejects(cache.stat("link.json"), { kind: "Io", key: "link.json", message: /link\.json is a symlink/ });
+  });
+});
+
+Deno.test("hash answers the sha256 of the file, null when missing", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = new Uint8Array(300_000).map((_, i) => i % 251);
+    await Deno.writeFile(`${dir}/big.bin`, bytes);
+    const cache = new DenoCache(dir);
+
+    const hashed = await cache.hash("big.bin");
+
+    assert.equal(hashed?.sha256, sha256Hex(bytes));
+    assert.equal(hashed?.size, bytes.length);
+    assert.equal(await cache.hash("missing.bin"), null);
+  });
+});
+
+Deno.test("writeInternal replaces the file atomically and leaves no temp file", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    await cache.writeInternal(".marsh-view.json", encoder.encode("old"));
+
+    await cache.writeInternal(".marsh-view.json", encoder.encode("new contents"));
+
+    assert.equal(await Deno.readTextFile(`${dir}/.marsh-view.json`), "new contents");
+    assert.deepEqual(await cache.readInternal(".marsh-view.json"), encoder.encode("new contents"));
+    assert.deepEqual(await tempFilesUnder(dir), []);
+    assert.equal(await cache.readInternal(".datastore-sync-state.json"), null);
+  });
+});
+
+Deno.test("writeInternal creates a missing cache root and refuses names outside the root", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(`${dir}/fresh`);
+
+    await cache.writeInternal(".datastore-index.json", encoder.encode("{}"));
+
+    assert.equal(await Deno.readTextFile(`${dir}/fresh/.datastore-index.json`), "{}");
+    await assert.rejects(cache.writeInternal("../escape.json", encoder.encode("x")), { kind: "InvalidKey" });
+    await assert.rejects(cache.writeInternal("sub/x.json", encoder.encode("x")), { kind: "InvalidKey" });
+    assert.equal(await exists(`${dir}/escape.json`), false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// download
+
+Deno.test("download with the expected size and hash lands on rel and answers its stat and hash", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = encoder.encode('{"hello":"world"}');
+    await write(`${dir}/data.json`, "previous");
+    const cache = new DenoCache(dir);
+
+    const answer = await cache.download("data.json", streamOf(bytes.subarray(0, 5), bytes.subarray(5)), {
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+    });
+
+    assert.deepEqual(await Deno.readFile(`${dir}/data.json`), bytes);
+    const info = await Deno.stat(`${dir}/data.json`);
+    assert.deepEqual(answer, {
+      size: bytes.length,
+      mtimeMs: Math.round(info.mtime!.getTime()),
+      sha256: sha256Hex(bytes),
+    });
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("download creates the missing parent directories", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = encoder.encode("[1,2,3]");
+
+    await new DenoCache(dir).download("a/b/c.json", streamOf(bytes), { size: bytes.length });
+
+    assert.equal(await Deno.readTextFile(`${dir}/a/b/c.json`), "[1,2,3]");
+  });
+});
+
+Deno.test("download of a short body leaves the old file untouched and no temp file", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a/data.json`, "the good copy");
+    const truncated = encoder.encode("the go");
+
+    await assert.rejects(
+      new DenoCache(dir).download("a/data.json", streamOf(truncated), { size: 13 }),
+      (error: MarshHostError) => {
+        assert.equal(error.kind, "Io");
+        assert.equal(error.key, "a/data.json");
+        assert.match(error.message, /a\/data\.json has 6 bytes, expected 13/);
+        return true;
+      },
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/a/data.json`), "the good copy");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("download of a body longer than expected is refused", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/data.json`, "old");
+
+    await assert.rejects(
+      new DenoCache(dir).download("data.json", streamOf(encoder.encode("abc"), encoder.encode("def")), { size: 4 }),
+      { kind: "Io", message: /data\.json has \d+ bytes, expected 4/ },
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/data.json`), "old");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("download with the right size but another hash leaves the old file untouched", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/data.json`, "old!");
+    const expectedHash = sha256Hex(encoder.encode("good"));
+
+    await assert.rejects(
+      new DenoCache(dir).download("data.json", streamOf(encoder.encode("evil")), { size: 4, sha256: expectedHash }),
+      { kind: "Io", key: "data.json", message: new RegExp(`sha256 [0-9a-f]{64}, expected ${expectedHash}`) },
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/data.json`), "old!");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("download through a symlinked directory is refused and nothing is written outside the root", async () => {
+  await withTempDir(async (dir) => {
+    const cache = `${dir}/cache`;
+    const outside = `${dir}/outside`;
+    await Deno.mkdir(cache);
+    await Deno.mkdir(outside);
+    await Deno.symlink(outside, `${cache}/link`);
+    const bytes = encoder.encode("x");
+
+    for (const rel of ["link/x.json", "link/deeper/x.json"]) {
+      await assert.rejects(new DenoCache(cache).download(rel, streamOf(bytes), { size: 1 }), {
+        kind: "InvalidKey",
+        key: rel,
+        message: /link is a symlink/,
+      });
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(outside)), []);
+  });
+});
+
+Deno.test("download does not replace a symlink", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/outside.json`, "outside");
+    await Deno.mkdir(`${dir}/cache`);
+    await Deno.symlink(`${dir}/outside.json`, `${dir}/cache/link.json`);
+
+    await assert.rejects(
+      new DenoCache(`${dir}/cache`).download("link.json", streamOf(encoder.encode("new")), { size: 3 }),
+      { kind: "InvalidKey", key: "link.json" },
+    );
+    assert.ok((await Deno.lstat(`${dir}/cache/link.json`)).isSymlink);
+    assert.equal(await Deno.readTextFile(`${dir}/outside.json`), "outside");
+    assert.deepEqual(await tempFilesUnder(`${dir}/cache`), []);
+  });
+});
+
+Deno.test("an abort during a download fails as Aborted and removes the temp file", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/data.json`, "old");
+    const controller = new AbortController();
+    let firstChunkSent!: () => void;
+    const sent = new Promise<void>((resolve) => (firstChunkSent = resolve));
+    // Sends one chunk, then stalls like a slow connection.
+    const stalled = new ReadableStream<Uint8Array>({
+      pull(stream) {
+        stream.enqueue(encoder.encode("part"));
+        firstChunkSent();
+        return new Promise(() => {});
+      },
+    });
+
+    const download = new DenoCache(dir).download("data.json", stalled, { size: 100 }, { signal: controller.signal });
+    await sent;
+    while ((await tempFilesUnder(dir)).length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    controller.abort();
+
+    await assert.rejects(download, (error: MarshHostError & Error) => {
+      assert.equal(error.kind, "Aborted");
+      assert.equal(error.name, "AbortError");
+      return true;
+    });
+    assert.deepEqual(await tempFilesUnder(dir), []);
+    assert.equal(await Deno.readTextFile(`${dir}/data.json`), "old");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// prepareUpload
+
+Deno.test("prepareUpload answers stat and hash, and body.open streams the file for each attempt", async () => {
+  await withTempDir(async (dir) => {
+    const bytes = new Uint8Array(400_000).map((_, i) => (i * 7) % 256);
+    await Deno.writeFile(`${dir}/big.bin`, bytes);
+    const info = await Deno.stat(`${dir}/big.bin`);
+
+    const prepared = await new DenoCache(dir).prepareUpload("big.bin");
+
+    assert.ok(prepared);
+    assert.equal(prepared.size, bytes.length);
+    assert.equal(prepared.mtimeMs, Math.round(info.mtime!.getTime()));
+    assert.equal(prepared.sha256, sha256Hex(bytes));
+    const body = prepared.body as UploadBody;
+    assert.equal(body.size, bytes.length);
+    assert.deepEqual(await readAll(await body.open()), bytes);
+    assert.deepEqual(await readAll(await body.open()), bytes);
+  });
+});
+
+Deno.test("prepareUpload of an empty file streams an empty body", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeFile(`${dir}/empty`, new Uint8Array());
+
+    const prepared = await new DenoCache(dir).prepareUpload("empty");
+
+    assert.equal(prepared?.sha256, sha256Hex(new Uint8Array()));
+    assert.deepEqual(await readAll(await (prepared!.body as UploadBody).open()), new Uint8Array());
+  });
+});
+
+Deno.test("prepareUpload answers null for a missing file and refuses a symlink", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/real.json`, "1");
+    await Deno.symlink(`${dir}/real.json`, `${dir}/link.json`);
+    const cache = new DenoCache(dir);
+
+    assert.equal(await cache.prepareUpload("missing.json"), null);
+    await assert.rejects(cache.prepareUpload("link.json"), { kind: "Io", key: "link.json" });
+  });
+});
+
+Deno.test("an upload body fails when the file was rewritten between prepareUpload and open", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/data.json`, "version one");
+    const prepared = await new DenoCache(dir).prepareUpload("data.json");
+    // Same size, new bytes, written in place (possibly within the same millisecond).
+    await Deno.writeTextFile(`${dir}/data.json`, "version two");
+
+    await assert.rejects((prepared!.body as UploadBody).open().then(readAll), {
+      kind: "Io",
+      key: "data.json",
+      message: /changed after it was hashed/,
+    });
+  });
+});
+
+Deno.test("an upload body errors before its last chunk when the file changes while it streams", async () => {
+  await withTempDir(async (dir) => {
+    const original = new Uint8Array(600_000).fill(1);
+    await Deno.writeFile(`${dir}/big.bin`, original);
+    const prepared = await new DenoCache(dir).prepareUpload("big.bin");
+    const reader = (await (prepared!.body as UploadBody).open()).getReader();
+    let received = (await reader.read()).value!.length;
+
+    // Same size, new bytes near the end (not read yet): only the hash can tell.
+    const file = await Deno.open(`${dir}/big.bin`, { write: true });
+    await file.seek(550_000, Deno.SeekMode.Start);
+    await file.write(new Uint8Array(1000).fill(2));
+    file.close();
+    const drained = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        received += value.length;
+      }
+    })();
+
+    await assert.rejects(drained, { kind: "Io", message: /changed after it was hashed/ });
+    assert.ok(received < original.length, `${received} bytes were delivered`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Paths
+
+Deno.test("every method refuses a path that could leave the cache, naming it", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(`${dir}/cache`);
+    const bad = ["../x.json", "a/../../x.json", "/etc/passwd", "a\\..\\x", "a\0b", "", "a/", "./a", "a//b", "C:x"];
+    for (const rel of bad) {
+      const calls: [string, () => Promise<unknown>][] = [
+        ["stat", () => cache.stat(rel)],
+        ["hash", () => cache.hash(rel)],
+        ["prepareUpload", () => cache.prepareUpload(rel)],
+        ["readInternal", () => cache.readInternal(rel)],
+        ["writeInternal", () => cache.writeInternal(rel, encoder.encode("x"))],
+        ["download", () => cache.download(rel, streamOf(encoder.encode("x")), { size: 1 })],
+      ];
+      for (const [method, call] of calls) {
+        await assert.rejects(call(), (error: MarshHostError) => {
+          assert.equal(error.kind, "InvalidKey", `${method}(${JSON.stringify(rel)})`);
+          assert.equal(error.key, rel);
+          assert.ok(error.message.includes(JSON.stringify(rel)), error.message);
+          return true;
+        });
+      }
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+  });
+});
+
+Deno.test("a trailing slash on the root is normalised away and every key still works", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(`${dir}///`);
+    const bytes = encoder.encode("ok");
+
+    await cache.download("x/y.json", streamOf(bytes), { size: 2 });
+    const items: WalkItem[] = await cache.walk();
+
+    assert.equal(cache.root, dir);
+    assert.deepEqual(items.map((item) => item.rel), ["x/y.json"]);
+    assert.equal((await cache.stat("x/y.json"))?.size, 2);
+  });
+});
+
+Deno.test("a relative root is resolved against the working directory", () => {
+  const cache = new DenoCache("some/relative/dir/");
+  assert.equal(cache.root, `${Deno.cwd()}/some/relative/dir`);
+});
+
+Deno.test("errors are Error instances carrying the host error fields", async () => {
+  await withTempDir(async (dir) => {
+    const error = await new DenoCache(dir).stat("../x").catch((thrown) => thrown);
+    assert.ok(error instanceof CacheError);
+    assert.ok(error instanceof Error);
+    assert.equal(error.kind, "InvalidKey");
+  });
+});

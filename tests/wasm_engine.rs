@@ -1,0 +1,741 @@
+//! The real engine driven through the wasm boundary, run by `wasm-pack test --node`: `SyncService` and `LockClient`
+//! over in-memory JS host objects with exact store semantics (content tokens, preconditions, conditional GETs, streamed
+//! bodies) and hooks that run a callback just before or after a given store call, to land a concurrent writer at an
+//! exact moment.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Promise, Reflect};
+use marsh::wasm::{LockClient, SyncService};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const INDEX: &str = ".datastore-index.json";
+const SIDECAR: &str = ".datastore-sync-state.json";
+
+#[wasm_bindgen(inline_js = r#"
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+const fail = (kind, props = {}) => Object.assign(new Error(props.message ?? kind), { kind, ...props });
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+async function sha256Hex(bytes) {
+  const digest = await globalThis.crypto.subtle.digest("SHA-256", bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function streamOf(bytes) {
+  const copy = bytes.slice();
+  return new ReadableStream({
+    start(controller) {
+      if (copy.length > 0) controller.enqueue(copy);
+      controller.close();
+    },
+  });
+}
+
+async function readStream(stream) {
+  if (!(stream instanceof ReadableStream)) throw new Error("body is not a ReadableStream");
+  const reader = stream.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return bytes;
+}
+
+// An S3-like bucket: the token of an object is a digest of its bytes (like a single-part ETag).
+export function memoryStore() {
+  const objects = new Map(); // key -> { bytes, token }
+  const hooks = [];
+  const store = {
+    requests: 0,
+    unsignalled: 0,
+    preconditionFailures: 0,
+    counts: {},
+    count(name) {
+      return store.counts[name] ?? 0;
+    },
+    text(key) {
+      const found = objects.get(key);
+      return found ? decoder.decode(found.bytes) : null;
+    },
+    tokenOf(key) {
+      return objects.get(key)?.token ?? null;
+    },
+    indexKeys() {
+      const text = store.text(".datastore-index.json");
+      return text === null ? [] : Object.keys(JSON.parse(text).entries).sort();
+    },
+    // Run `fn` (sync or async; a throw fails the call) at the `nth` matching call, before it acts or after it acted
+    // (its answer is returned only once `fn` settles). `key` null or undefined matches any key.
+    hook(phase, method, key, nth, fn) {
+      hooks.push({ phase, method, key, nth, fn, seen: 0 });
+    },
+    failOn(method, key, kind, status) {
+      store.hook("before", method, key, 1, () => {
+        throw fail(kind, { status, message: `injected ${kind} (HTTP ${status})` });
+      });
+    },
+
+    async get(key, ifNoneMatch, options) {
+      return call("get", key, options, () => {
+        const found = existing(key);
+        if (ifNoneMatch != null && ifNoneMatch === found.token) return { notModified: true };
+        return { body: streamOf(found.bytes), token: found.token, size: found.bytes.length };
+      });
+    },
+    async getBytes(key, ifNoneMatch, options) {
+      return call("getBytes", key, options, () => {
+        const found = existing(key);
+        if (ifNoneMatch != null && ifNoneMatch === found.token) return { notModified: true };
+        return { bytes: found.bytes.slice(), token: found.token, size: found.bytes.length };
+      });
+    },
+    async head(key, options) {
+      return call("head", key, options, () => {
+        const found = existing(key);
+        return { token: found.token, size: found.bytes.length };
+      });
+    },
+    async put(key, body, precondition, options) {
+      return call("put", key, options, async () => {
+        if (typeof body?.open !== "function") throw new Error(`put ${key}: body is not an UploadBody`);
+        const bytes = await readStream(await body.open());
+        if (bytes.length !== body.size) throw new Error(`put ${key}: body size ${body.size}, read ${bytes.length}`);
+        return write(key, bytes, precondition);
+      });
+    },
+    async putBytes(key, bytes, precondition, options) {
+      return call("putBytes", key, options, () => {
+        if (!(bytes instanceof Uint8Array)) throw new Error(`putBytes ${key}: not a Uint8Array`);
+        return write(key, bytes.slice(), precondition);
+      });
+    },
+    async delete(key, ifMatch, options) {
+      return call("delete", key, options, () => {
+        const found = existing(key);
+        if (ifMatch != null && ifMatch !== found.token) {
+          store.preconditionFailures++;
+          throw fail("PreconditionFailed", { key, status: 412 });
+        }
+        objects.delete(key);
+      });
+    },
+    async list(prefix, _pageToken, options) {
+      return call("list", prefix, options, () => {
+        const keys = [...objects.keys()].filter((key) => key.startsWith(prefix)).sort();
+        return {
+          objects: keys.map((key) => ({ key, token: objects.get(key).token, size: objects.get(key).bytes.length })),
+        };
+      });
+    },
+  };
+
+  function existing(key) {
+    const found = objects.get(key);
+    if (!found) throw fail("NotFound", { key, status: 404, message: `no object ${key}` });
+    return found;
+  }
+
+  async function write(key, bytes, precondition) {
+    // Hash first: the check and the write below must not be split by an await.
+    const token = (await sha256Hex(bytes)).slice(0, 32);
+    const current = objects.get(key);
+    const kind = precondition?.kind;
+    let ok;
+    if (kind === "none") ok = true;
+    else if (kind === "ifAbsent") ok = current === undefined;
+    else if (kind === "ifMatch") ok = current !== undefined && current.token === precondition.token;
+    else throw new Error(`bad precondition ${JSON.stringify(precondition)}`);
+    if (!ok) {
+      store.preconditionFailures++;
+      throw fail("PreconditionFailed", { key, status: 412 });
+    }
+    objects.set(key, { bytes, token });
+    return { token };
+  }
+
+  async function runHooks(phase, method, key) {
+    for (const hook of hooks) {
+      if (hook.phase !== phase || hook.method !== method || (hook.key != null && hook.key !== key)) continue;
+      hook.seen++;
+      if (hook.seen === hook.nth) await hook.fn();
+    }
+  }
+
+  async function call(method, key, options, action) {
+    store.requests++;
+    for (const name of [method, `${method} ${key}`]) store.counts[name] = store.count(name) + 1;
+    if (!(options?.signal instanceof AbortSignal)) store.unsignalled++;
+    await tick();
+    await runHooks("before", method, key);
+    options?.signal?.throwIfAborted();
+    const answer = await action();
+    await runHooks("after", method, key);
+    return answer;
+  }
+
+  return store;
+}
+
+// A cache directory: rel -> { bytes, mtimeMs }, internal files included; every write moves the clock forward.
+export function memoryCache() {
+  const files = new Map();
+  let clock = 1_700_000_000_000;
+  const save = (rel, bytes) => {
+    clock += 1000;
+    files.set(rel, { bytes, mtimeMs: clock });
+    return clock;
+  };
+  const enter = async (options) => {
+    cache.calls++;
+    if (!(options?.signal instanceof AbortSignal)) cache.unsignalled++;
+    await tick();
+  };
+  const cache = {
+    calls: 0,
+    unsignalled: 0,
+    writeText(rel, text) {
+      save(rel, encoder.encode(text));
+    },
+    readText(rel) {
+      const found = files.get(rel);
+      return found ? decoder.decode(found.bytes) : null;
+    },
+
+    async stat(rel, options) {
+      await enter(options);
+      const found = files.get(rel);
+      return found ? { size: found.bytes.length, mtimeMs: found.mtimeMs } : null;
+    },
+    async walk(options) {
+      await enter(options);
+      return [...files].map(([rel, f]) => ({ kind: "file", rel, size: f.bytes.length, mtimeMs: f.mtimeMs }));
+    },
+    async readInternal(name, options) {
+      await enter(options);
+      return files.get(name)?.bytes.slice() ?? null;
+    },
+    async writeInternal(name, bytes, options) {
+      await enter(options);
+      if (!(bytes instanceof Uint8Array)) throw new Error(`writeInternal ${name}: not a Uint8Array`);
+      save(name, bytes.slice());
+    },
+    async prepareUpload(rel, options) {
+      await enter(options);
+      const found = files.get(rel);
+      if (!found) return null;
+      const { bytes, mtimeMs } = found;
+      const sha256 = await sha256Hex(bytes);
+      return { body: { size: bytes.length, open: async () => streamOf(bytes) }, size: bytes.length, mtimeMs, sha256 };
+    },
+    async download(rel, body, expected, options) {
+      await enter(options);
+      const bytes = await readStream(body);
+      const sha256 = await sha256Hex(bytes);
+      if (bytes.length !== expected.size) {
+        throw fail("Io", { message: `${rel}: expected ${expected.size} bytes, got ${bytes.length}` });
+      }
+      if (expected.sha256 !== undefined && expected.sha256 !== sha256) {
+        throw fail("Io", { message: `${rel}: sha256 mismatch` });
+      }
+      const mtimeMs = save(rel, bytes);
+      return { size: bytes.length, mtimeMs, sha256 };
+    },
+    async hash(rel, options) {
+      await enter(options);
+      const found = files.get(rel);
+      if (!found) return null;
+      return { size: found.bytes.length, mtimeMs: found.mtimeMs, sha256: await sha256Hex(found.bytes) };
+    },
+  };
+  return cache;
+}
+
+// One operation's env. Sleeps are fake (they return on the next timer turn) but wake on abort, like real ones.
+export function makeEnv() {
+  const controller = new AbortController();
+  const env = {
+    signal: controller.signal,
+    sleeps: [],
+    lines: [],
+    abort() {
+      controller.abort();
+    },
+    sleep(ms) {
+      env.sleeps.push(ms);
+      return new Promise((resolve, reject) => {
+        if (controller.signal.aborted) return reject(controller.signal.reason);
+        const timer = setTimeout(resolve, 0);
+        controller.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          reject(controller.signal.reason);
+        }, { once: true });
+      });
+    },
+    trace(line) {
+      env.lines.push(line);
+    },
+  };
+  return env;
+}
+
+export function lockIdentity(holder, pid) {
+  return { holder, hostname: holder.split("@")[1] ?? "localhost", pid };
+}
+
+export function lockOptions(maxWaitMs, retryIntervalMs) {
+  return { maxWaitMs, retryIntervalMs };
+}
+"#)]
+extern "C" {
+    #[derive(Clone)]
+    type MemStore;
+    #[wasm_bindgen(js_name = memoryStore)]
+    fn memory_store() -> MemStore;
+    #[wasm_bindgen(method, getter)]
+    fn requests(this: &MemStore) -> f64;
+    #[wasm_bindgen(method, getter, js_name = unsignalled)]
+    fn store_unsignalled(this: &MemStore) -> f64;
+    #[wasm_bindgen(method, getter, js_name = preconditionFailures)]
+    fn precondition_failures(this: &MemStore) -> f64;
+    #[wasm_bindgen(method)]
+    fn count(this: &MemStore, name: &str) -> f64;
+    #[wasm_bindgen(method)]
+    fn text(this: &MemStore, key: &str) -> Option<String>;
+    #[wasm_bindgen(method, js_name = tokenOf)]
+    fn token_of(this: &MemStore, key: &str) -> Option<String>;
+    #[wasm_bindgen(method, js_name = indexKeys)]
+    fn index_keys_js(this: &MemStore) -> Array;
+    #[wasm_bindgen(method)]
+    fn hook(this: &MemStore, phase: &str, method: &str, key: Option<&str>, nth: u32, callback: &Function);
+    #[wasm_bindgen(method, js_name = failOn)]
+    fn fail_on(this: &MemStore, method: &str, key: &str, kind: &str, status: u16);
+
+    #[derive(Clone)]
+    type MemCache;
+    #[wasm_bindgen(js_name = memoryCache)]
+    fn memory_cache() -> MemCache;
+    #[wasm_bindgen(method, js_name = writeText)]
+    fn write_text(this: &MemCache, rel: &str, text: &str);
+    #[wasm_bindgen(method, js_name = readText)]
+    fn read_text(this: &MemCache, rel: &str) -> Option<String>;
+    #[wasm_bindgen(method, getter, js_name = calls)]
+    fn cache_calls(this: &MemCache) -> f64;
+    #[wasm_bindgen(method, getter, js_name = unsignalled)]
+    fn cache_unsignalled(this: &MemCache) -> f64;
+
+    #[derive(Clone)]
+    type MemEnv;
+    #[wasm_bindgen(js_name = makeEnv)]
+    fn make_env() -> MemEnv;
+    #[wasm_bindgen(method)]
+    fn abort(this: &MemEnv);
+    #[wasm_bindgen(method, getter)]
+    fn sleeps(this: &MemEnv) -> Array;
+    #[wasm_bindgen(method, getter)]
+    fn lines(this: &MemEnv) -> Array;
+
+    #[wasm_bindgen(js_name = lockIdentity)]
+    fn lock_identity(holder: &str, pid: u32) -> JsValue;
+    #[wasm_bindgen(js_name = lockOptions)]
+    fn lock_options(max_wait_ms: u32, retry_interval_ms: u32) -> JsValue;
+}
+
+impl MemStore {
+    fn index_keys(&self) -> Vec<String> {
+        strings(&self.index_keys_js())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Helpers
+
+fn strings(array: &Array) -> Vec<String> {
+    array.iter().map(|item| item.as_string().expect("a string")).collect()
+}
+
+fn prop(value: &JsValue, name: &str) -> JsValue {
+    Reflect::get(value, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn num(value: &JsValue, name: &str) -> f64 {
+    prop(value, name).as_f64().unwrap_or_else(|| panic!("`{name}` is not a number in {value:?}"))
+}
+
+fn flag(value: &JsValue, name: &str) -> bool {
+    prop(value, name).as_bool().unwrap_or_else(|| panic!("`{name}` is not a boolean in {value:?}"))
+}
+
+fn text(value: &JsValue, name: &str) -> Option<String> {
+    prop(value, name).as_string()
+}
+
+/// The `verifiedToken` of a cache's sidecar: `None` when the file is missing or the token is null.
+fn verified_token(cache: &MemCache) -> Option<String> {
+    let json = cache.read_text(SIDECAR)?;
+    let sidecar: serde_json::Value = serde_json::from_str(&json).expect("the sidecar is JSON");
+    sidecar["verifiedToken"].as_str().map(str::to_string)
+}
+
+async fn settle(promise: Result<Promise, JsValue>) -> Result<JsValue, JsValue> {
+    JsFuture::from(promise?).await
+}
+
+/// A rejection, checked to be a real JS `Error`.
+fn rejection(result: Result<JsValue, JsValue>, what: &str) -> JsValue {
+    let error = match result {
+        Ok(value) => panic!("{what}: expected a rejection, got {value:?}"),
+        Err(error) => error,
+    };
+    assert!(error.is_instance_of::<js_sys::Error>(), "{what}: rejected with a non-Error {error:?}");
+    error
+}
+
+/// A JS callback for `MemStore::hook` that runs `task` and settles with it. The flag records that it ran.
+fn hook_running<F, Fut>(task: F) -> (Closure<dyn FnMut() -> Promise>, Rc<Cell<bool>>)
+where
+    F: Fn() -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<JsValue, JsValue>> + 'static,
+{
+    let fired = Rc::new(Cell::new(false));
+    let seen = fired.clone();
+    let closure = Closure::<dyn FnMut() -> Promise>::new(move || {
+        seen.set(true);
+        future_to_promise(task())
+    });
+    (closure, fired)
+}
+
+/// One machine: a `SyncService` over the shared store and its own cache.
+struct Machine {
+    service: SyncService,
+    cache: MemCache,
+}
+
+impl Machine {
+    fn new(store: &MemStore) -> Rc<Machine> {
+        let cache = memory_cache();
+        let service = SyncService::new(store.clone().into(), cache.clone().into(), JsValue::UNDEFINED)
+            .expect("the memory store and cache implement the host interfaces");
+        Rc::new(Machine { service, cache })
+    }
+
+    async fn pull_with(&self, env: &MemEnv) -> Result<JsValue, JsValue> {
+        settle(self.service.pull_changed(env.clone().into())).await
+    }
+
+    async fn push_with(&self, env: &MemEnv) -> Result<JsValue, JsValue> {
+        settle(self.service.push_changed(env.clone().into())).await
+    }
+
+    async fn pull(&self) -> Result<JsValue, JsValue> {
+        self.pull_with(&make_env()).await
+    }
+
+    async fn push(&self) -> Result<JsValue, JsValue> {
+        self.push_with(&make_env()).await
+    }
+
+    async fn mark_dirty(&self) -> Result<JsValue, JsValue> {
+        settle(self.service.mark_dirty(make_env().into())).await
+    }
+
+    /// markDirty, write the files, then push: the documented way to change a cache.
+    async fn write_and_push(&self, files: &[(&str, &str)]) -> Result<JsValue, JsValue> {
+        self.mark_dirty().await?;
+        for (rel, content) in files {
+            self.cache.write_text(rel, content);
+        }
+        self.push().await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Tests
+
+/// The seed race: B pushes a new file after A's pull GOT the index and before A's pull ends. A must record the token of
+/// the index it compared, so its next pull sees B's push and downloads the new file.
+#[wasm_bindgen_test]
+async fn seed_scenario_through_the_boundary() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    let first = b.write_and_push(&[("data/one.json", r#"{"n":1}"#)]).await.expect("B's first push");
+    assert_eq!(num(&first, "uploaded"), 1.0);
+    let read_by_a = store.token_of(INDEX).expect("B wrote the index");
+
+    let (hook, fired) = {
+        let b = b.clone();
+        hook_running(move || {
+            let b = b.clone();
+            async move { b.write_and_push(&[("data/two.json", r#"{"n":2}"#)]).await }
+        })
+    };
+    store.hook("after", "getBytes", Some(INDEX), 1, hook.as_ref().unchecked_ref());
+    let pulled = a.pull().await.expect("A's pull");
+
+    assert!(fired.get(), "B's push ran inside A's pull");
+    let written_by_b = store.token_of(INDEX).unwrap();
+    assert_ne!(written_by_b, read_by_a, "B's push changed the index");
+    assert_eq!(store.index_keys(), ["data/one.json", "data/two.json"]);
+    assert!(!flag(&pulled, "fastPath"));
+    assert_eq!(num(&pulled, "downloaded"), 1.0);
+    assert_eq!(num(&pulled, "indexEntries"), 1.0, "A compared the index as it was before B's push");
+    assert!(flag(&pulled, "verified"));
+    assert_eq!(verified_token(&a.cache), Some(read_by_a), "the token of the GET A compared, not a later one");
+    assert_eq!(a.cache.read_text("data/two.json"), None);
+
+    let next = a.pull().await.expect("A's next pull");
+    assert!(!flag(&next, "fastPath"), "B's push must defeat A's fast path");
+    assert_eq!(num(&next, "downloaded"), 1.0);
+    assert_eq!(a.cache.read_text("data/two.json").as_deref(), Some(r#"{"n":2}"#));
+    assert_eq!(a.cache.read_text("data/one.json").as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(verified_token(&a.cache), Some(written_by_b));
+
+    let requests = store.requests();
+    let quiet = a.pull().await.expect("A's third pull");
+    assert!(flag(&quiet, "fastPath"));
+    assert_eq!(num(&quiet, "downloaded"), 0.0);
+    assert_eq!(store.requests() - requests, 1.0, "the fast path is one conditional GET");
+    drop(hook);
+}
+
+/// W1: A and B both read "no index"; B's whole push lands just before A's index PUT. A's compare-and-swap fails, A
+/// re-reads and merges, and the index ends up with both files.
+#[wasm_bindgen_test]
+async fn concurrent_push_cas_conflict_keeps_both_entries() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    a.mark_dirty().await.unwrap();
+    a.cache.write_text("a.json", "from A");
+    b.mark_dirty().await.unwrap();
+    b.cache.write_text("b.json", "from B");
+
+    let index_puts = format!("putBytes {INDEX}");
+    let puts_by_b = Rc::new(Cell::new(0.0));
+    let (hook, fired) = {
+        let (b, store, puts_by_b, index_puts) = (b.clone(), store.clone(), puts_by_b.clone(), index_puts.clone());
+        hook_running(move || {
+            let (b, store, puts_by_b, index_puts) = (b.clone(), store.clone(), puts_by_b.clone(), index_puts.clone());
+            async move {
+                let before = store.count(&index_puts);
+                let report = b.push().await?;
+                puts_by_b.set(store.count(&index_puts) - before);
+                Ok(report)
+            }
+        })
+    };
+    store.hook("before", "putBytes", Some(INDEX), 1, hook.as_ref().unchecked_ref());
+    let env = make_env();
+    let pushed = a.push_with(&env).await.expect("A's push");
+
+    assert!(fired.get(), "B's push ran inside A's push");
+    assert_eq!(puts_by_b.get(), 1.0, "B wrote the index once");
+    assert_eq!(store.count(&index_puts) - puts_by_b.get(), 2.0, "A's first index PUT failed, its second landed");
+    assert_eq!(store.precondition_failures(), 1.0);
+    assert!(env.sleeps().length() >= 1, "A backed off before re-reading the index");
+    assert_eq!(store.index_keys(), ["a.json", "b.json"]);
+    assert_eq!(store.text("a.json").as_deref(), Some("from A"));
+    assert_eq!(store.text("b.json").as_deref(), Some("from B"));
+    assert_eq!(num(&pushed, "uploaded"), 1.0);
+    assert!(flag(&pushed, "indexWritten"));
+    assert!(flag(&pushed, "clean"));
+    assert!(!flag(&pushed, "verified"), "B6: A does not have b.json, so the merged index is not verified here");
+
+    let pulled = a.pull().await.expect("A's pull");
+    assert_eq!(num(&pulled, "downloaded"), 1.0);
+    assert_eq!(a.cache.read_text("b.json").as_deref(), Some("from B"));
+    drop(hook);
+}
+
+/// B15: an already-aborted signal rejects with an AbortError before any request.
+#[wasm_bindgen_test]
+async fn aborted_signal_rejects_with_abort_error_before_any_request() {
+    let store = memory_store();
+    let a = Machine::new(&store);
+    let env = make_env();
+    env.abort();
+
+    let pull = rejection(a.pull_with(&env).await, "pull");
+    let push = rejection(a.push_with(&env).await, "push");
+
+    for error in [&pull, &push] {
+        assert_eq!(text(error, "name").as_deref(), Some("AbortError"));
+        assert_eq!(text(error, "kind").as_deref(), Some("Aborted"));
+    }
+    assert_eq!(store.requests(), 0.0);
+    assert_eq!(a.cache.cache_calls(), 0.0);
+}
+
+/// An abort during the downloads rejects with an AbortError, records no verified token, and passes the signal to every
+/// request; a later pull completes the job.
+#[wasm_bindgen_test]
+async fn abort_mid_download() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    b.write_and_push(&[("f/1.txt", "one"), ("f/2.txt", "two"), ("f/3.txt", "three")]).await.expect("B's push");
+
+    // A fresh cache: no sidecar may appear.
+    let env = make_env();
+    let aborter = {
+        let env = env.clone();
+        Closure::<dyn FnMut()>::new(move || env.abort())
+    };
+    store.hook("before", "get", None, 2, aborter.as_ref().unchecked_ref());
+    let error = rejection(a.pull_with(&env).await, "aborted pull");
+    assert_eq!(text(&error, "name").as_deref(), Some("AbortError"));
+    assert_eq!(verified_token(&a.cache), None);
+
+    // A cache with a verified token: it must stay the old one.
+    let pulled = a.pull().await.expect("A's pull after the abort");
+    assert_eq!(num(&pulled, "indexEntries"), 3.0);
+    assert!(flag(&pulled, "verified"));
+    assert_eq!(a.cache.read_text("f/3.txt").as_deref(), Some("three"));
+    let verified = verified_token(&a.cache).expect("a complete pull records its token");
+    b.write_and_push(&[("f/4.txt", "four"), ("f/5.txt", "five"), ("f/6.txt", "six")]).await.expect("B's push");
+    let env = make_env();
+    let aborter_again = {
+        let env = env.clone();
+        Closure::<dyn FnMut()>::new(move || env.abort())
+    };
+    store.hook("before", "get", None, 2, aborter_again.as_ref().unchecked_ref());
+    let error = rejection(a.pull_with(&env).await, "second aborted pull");
+    assert_eq!(text(&error, "name").as_deref(), Some("AbortError"));
+    assert_eq!(text(&error, "kind").as_deref(), Some("Aborted"));
+    assert_eq!(verified_token(&a.cache), Some(verified), "an aborted pull records nothing");
+    assert_ne!(store.token_of(INDEX), verified_token(&a.cache));
+
+    let pulled = a.pull().await.expect("A's pull after the second abort");
+    assert!(!flag(&pulled, "fastPath"));
+    assert!(flag(&pulled, "verified"));
+    assert_eq!(a.cache.read_text("f/6.txt").as_deref(), Some("six"));
+    assert_eq!(verified_token(&a.cache), store.token_of(INDEX));
+    assert_eq!(store.store_unsignalled(), 0.0, "every store request carried the operation's signal");
+    assert_eq!(a.cache.cache_unsignalled(), 0.0, "every cache call carried the operation's signal");
+    drop((aborter, aborter_again));
+}
+
+/// B2, B8, B18: markDirty + write + push uploads the file and marks the cache clean; the next push is free.
+#[wasm_bindgen_test]
+async fn markdirty_then_push_uploads_and_reports() {
+    let store = memory_store();
+    let a = Machine::new(&store);
+    a.mark_dirty().await.expect("markDirty");
+    a.cache.write_text("notes/a.md", "# hello");
+    let env = make_env();
+
+    let pushed = a.push_with(&env).await.expect("push");
+
+    assert_eq!(num(&pushed, "uploaded"), 1.0);
+    assert!(flag(&pushed, "clean"));
+    assert!(flag(&pushed, "indexWritten"));
+    assert!(flag(&pushed, "verified"));
+    assert!(!flag(&pushed, "fastPath"));
+    assert_eq!(store.text("notes/a.md").as_deref(), Some("# hello"));
+    assert_eq!(store.index_keys(), ["notes/a.md"]);
+    assert_eq!(verified_token(&a.cache), store.token_of(INDEX), "our own index PUT's token is recorded");
+    let lines = strings(&env.lines());
+    assert!(lines.iter().any(|line| line.starts_with("marsh push: done")), "{lines:?}");
+
+    let requests = store.requests();
+    let again = a.push().await.expect("second push");
+    assert!(flag(&again, "fastPath"));
+    assert!(flag(&again, "clean"));
+    assert_eq!(num(&again, "uploaded"), 0.0);
+    assert_eq!(store.requests() - requests, 0.0, "the push fast path makes no request");
+}
+
+/// B19 through the boundary: acquire, inspect, a timed-out contender, force-release with a wrong nonce, release.
+#[wasm_bindgen_test]
+async fn lock_client_acquire_inspect_release() {
+    let store = memory_store();
+    let alice = LockClient::new(store.clone().into(), JsValue::UNDEFINED, lock_identity("alice@host-a", 1111))
+        .expect("a lock client");
+    settle(alice.acquire(make_env().into())).await.expect("alice acquires");
+    assert!(alice.is_held());
+    assert_eq!(alice.lock_key(), ".datastore.lock");
+
+    let info = JsFuture::from(alice.inspect()).await.expect("inspect");
+    assert_eq!(text(&info, "holder").as_deref(), Some("alice@host-a"));
+    assert_eq!(text(&info, "hostname").as_deref(), Some("host-a"));
+    assert_eq!(num(&info, "pid"), 1111.0);
+    let nonce = text(&info, "nonce").expect("a nonce");
+    assert!(nonce.len() >= 16, "{nonce}");
+    let stored: serde_json::Value = serde_json::from_str(&store.text(".datastore.lock").unwrap()).unwrap();
+    assert_eq!(stored["nonce"].as_str(), Some(nonce.as_str()));
+
+    let bob = LockClient::new(store.clone().into(), lock_options(40, 5), lock_identity("bob@host-b", 2222))
+        .expect("a second lock client");
+    let env = make_env();
+    let timeout = rejection(settle(bob.acquire(env.clone().into())).await, "bob's acquire");
+    assert_eq!(text(&timeout, "name").as_deref(), Some("LockTimeoutError"));
+    assert_eq!(text(&timeout, "lockKey").as_deref(), Some(".datastore.lock"));
+    assert_eq!(num(&prop(&timeout, "holder"), "pid"), 1111.0);
+    assert!(num(&timeout, "waitedMs") >= 40.0, "{timeout:?}");
+    let sleeps: Vec<f64> = env.sleeps().iter().map(|ms| ms.as_f64().unwrap()).collect();
+    assert!(!sleeps.is_empty() && sleeps.iter().all(|ms| (1.0..=5.0).contains(ms)), "{sleeps:?}");
+    assert!(!bob.is_held());
+
+    let wrong = JsFuture::from(bob.force_release("0123456789abcdef".into())).await.expect("forceRelease");
+    assert_eq!(wrong.as_bool(), Some(false));
+    let still = JsFuture::from(bob.inspect()).await.expect("inspect");
+    assert_eq!(text(&still, "nonce"), Some(nonce));
+
+    JsFuture::from(alice.release()).await.expect("release");
+    assert!(!alice.is_held());
+    assert!(JsFuture::from(alice.inspect()).await.expect("inspect").is_null());
+    assert_eq!(store.text(".datastore.lock"), None);
+    settle(bob.acquire(make_env().into())).await.expect("bob acquires the released lock");
+    assert!(bob.is_held());
+}
+
+/// B13: one file's PUT is denied; the others are uploaded and indexed; the rejection lists the failure.
+#[wasm_bindgen_test]
+async fn per_file_errors_are_listed() {
+    let store = memory_store();
+    let a = Machine::new(&store);
+    store.fail_on("put", "data/bad.json", "Auth", 403);
+
+    let error = rejection(
+        a.write_and_push(&[("data/good1.json", "1"), ("data/bad.json", "2"), ("data/good2.json", "3")]).await,
+        "push",
+    );
+
+    assert_eq!(text(&error, "name").as_deref(), Some("MarshError"));
+    assert_eq!(text(&error, "kind").as_deref(), Some("Files"));
+    assert_eq!(num(&error, "transferred"), 2.0);
+    let failures = Array::from(&prop(&error, "failures"));
+    assert_eq!(failures.length(), 1);
+    let failure = failures.get(0);
+    assert_eq!(text(&failure, "rel").as_deref(), Some("data/bad.json"));
+    assert_eq!(text(&failure, "kind").as_deref(), Some("Auth"));
+    assert_eq!(num(&failure, "status"), 403.0);
+    let message = text(&error, "message").unwrap();
+    assert!(message.contains("data/bad.json") && message.contains("403"), "{message}");
+    assert_eq!(store.count("put data/bad.json"), 1.0, "an auth error is not retried");
+    assert_eq!(store.text("data/good1.json").as_deref(), Some("1"));
+    assert_eq!(store.text("data/good2.json").as_deref(), Some("3"));
+    assert_eq!(store.text("data/bad.json"), None);
+    assert_eq!(store.index_keys(), ["data/good1.json", "data/good2.json"]);
+
+    // Not marked clean: the next push (the fault was one-shot) uploads the failed file.
+    let retried = a.push().await.expect("second push");
+    assert!(!flag(&retried, "fastPath"));
+    assert_eq!(num(&retried, "uploaded"), 1.0);
+    assert!(flag(&retried, "clean"));
+    assert_eq!(store.index_keys(), ["data/bad.json", "data/good1.json", "data/good2.json"]);
+}
