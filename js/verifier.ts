@@ -30,17 +30,23 @@ export function makeVerifier(
         return { healthy: true, message: "bucket reachable", latencyMs: latency(), datastoreType, details };
       } catch (error) {
         const { kind, status, message } = error as { kind?: string; status?: number; message?: string };
+        // Adapters already end Auth messages with their credentials hint; the others get one here.
         const hint = kind === "Auth"
-          ? hints.credentials
+          ? ""
           : kind === "NotFound" || status === 404
-          ? hints.missingBucket
-          : "check the endpoint and network";
+          ? ` — ${hints.missingBucket}`
+          : " — check the endpoint and network";
         return {
           healthy: false,
-          message: `${message ?? String(error)} — ${hint}`,
+          message: `${message ?? String(error)}${hint}`,
           latencyMs: latency(),
           datastoreType,
-          details: { ...details, ...(kind ? { errorKind: kind } : {}), ...(status ? { status: String(status) } : {}) },
+          details: {
+            ...details,
+            ...(kind ? { errorKind: kind } : {}),
+            ...(status ? { status: String(status) } : {}),
+            ...(kind === "Auth" ? { hint: hints.credentials } : {}),
+          },
         };
       }
     },
