@@ -1,23 +1,258 @@
 /**
- * The marsh command line. For now it only proves that the wasm core loads: `marsh version`.
+ * The marsh command line: the same sync engine as the swamp extensions, for operators (inspect, repair, try it
+ * locally with a `file://` store and no cloud account).
  *
- * Usage: deno run --config pkg.json js/cli.ts version
+ *   marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json]
+ *   marsh mark-dirty --store URL --cache DIR      (what swamp does before writing into the cache)
+ *   marsh status --store URL --cache DIR [--json]
+ *   marsh lock status|release --force --store URL [--lock-key KEY] [--json]
+ *   marsh verify --store URL [--json]
+ *   marsh version
+ *
+ * Exit codes: see `cli_exit.ts` (0 ok, 2 usage, 3 conflict, 4 auth, 5 not found, 6 transient, 7 some files failed).
  *
  * @module
  */
 
-import { version } from "./wasm.ts";
+import { DenoCache } from "./cache.ts";
+import { EXIT, exitCodeFor } from "./cli_exit.ts";
+import { formatBytes, terminalProgress } from "./cli_progress.ts";
+import { type OpenedStore, openStore, UsageError } from "./cli_store.ts";
+import { makeEnv, traceFromEnvironment } from "./env.ts";
+import type { PullReport, PushReport } from "./host.ts";
+import { MarshLock } from "./lock.ts";
+import { makeVerifier } from "./verifier.ts";
+import { SyncService, version } from "./wasm.ts";
 
-const usage = "usage: marsh version";
+const USAGE = `usage:
+  marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json] [--concurrency N]
+  marsh mark-dirty --store URL --cache DIR
+  marsh status --store URL --cache DIR [--json]
+  marsh lock status --store URL [--lock-key KEY] [--json]
+  marsh lock release --force --store URL [--lock-key KEY]
+  marsh verify --store URL [--json]
+  marsh version
+store URLs: s3://bucket/prefix  gs://bucket/prefix  file:///absolute/dir
+store options: --endpoint URL (S3-compatible endpoint or GCS emulator), --region R, --force-path-style, --project ID
+exit codes: 0 ok, 2 usage, 3 conflict, 4 auth, 5 not found, 6 transient, 7 some files failed, 130 aborted`;
 
-function main(args: string[]): number {
-  const [command, ...rest] = args;
-  if (command === "version" && rest.length === 0) {
-    console.log(`marsh ${version()}`);
-    return 0;
-  }
-  console.error(usage);
-  return 2;
+const BOOLEAN_FLAGS = new Set(["json", "dry-run", "force", "force-path-style", "help"]);
+
+interface Parsed {
+  words: string[];
+  flags: Map<string, string | true>;
 }
 
-if (import.meta.main) Deno.exit(main(Deno.args));
+export function parseArgs(args: string[]): Parsed {
+  const words: string[] = [];
+  const flags = new Map<string, string | true>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith("--")) {
+      words.push(arg);
+      continue;
+    }
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2);
+    if (BOOLEAN_FLAGS.has(name)) {
+      flags.set(name, true);
+    } else if (inline !== undefined) {
+      flags.set(name, inline);
+    } else if (i + 1 < args.length) {
+      flags.set(name, args[++i]);
+    } else {
+      throw new UsageError(`--${name} needs a value`);
+    }
+  }
+  return { words, flags };
+}
+
+function required(flags: Parsed["flags"], name: string): string {
+  const value = flags.get(name);
+  if (typeof value !== "string" || value === "") throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function optional(flags: Parsed["flags"], name: string): string | undefined {
+  const value = flags.get(name);
+  return typeof value === "string" ? value : undefined;
+}
+
+function storeFrom(flags: Parsed["flags"]): OpenedStore {
+  return openStore(required(flags, "store"), {
+    endpoint: optional(flags, "endpoint"),
+    region: optional(flags, "region"),
+    forcePathStyle: flags.get("force-path-style") === true,
+    projectId: optional(flags, "project"),
+  });
+}
+
+function describePull(report: PullReport, dryRun: boolean): string {
+  if (dryRun) return `pull (dry run): would download ${report.planned.length} file(s)${list(report.planned)}`;
+  if (report.fastPath) return "pull: up to date (index unchanged since the last verified sync)";
+  const kept = report.keptLocal.length ? `; kept ${report.keptLocal.length} unpushed local edit(s)` : "";
+  const conflicts = report.conflicts.length ? `; conflicts: ${report.conflicts.join(", ")}` : "";
+  return `pull: downloaded ${report.downloaded} of ${report.indexEntries} indexed file(s)` +
+    `${report.verified ? ", verified" : ""}${kept}${conflicts}`;
+}
+
+function describePush(report: PushReport, dryRun: boolean): string {
+  if (dryRun) return `push (dry run): would check or upload ${report.planned.length} file(s)${list(report.planned)}`;
+  if (report.fastPath) return "push: nothing to push (no markDirty since the last complete push)";
+  const extras = [
+    report.indexWritten ? "index updated" : "index unchanged",
+    report.scrubbed.length ? `scrubbed ${report.scrubbed.length} internal entr(ies)` : "",
+    report.symlinks.length ? `skipped symlinks: ${report.symlinks.join(", ")}` : "",
+    report.conflicts.length ? `overwrote remote changes to: ${report.conflicts.join(", ")}` : "",
+    report.remoteNewer.length ? `${report.remoteNewer.length} newer remotely (pull them)` : "",
+  ].filter(Boolean);
+  return `push: uploaded ${report.uploaded} file(s); ${extras.join("; ")}`;
+}
+
+function list(items: string[]): string {
+  return items.length ? `:\n  ${items.join("\n  ")}` : "";
+}
+
+async function sync(command: string, parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags } = parsed;
+  const { store } = storeFrom(flags);
+  const cache = new DenoCache(required(flags, "cache"));
+  const dryRun = flags.get("dry-run") === true;
+  const concurrency = optional(flags, "concurrency");
+  const service = new SyncService(store, cache, {
+    dryRun,
+    concurrency: concurrency === undefined ? undefined : Number(concurrency),
+  });
+  const env = makeEnv(signal, traceFromEnvironment(["MARSH_SYNC_TRACE"]));
+  env.progress = flags.get("json") ? undefined : terminalProgress();
+  const started = performance.now();
+  const result: { pull?: PullReport; push?: PushReport } = {};
+  if (command === "sync" || command === "pull") result.pull = await service.pullChanged(env);
+  if (command === "sync" || command === "push") result.push = await service.pushChanged(env);
+  const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  if (flags.get("json")) {
+    console.log(JSON.stringify({ ...result, seconds: Number(seconds) }));
+  } else {
+    if (result.pull) console.log(describePull(result.pull, dryRun));
+    if (result.push) console.log(describePush(result.push, dryRun));
+    console.log(`done in ${seconds}s`);
+  }
+  return EXIT.ok;
+}
+
+async function status(parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags } = parsed;
+  const { store, scope } = storeFrom(flags);
+  const service = new SyncService(store, new DenoCache(required(flags, "cache")), undefined);
+  const report = await service.status(makeEnv(signal));
+  if (flags.get("json")) {
+    console.log(JSON.stringify({ store: scope, ...report }));
+    return EXIT.ok;
+  }
+  const fast = report.pullFastPath === null ? "no (nothing verified yet)" : report.pullFastPath ? "yes" : "no";
+  console.log(`store:            ${scope}`);
+  console.log(`sidecar:          ${report.sidecar}`);
+  console.log(
+    `verified token:   ${report.verifiedToken ?? "none"}${report.verifiedAt ? ` (${report.verifiedAt})` : ""}`,
+  );
+  console.log(
+    `locally dirty:    ${report.locallyDirty ? "yes" : "no"} (markDirty generation ${report.dirtyGeneration})`,
+  );
+  console.log(`pull fast path:   ${fast}`);
+  console.log(`remote index:     ${report.remoteIndexSize === null ? "none" : formatBytes(report.remoteIndexSize)}`);
+  return EXIT.ok;
+}
+
+async function markDirty(parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags } = parsed;
+  const { store } = storeFrom(flags);
+  await new SyncService(store, new DenoCache(required(flags, "cache")), undefined).markDirty(makeEnv(signal));
+  return EXIT.ok;
+}
+
+async function lock(parsed: Parsed): Promise<number> {
+  const { flags, words } = parsed;
+  const { store, scope } = storeFrom(flags);
+  const handle = new MarshLock(store, scope, { lockKey: optional(flags, "lock-key") });
+  const info = await handle.inspect();
+  if (words[1] === "status") {
+    if (flags.get("json")) console.log(JSON.stringify(info));
+    else if (!info) console.log("no lock held");
+    else {console.log(
+        `held by ${info.holder} (pid ${info.pid}) since ${info.acquiredAt}, ttl ${info.ttlMs} ms, nonce ${info.nonce}`,
+      );}
+    return EXIT.ok;
+  }
+  if (words[1] === "release") {
+    if (flags.get("force") !== true) {
+      throw new UsageError("lock release needs --force (it breaks another process's lock)");
+    }
+    if (!info) {
+      console.log("no lock held");
+      return EXIT.notFound;
+    }
+    const released = await handle.forceRelease(info.nonce ?? "");
+    console.log(
+      released
+        ? `released the lock held by ${info.holder} (pid ${info.pid})`
+        : "the lock changed meanwhile; not released",
+    );
+    return released ? EXIT.ok : EXIT.conflict;
+  }
+  throw new UsageError("lock needs `status` or `release --force`");
+}
+
+async function verify(parsed: Parsed): Promise<number> {
+  const { flags } = parsed;
+  const { store, scope, kind } = storeFrom(flags);
+  const verifier = makeVerifier(store, `marsh-${kind}`, { store: scope }, {
+    credentials: "check the store's credentials and permissions",
+    missingBucket: `${scope} does not exist`,
+  });
+  const result = await verifier.verify();
+  if (flags.get("json")) console.log(JSON.stringify(result));
+  else console.log(`${result.healthy ? "healthy" : "unhealthy"}: ${result.message} (${result.latencyMs} ms)`);
+  return result.healthy
+    ? EXIT.ok
+    : exitCodeFor({ kind: result.details?.errorKind, status: Number(result.details?.status) });
+}
+
+export async function main(args: string[], signal: AbortSignal = new AbortController().signal): Promise<number> {
+  try {
+    const parsed = parseArgs(args);
+    const [command] = parsed.words;
+    if (parsed.flags.get("help") || command === undefined || command === "help") {
+      console.log(USAGE);
+      return command === undefined ? EXIT.usage : EXIT.ok;
+    }
+    switch (command) {
+      case "version":
+        console.log(`marsh ${version()}`);
+        return EXIT.ok;
+      case "sync":
+      case "pull":
+      case "push":
+        return await sync(command, parsed, signal);
+      case "status":
+        return await status(parsed, signal);
+      case "mark-dirty":
+        return await markDirty(parsed, signal);
+      case "lock":
+        return await lock(parsed);
+      case "verify":
+        return await verify(parsed);
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (error) {
+    const code = exitCodeFor(error);
+    console.error(`marsh: ${error instanceof Error ? error.message : String(error)}`);
+    if (code === EXIT.usage) console.error(USAGE);
+    return code;
+  }
+}
+
+if (import.meta.main) {
+  const controller = new AbortController();
+  Deno.addSignalListener("SIGINT", () => controller.abort());
+  Deno.exit(await main(Deno.args, controller.signal));
+}

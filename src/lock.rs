@@ -19,6 +19,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Env, Fetched, ObjectStore, Precondition, StoreError};
+use crate::time::{iso_from_ms, ms_from_iso};
 use crate::token::VersionToken;
 
 /// Key of the global lock (under the datastore prefix).
@@ -282,7 +283,7 @@ impl<S: ObjectStore> Lock<S> {
     pub async fn heartbeat<E: Env>(&self, env: &E) -> Result<(), LockError> {
         let holding = self.holding()?;
         let mut refreshed = holding.info.clone();
-        refreshed.acquired_at = lock_iso_from_ms(env.now_ms());
+        refreshed.acquired_at = iso_from_ms(env.now_ms());
         let body = encode_lock_info(&refreshed);
 
         let mut token = holding.token;
@@ -432,7 +433,7 @@ impl<S: ObjectStore> Lock<S> {
             holder: self.identity.holder.clone(),
             hostname: self.identity.hostname.clone(),
             pid: self.identity.pid,
-            acquired_at: lock_iso_from_ms(env.now_ms()),
+            acquired_at: iso_from_ms(env.now_ms()),
             ttl_ms: self.config.ttl_ms,
             nonce: Some(nonce.to_string()),
         }
@@ -470,7 +471,7 @@ fn decode_lock_info(body: &[u8]) -> Result<LockInfo, String> {
 
 /// Stale when `acquiredAt + ttlMs` is in the past. An unparseable `acquiredAt` cannot prove the holder alive.
 fn is_stale(info: &LockInfo, now_ms: i64) -> bool {
-    match lock_ms_from_iso(&info.acquired_at) {
+    match ms_from_iso(&info.acquired_at) {
         Some(acquired_ms) => {
             let ttl_ms = i64::try_from(info.ttl_ms).unwrap_or(i64::MAX);
             acquired_ms.saturating_add(ttl_ms) < now_ms
@@ -479,121 +480,13 @@ fn is_stale(info: &LockInfo, now_ms: i64) -> bool {
     }
 }
 
-/// Only transient failures are worth another attempt inside `acquire` (the `retry` module will own this rule).
+/// Only failures the retry policy would retry are worth another attempt inside `acquire`.
 fn is_transient(error: &StoreError) -> bool {
-    matches!(error, StoreError::Transient { .. })
+    crate::retry::is_retryable(error)
 }
 
 fn fresh_nonce<E: Env>(env: &E) -> String {
     (0..4).map(|_| format!("{:08x}", (env.random() * 4_294_967_296.0) as u32)).collect()
-}
-
-// ---- ISO-8601 timestamps ----
-// Private stand-ins for `crate::time::{iso_from_ms, ms_from_iso}`, kept here so this module builds on its own.
-// Switch to crate::time once it lands.
-
-const MS_PER_DAY: i64 = 86_400_000;
-
-/// `2026-04-24T19:45:20.123Z` (UTC, milliseconds), the shape of JavaScript's `toISOString`.
-fn lock_iso_from_ms(ms: i64) -> String {
-    let (year, month, day) = civil_from_days(ms.div_euclid(MS_PER_DAY));
-    let in_day = ms.rem_euclid(MS_PER_DAY);
-    let (hour, minute) = (in_day / 3_600_000, in_day / 60_000 % 60);
-    let (second, milli) = (in_day / 1_000 % 60, in_day % 1_000);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; `None` for anything else.
-fn lock_ms_from_iso(iso: &str) -> Option<i64> {
-    let bytes = iso.as_bytes();
-    let number = |from: usize, len: usize| -> Option<i64> {
-        let digits = bytes.get(from..from + len)?;
-        digits.iter().try_fold(0i64, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0')))
-    };
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-    if separators.iter().any(|&(at, sep)| bytes.get(at) != Some(&sep)) {
-        return None;
-    }
-    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
-    let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-
-    let mut at = 19;
-    let mut milli = 0;
-    if bytes.get(at) == Some(&b'.') {
-        at += 1;
-        let digits = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        for place in 0..3 {
-            milli = milli * 10 + if place < digits { number(at + place, 1)? } else { 0 };
-        }
-        at += digits;
-    }
-    let offset_minutes = match bytes.get(at..)? {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let (off_hour, off_minute) = (number(at + 1, 2)?, number(at + 4, 2)?);
-            if off_hour > 23 || off_minute > 59 {
-                return None;
-            }
-            let minutes = off_hour * 60 + off_minute;
-            if *sign == b'+' {
-                minutes
-            } else {
-                -minutes
-            }
-        }
-        _ => return None,
-    };
-    let local_ms =
-        days_from_civil(year, month, day) * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1_000 + milli;
-    Some(local_ms - offset_minutes * 60_000)
-}
-
-fn is_leap_year(year: i64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date. Counts in 400-year eras (146097 days each) starting on
-/// March 1st, so that the leap day falls at the end of the counted year.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Inverse of `days_from_civil`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -1025,7 +918,7 @@ mod tests {
             holder: "ghost@gone".into(),
             hostname: "gone".into(),
             pid: 9,
-            acquired_at: lock_iso_from_ms(START_MS - 3_600_000),
+            acquired_at: iso_from_ms(START_MS - 3_600_000),
             ttl_ms: 30_000,
             nonce: Some("feedfacefeedface".into()),
         };
@@ -1133,7 +1026,7 @@ mod tests {
         let attempt = block_on(bob.try_acquire(&env)).unwrap();
 
         let stored = store.stored_info(DEFAULT_LOCK_KEY).unwrap();
-        assert_eq!(stored.acquired_at, lock_iso_from_ms(START_MS + 20_000));
+        assert_eq!(stored.acquired_at, iso_from_ms(START_MS + 20_000));
         assert!(matches!(attempt, Attempt::Busy(Some(ref info)) if info.holder == "alice@alice-host"));
         assert!(alice.ensure_held().is_ok());
     }
@@ -1202,7 +1095,7 @@ mod tests {
         assert_eq!(held_after_failure, Ok(()));
         assert_eq!(next_tick, Ok(()));
         let stored = store.stored_info(DEFAULT_LOCK_KEY).unwrap();
-        assert_eq!(stored.acquired_at, lock_iso_from_ms(START_MS + 20_000));
+        assert_eq!(stored.acquired_at, iso_from_ms(START_MS + 20_000));
     }
 
     #[test]
@@ -1303,44 +1196,5 @@ mod tests {
 
         assert!(matches!(result, Err(LockError::Store { source: StoreError::Auth { .. }, .. })));
         assert_eq!(env.sleeps.get(), 0);
-    }
-
-    // ---- timestamps ----
-
-    #[test]
-    fn iso_timestamps_round_trip_in_javascript_shape() {
-        assert_eq!(lock_iso_from_ms(START_MS), "2026-04-24T19:45:20.123Z");
-        assert_eq!(lock_iso_from_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(lock_iso_from_ms(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(lock_iso_from_ms(1_709_208_000_000), "2024-02-29T12:00:00.000Z");
-        for ms in [START_MS, 0, -1, 1_709_208_000_000, 951_782_400_000, 4_102_444_799_999] {
-            assert_eq!(lock_ms_from_iso(&lock_iso_from_ms(ms)), Some(ms));
-        }
-    }
-
-    #[test]
-    fn iso_parser_accepts_offsets_and_other_precisions() {
-        assert_eq!(lock_ms_from_iso("2026-04-24T19:45:20Z"), Some(START_MS - 123));
-        assert_eq!(lock_ms_from_iso("2026-04-24T19:45:20.1234567Z"), Some(START_MS));
-        assert_eq!(lock_ms_from_iso("2026-04-24T21:45:20.123+02:00"), Some(START_MS));
-        assert_eq!(lock_ms_from_iso("2026-04-24T18:45:20.123-01:00"), Some(START_MS));
-    }
-
-    #[test]
-    fn iso_parser_rejects_garbage() {
-        for bad in [
-            "",
-            "yesterday",
-            "2026-04-24",
-            "2026-04-24T19:45:20",
-            "2026-13-01T00:00:00Z",
-            "2026-02-29T00:00:00Z",
-            "2026-04-24T24:00:00Z",
-            "2026-04-24T19:45:20.Z",
-            "2026-04-24T19:45:20.123Zjunk",
-            "2026-04-24 19:45:20Z",
-        ] {
-            assert_eq!(lock_ms_from_iso(bad), None, "{bad:?}");
-        }
     }
 }

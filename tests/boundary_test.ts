@@ -19,7 +19,11 @@ Deno.test("probeGet returns the token and size an async store answered", async (
   const store = storeWith(async (key) => {
     asked.push(key);
     await pause();
-    return { body: ReadableStream.from([new Uint8Array([1, 2, 3])]), token: "9bb58f26192e4ba00f01e2e7b136bbd8", size: 3 };
+    return {
+      body: ReadableStream.from([new Uint8Array([1, 2, 3])]),
+      token: "9bb58f26192e4ba00f01e2e7b136bbd8",
+      size: 3,
+    };
   });
 
   const answer = await probeGet(store, "data/a.json");

@@ -1,0 +1,56 @@
+/**
+ * CLI exit codes: scripts can tell a conflict from an auth problem, a missing bucket, a transient failure.
+ *
+ * @module
+ */
+
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  /** Another writer kept winning (index compare-and-swap exhausted), or a lock is held / was lost. */
+  conflict: 3,
+  /** Credentials missing or access denied. */
+  auth: 4,
+  /** The bucket (or the lock) does not exist. */
+  notFound: 5,
+  /** Network, timeout, throttling, 5xx: retrying later may work. */
+  transient: 6,
+  /** Some files failed; the others were transferred. */
+  partial: 7,
+  aborted: 130,
+} as const;
+
+interface ErrorLike {
+  name?: string;
+  kind?: string;
+  causeKind?: string;
+  status?: number;
+  failures?: { kind: string }[];
+}
+
+/** The exit code for an error thrown by a store, the engine or the lock. */
+export function exitCodeFor(error: unknown): number {
+  const e = (error ?? {}) as ErrorLike;
+  if (e.name === "UsageError") return EXIT.usage;
+  if (e.name === "AbortError" || e.kind === "Aborted") return EXIT.aborted;
+  if (e.name === "LockTimeoutError" || e.name === "LockLostError" || e.kind === "IndexContended") return EXIT.conflict;
+  const kind = e.kind === "Files" ? undefined : (e.causeKind ?? e.kind);
+  if (e.kind === "Files") {
+    const kinds = new Set((e.failures ?? []).map((f) => f.kind));
+    if (kinds.size === 1 && kinds.has("Auth")) return EXIT.auth;
+    return EXIT.partial;
+  }
+  switch (kind) {
+    case "Auth":
+      return EXIT.auth;
+    case "NotFound":
+      return EXIT.notFound;
+    case "Transient":
+      return EXIT.transient;
+    case "PreconditionFailed":
+      return EXIT.conflict;
+  }
+  if (e.status === 404) return EXIT.notFound;
+  return EXIT.failure;
+}
