@@ -50,7 +50,7 @@ fn w2_flaw_pull_clears_dirty_is_caught() {
         assert_caught(
             "flaw-pull-clears-dirty",
             &scenarios::writer_and_syncer_share_a_cache(style),
-            200_000,
+            2_000,
             "invariant 3",
         );
     }
