@@ -24,9 +24,9 @@ import type {
   NotModified,
   ObjectMeta,
   Precondition,
-  UploadBody,
   VersionToken,
 } from "./host.ts";
+import { isUploadBody, readAll } from "./streams.ts";
 import { AdcTokenSource, CredentialsError, type TokenSource } from "./gcs_auth.ts";
 
 export type { TokenSource } from "./gcs_auth.ts";
@@ -738,22 +738,6 @@ function multipartStream(
   };
 }
 
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    total += chunk.byteLength;
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
-}
-
 /** Up to `limit` bytes of a stream as text; the rest is cancelled. */
 async function readPreview(stream: ReadableStream<Uint8Array>, limit: number): Promise<string> {
   const reader = stream.getReader();
@@ -785,11 +769,6 @@ function contentLength(response: Response): number | undefined {
     if (value !== null && /^[0-9]+$/.test(value)) return Number(value);
   }
   return undefined;
-}
-
-function isUploadBody(body: Body): body is UploadBody {
-  return typeof body === "object" && body !== null && typeof (body as UploadBody).open === "function" &&
-    typeof (body as UploadBody).size === "number";
 }
 
 function isHostError(error: unknown): boolean {

@@ -7,8 +7,9 @@
  * @module
  */
 
-// Static import on purpose: swamp extensions may not use dynamic `import()`. The library itself does no I/O until the
-// first token is asked for (the `GoogleAuth` object is built then), so importing this module stays cheap.
+// Static import on purpose: swamp extensions may only import statically, and its check would flag the dynamic form
+// even in a comment. The library itself does no I/O until the first token is asked for (the `GoogleAuth` object is
+// built then), so importing this module stays cheap.
 import { GoogleAuth } from "npm:google-auth-library@11.3.4";
 
 /** OAuth scope for reading and writing objects (no bucket administration). */

@@ -29,6 +29,7 @@ import type {
   Precondition,
   VersionToken,
 } from "./host.ts";
+import { isUploadBody, readAll } from "./streams.ts";
 
 export type MemoryTokenStyle = "etag" | "generation";
 
@@ -64,22 +65,11 @@ function compareKeys(a: string, b: string): number {
 }
 
 async function readBody(body: Body, key: string): Promise<Uint8Array> {
-  const isUpload = "open" in body && typeof body.open === "function";
-  const stream = isUpload ? await body.open() : body as ReadableStream<Uint8Array>;
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    length += chunk.byteLength;
-  }
-  if (isUpload && length !== body.size) {
-    throw new StoreError("Io", `memory put ${key}: the body has ${length} bytes, expected ${body.size}`, { key });
-  }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
+  const bytes = await readAll(isUploadBody(body) ? await body.open() : body as ReadableStream<Uint8Array>);
+  if (isUploadBody(body) && bytes.byteLength !== body.size) {
+    throw new StoreError("Io", `memory put ${key}: the body has ${bytes.byteLength} bytes, expected ${body.size}`, {
+      key,
+    });
   }
   return bytes;
 }

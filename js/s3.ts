@@ -30,9 +30,9 @@ import type {
   NotModified,
   ObjectMeta,
   Precondition,
-  UploadBody,
   VersionToken,
 } from "./host.ts";
+import { isUploadBody, readAll } from "./streams.ts";
 
 export interface S3StoreOptions {
   bucket: string;
@@ -224,26 +224,6 @@ interface Exchange {
   fail(error: unknown): StoreError;
   /** Abort the request for a local reason (the upload body failed); the caller reports that reason. */
   abortRequest(): void;
-}
-
-function isUploadBody(body: Body): body is UploadBody {
-  return typeof (body as UploadBody).open === "function" && typeof (body as UploadBody).size === "number";
-}
-
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    length += chunk.byteLength;
-  }
-  const bytes = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
 }
 
 /** The SDK's response body (a node `IncomingMessage` under Deno, a web stream elsewhere) as async chunks. */

@@ -43,6 +43,7 @@ for flaw in flaw-post-walk-head flaw-blind-index-put flaw-pull-clears-dirty; do
 done
 stage "wasm-pack test --node" wasm-pack --log-level warn test --node
 stage "build wasm" bash scripts/build-wasm.sh
+stage "build extensions (dist/)" bash scripts/build-extensions.sh --skip-wasm
 stage "deno fmt --check" deno fmt --config pkg.json --check
 stage "deno lint" deno lint --config pkg.json
 stage "deno check" deno check "${deno_flags[@]}" js/ tests/

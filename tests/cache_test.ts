@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { CacheError, DenoCache, TEMP_PREFIX, type WalkFs } from "../js/cache.ts";
+import { readAll } from "../js/streams.ts";
 import type { MarshHostError, UploadBody, WalkItem } from "../js/host.ts";
 
 const encoder = new TextEncoder();
@@ -17,10 +18,6 @@ function streamOf(...chunks: Uint8Array[]): ReadableStream<Uint8Array> {
       controller.close();
     },
   });
-}
-
-async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 async function withTempDir(test: (dir: string) => Promise<void>): Promise<void> {

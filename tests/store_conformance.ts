@@ -20,6 +20,7 @@
  * @module
  */
 
+import { readAll } from "../js/streams.ts";
 import assert from "node:assert/strict";
 import type { MarshErrorKind, MarshStore, UploadBody } from "../js/host.ts";
 
@@ -68,15 +69,7 @@ export function uploadBodyOf(bytes: Uint8Array, chunkSize = 64 * 1024): UploadBo
 export async function readStream(body: unknown): Promise<Uint8Array> {
   if (body instanceof Uint8Array) return body;
   assert.ok(body instanceof ReadableStream, `expected a ReadableStream body, got ${body}`);
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of body as ReadableStream<Uint8Array>) chunks.push(chunk);
-  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  return await readAll(body as ReadableStream<Uint8Array>);
 }
 
 /** Await `promise`, assert it rejects with a typed error of one of `kinds`, and answer the error. */
