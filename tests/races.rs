@@ -47,12 +47,12 @@ fn seed_scenario(bucket: MemoryStore) {
 }
 
 #[test]
-fn seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_s3() {
+fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_s3() {
     seed_scenario(s3_bucket());
 }
 
 #[test]
-fn seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_gcs() {
+fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_gcs() {
     seed_scenario(gcs_bucket());
 }
 
