@@ -1,0 +1,265 @@
+/**
+ * One measured benchmark run, in its own process so that its peak RSS is its own (read from `/proc/self/status`
+ * VmHWM at the end). Started by `bench/main.ts` as `deno run -A bench/child.ts '<spec JSON>'`; prints one JSON line
+ * with the result. Process start-up and wasm instantiation (about 0.1–0.2 s) are outside the timed region: the timer
+ * covers the operations only, as a long-running swamp process would see them.
+ *
+ * Kinds:
+ * - `sync`: pull and/or push through `SyncService` against a `file://` store or S3 (moto), the store wrapped in the
+ *   counting proxy and the cache (`DenoCache`) in the timing proxy. Optional preparation (untimed): delete internal
+ *   files, empty the cache, markDirty and edit a file.
+ * - `plan-wasm`: dry-run pulls against an in-memory store holding the index and an in-memory cache whose walk answers
+ *   a prepared listing, so only the wasm core (index parse, listing conversion, per-entry decisions) is timed.
+ * - `idle`: load the wasm and exit (the baseline RSS of a child).
+ *
+ * @module
+ */
+
+import { DenoCache } from "../js/cache.ts";
+import { makeEnv } from "../js/env.ts";
+import { FsStore } from "../js/fs_store.ts";
+import type { MarshCache, MarshStore, PullReport, PushReport, SyncOptions, WalkItem } from "../js/host.ts";
+import { MemoryStore } from "../js/memory_store.ts";
+import { S3Store } from "../js/s3.ts";
+import { SyncService } from "../js/wasm.ts";
+import { initSync } from "../js/gen/marsh.js";
+import { CountingStore, TimedCache, Timeline } from "./counting.ts";
+
+export type StoreSpec =
+  | { kind: "file"; root: string }
+  | { kind: "s3"; endpoint: string; bucket: string; prefix: string };
+
+export interface SyncSpec {
+  kind: "sync";
+  store: StoreSpec;
+  cache: string;
+  operations: ("pull" | "push")[];
+  options?: SyncOptions;
+  /** Untimed preparation, in this order. */
+  prepare?: {
+    /** Internal files to delete from the cache root (sidecar, view, index copy, dirty marker). */
+    deleteInternal?: string[];
+    /** Remove the cache directory entirely (a fresh machine). */
+    emptyCache?: boolean;
+    /** markDirty, then copy `from` over `cache/<rel>` (an edit as swamp makes it). */
+    edit?: { rel: string; from: string };
+  };
+}
+
+export interface PlanSpec {
+  kind: "plan-wasm";
+  /** The official-format index file (`bench/gen.ts`). */
+  index: string;
+  runs: number;
+}
+
+export type ChildSpec = SyncSpec | PlanSpec | { kind: "idle" };
+
+export interface Phase {
+  name: string;
+  ms: number;
+}
+
+export interface SyncResult {
+  wallMs: number;
+  operationMs: Record<string, number>;
+  requests: Record<string, number>;
+  totalRequests: number;
+  bytesSent: number;
+  bytesReceived: number;
+  indexWrites: number[];
+  /** Phase durations from the engine's trace lines (MARSH_SYNC_TRACE). */
+  phases: Phase[];
+  /** Time inside each kind of host call, and outside any (wasm core + boundary). */
+  hostMs: Record<string, number>;
+  outsideHostMs: number;
+  reports: { pull?: PullReport; push?: PushReport };
+  peakRssBytes: number;
+  memory: MemoryFigures;
+}
+
+/** Where the memory is at the end of a run (wasm linear memory never shrinks, so it is also its peak). */
+export interface MemoryFigures {
+  wasmBytes: number;
+  jsHeapTotalBytes: number;
+  externalBytes: number;
+}
+
+export interface PlanResult {
+  runsMs: number[];
+  entries: number;
+  /** Per run: time until the index bytes were handed over, index parse, walk conversion + decisions. */
+  splits: { indexParseMs: number; listingAndDecideMs: number }[];
+  peakRssBytes: number;
+  memory: MemoryFigures;
+}
+
+/** The kernel's high-water mark of this process's resident set (Linux); the current RSS elsewhere. */
+export function peakRssBytes(): number {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    if (match) return Number(match[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return Deno.memoryUsage().rss;
+}
+
+export function memoryFigures(): MemoryFigures {
+  // `initSync` answers the instance's exports when the module is already instantiated (js/wasm.ts did it).
+  const wasmBytes = initSync(undefined as never).memory.buffer.byteLength;
+  const usage = Deno.memoryUsage();
+  return { wasmBytes, jsHeapTotalBytes: usage.heapTotal, externalBytes: usage.external };
+}
+
+function openStore(spec: StoreSpec): MarshStore {
+  if (spec.kind === "file") return new FsStore(spec.root);
+  return new S3Store({ bucket: spec.bucket, prefix: spec.prefix, endpoint: spec.endpoint, forcePathStyle: true });
+}
+
+/** `marsh pull: index read 12 ms` lines are cumulative since the operation started: turn them into durations. */
+function phasesOf(lines: string[]): Phase[] {
+  const phases: Phase[] = [];
+  const last: Record<string, number> = {};
+  for (const line of lines) {
+    const match = /^marsh (\w+): (.+) (\d+) ms$/.exec(line);
+    if (!match) continue;
+    const [, operation, phase, cumulative] = match;
+    const ms = Number(cumulative) - (last[operation] ?? 0);
+    last[operation] = Number(cumulative);
+    phases.push({ name: `${operation}: ${phase}`, ms });
+  }
+  return phases;
+}
+
+async function runSync(spec: SyncSpec): Promise<SyncResult> {
+  const prepare = spec.prepare ?? {};
+  if (prepare.emptyCache) await Deno.remove(spec.cache, { recursive: true }).catch(() => {});
+  for (const name of prepare.deleteInternal ?? []) await Deno.remove(`${spec.cache}/${name}`).catch(() => {});
+  const timeline = new Timeline();
+  const store = new CountingStore(openStore(spec.store), timeline);
+  const cache = new TimedCache(new DenoCache(spec.cache), timeline);
+  const service = new SyncService(store, cache, spec.options);
+  const traces: string[] = [];
+  const env = makeEnv(new AbortController().signal, (line) => traces.push(line));
+  if (prepare.edit) {
+    await service.markDirty(env);
+    await Deno.copyFile(prepare.edit.from, `${spec.cache}/${prepare.edit.rel}`);
+  }
+  timeline.calls.length = 0;
+  const startRequests = { ...store.requests };
+  const operationMs: Record<string, number> = {};
+  const reports: SyncResult["reports"] = {};
+  const started = performance.now();
+  for (const operation of spec.operations) {
+    const opStarted = performance.now();
+    if (operation === "pull") reports.pull = await service.pullChanged(env);
+    else reports.push = await service.pushChanged(env);
+    operationMs[operation] = performance.now() - opStarted;
+  }
+  const ended = performance.now();
+  for (const [kind, count] of Object.entries(startRequests)) store.requests[kind] -= count;
+  for (const kind of Object.keys(store.requests)) if (store.requests[kind] === 0) delete store.requests[kind];
+  const { byKind, outsideHost } = timeline.breakdown(started, ended);
+  if (store instanceof CountingStore && "destroy" in store.inner) (store.inner as S3Store).destroy();
+  for (const report of [reports.pull, reports.push]) if (report) report.planned = report.planned.slice(0, 20);
+  return {
+    wallMs: ended - started,
+    operationMs,
+    requests: store.requests,
+    totalRequests: store.totalRequests,
+    bytesSent: store.bytesSent,
+    bytesReceived: store.bytesReceived,
+    indexWrites: store.indexWrites,
+    phases: phasesOf(traces),
+    hostMs: byKind,
+    outsideHostMs: outsideHost,
+    reports,
+    peakRssBytes: peakRssBytes(),
+    memory: memoryFigures(),
+  };
+}
+
+/** A cache with no files but the listing: walk answers it, internal files are absent, nothing is written. */
+class ListingCache implements MarshCache {
+  walkReturned = 0;
+  viewRequested = 0;
+
+  constructor(readonly listing: WalkItem[]) {}
+
+  stat(): Promise<null> {
+    return Promise.resolve(null);
+  }
+
+  walk(): Promise<WalkItem[]> {
+    this.walkReturned = performance.now();
+    return Promise.resolve(this.listing);
+  }
+
+  readInternal(name: string): Promise<null> {
+    if (name === ".marsh-view.json") this.viewRequested = performance.now();
+    return Promise.resolve(null);
+  }
+
+  writeInternal(): Promise<void> {
+    return Promise.reject(new Error("a dry run writes nothing"));
+  }
+
+  prepareUpload(): Promise<null> {
+    return Promise.reject(new Error("a dry run uploads nothing"));
+  }
+
+  download(): Promise<never> {
+    return Promise.reject(new Error("a dry run downloads nothing"));
+  }
+
+  hash(): Promise<null> {
+    return Promise.reject(new Error("a zero-diff official index needs no hash"));
+  }
+}
+
+async function runPlan(spec: PlanSpec): Promise<PlanResult> {
+  const bytes = await Deno.readFile(spec.index);
+  const parsed = JSON.parse(new TextDecoder().decode(bytes)) as {
+    entries: Record<string, { size: number; localMtime: string }>;
+  };
+  // The listing a walk of the generated cache answers: every file with its entry's size and recorded mtime.
+  const listing: WalkItem[] = Object.entries(parsed.entries).map(([rel, entry]) => ({
+    kind: "file",
+    rel,
+    size: entry.size,
+    mtimeMs: Date.parse(entry.localMtime),
+  }));
+  const store = new MemoryStore();
+  store.seed(".datastore-index.json", bytes);
+  const cache = new ListingCache(listing);
+  const service = new SyncService(store, cache, { dryRun: true });
+  const runsMs: number[] = [];
+  const splits: PlanResult["splits"] = [];
+  // One unmeasured run first: JIT and wasm tier-up, as in a long-running process.
+  for (let run = 0; run <= spec.runs; run++) {
+    const started = performance.now();
+    const report = await service.pullChanged(makeEnv());
+    const ended = performance.now();
+    if (report.planned.length !== 0 || report.indexEntries !== listing.length) {
+      throw new Error(`dry run planned ${report.planned.length} downloads of ${report.indexEntries} entries`);
+    }
+    if (run === 0) continue;
+    runsMs.push(ended - started);
+    splits.push({
+      indexParseMs: cache.walkReturned - started,
+      listingAndDecideMs: ended - cache.walkReturned,
+    });
+  }
+  return { runsMs, entries: listing.length, splits, peakRssBytes: peakRssBytes(), memory: memoryFigures() };
+}
+
+if (import.meta.main) {
+  const spec = JSON.parse(Deno.args[0]) as ChildSpec;
+  let result: unknown;
+  if (spec.kind === "sync") result = await runSync(spec);
+  else if (spec.kind === "plan-wasm") result = await runPlan(spec);
+  else result = { peakRssBytes: peakRssBytes(), memory: memoryFigures() };
+  console.log(JSON.stringify(result));
+}

@@ -1,0 +1,207 @@
+/**
+ * Counting proxies for the benchmark: a {@link MarshStore} that counts requests by kind and the bytes each way, and a
+ * {@link MarshCache} that records how long each cache call took. Both record every call on one shared timeline, so a
+ * run can be split into "inside a store call", "inside a cache call" and "in the wasm core (and the boundary)".
+ *
+ * @module
+ */
+
+import type {
+  Body,
+  CallOptions,
+  ExpectedDownload,
+  FetchedBody,
+  FetchedBytes,
+  FileStat,
+  HashedFile,
+  ListPage,
+  MarshCache,
+  MarshStore,
+  NotModified,
+  ObjectMeta,
+  Precondition,
+  PreparedUpload,
+  VersionToken,
+  WalkItem,
+} from "../js/host.ts";
+
+/** One host call: what it was, and when it ran (ms on `performance.now()`). */
+export interface HostCall {
+  side: "store" | "cache";
+  /** Request kind (`getBytes`, `getBytes 304`, `put`, …) or cache method (with the internal file's name). */
+  kind: string;
+  start: number;
+  end: number;
+}
+
+export class Timeline {
+  readonly calls: HostCall[] = [];
+
+  async record<T>(side: HostCall["side"], kind: string, call: () => Promise<T>, rename?: (value: T) => string) {
+    const start = performance.now();
+    const entry: HostCall = { side, kind, start, end: start };
+    this.calls.push(entry);
+    try {
+      const value = await call();
+      if (rename) entry.kind = rename(value);
+      return value;
+    } catch (error) {
+      entry.kind += ` (${(error as { kind?: string }).kind ?? "error"})`;
+      throw error;
+    } finally {
+      entry.end = performance.now();
+    }
+  }
+
+  /**
+   * Milliseconds per call kind (overlapping calls of one kind counted once: the union of their intervals), and the
+   * time in none of them between `from` and `to`: the wasm core, the boundary conversions and the JS glue.
+   */
+  breakdown(from: number, to: number): { byKind: Record<string, number>; outsideHost: number } {
+    const byKind: Record<string, number> = {};
+    const kinds = new Map<string, HostCall[]>();
+    for (const call of this.calls) {
+      const key = `${call.side}.${call.kind.replace(/ \(.*\)$/, "")}`;
+      kinds.set(key, [...(kinds.get(key) ?? []), call]);
+    }
+    for (const [kind, calls] of kinds) byKind[kind] = unionMs(calls, from, to);
+    return { byKind, outsideHost: to - from - unionMs(this.calls, from, to) };
+  }
+}
+
+function unionMs(calls: HostCall[], from: number, to: number): number {
+  const intervals = calls
+    .map((call) => [Math.max(call.start, from), Math.min(call.end, to)] as const)
+    .filter(([start, end]) => end > start)
+    .sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let current: [number, number] | undefined;
+  for (const [start, end] of intervals) {
+    if (current && start <= current[1]) {
+      current[1] = Math.max(current[1], end);
+      continue;
+    }
+    if (current) total += current[1] - current[0];
+    current = [start, end];
+  }
+  if (current) total += current[1] - current[0];
+  return total;
+}
+
+function uploadSize(body: Body): number {
+  return body instanceof ReadableStream ? 0 : body.size;
+}
+
+/** Wraps a store: `requests` counts calls by kind; `bytesSent` / `bytesReceived` count bodies. */
+export class CountingStore implements MarshStore {
+  readonly requests: Record<string, number> = {};
+  bytesSent = 0;
+  bytesReceived = 0;
+  /** Bytes of each index write (`putBytes` of `.datastore-index.json`). */
+  readonly indexWrites: number[] = [];
+
+  constructor(readonly inner: MarshStore, readonly timeline = new Timeline()) {}
+
+  #count(kind: string): void {
+    this.requests[kind] = (this.requests[kind] ?? 0) + 1;
+  }
+
+  get totalRequests(): number {
+    return Object.values(this.requests).reduce((a, b) => a + b, 0);
+  }
+
+  get(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBody | NotModified> {
+    return this.timeline.record("store", "get", async () => {
+      const answer = await this.inner.get(key, ifNoneMatch, options);
+      if ("notModified" in answer) this.#count("get 304");
+      else {
+        this.#count("get");
+        this.bytesReceived += answer.size;
+      }
+      return answer;
+    });
+  }
+
+  getBytes(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBytes | NotModified> {
+    return this.timeline.record("store", "getBytes", async () => {
+      try {
+        const answer = await this.inner.getBytes(key, ifNoneMatch, options);
+        if ("notModified" in answer) this.#count(ifNoneMatch ? "getBytes 304" : "getBytes");
+        else {
+          this.#count(ifNoneMatch ? "getBytes (conditional, changed)" : "getBytes");
+          this.bytesReceived += answer.bytes.length;
+        }
+        return answer;
+      } catch (error) {
+        this.#count(`getBytes ${(error as { kind?: string }).kind ?? "error"}`);
+        throw error;
+      }
+    }, (answer) => ("notModified" in answer ? "getBytes 304" : "getBytes"));
+  }
+
+  head(key: string, options?: CallOptions): Promise<ObjectMeta> {
+    this.#count("head");
+    return this.timeline.record("store", "head", () => this.inner.head(key, options));
+  }
+
+  put(key: string, body: Body, precondition: Precondition, options?: CallOptions): Promise<{ token: VersionToken }> {
+    this.#count("put");
+    this.bytesSent += uploadSize(body);
+    return this.timeline.record("store", "put", () => this.inner.put(key, body, precondition, options));
+  }
+
+  putBytes(
+    key: string,
+    bytes: Uint8Array,
+    precondition: Precondition,
+    options?: CallOptions,
+  ): Promise<{ token: VersionToken }> {
+    this.#count("putBytes");
+    this.bytesSent += bytes.length;
+    if (key === ".datastore-index.json") this.indexWrites.push(bytes.length);
+    return this.timeline.record("store", "putBytes", () => this.inner.putBytes(key, bytes, precondition, options));
+  }
+
+  delete(key: string, ifMatch?: VersionToken, options?: CallOptions): Promise<void> {
+    this.#count("delete");
+    return this.timeline.record("store", "delete", () => this.inner.delete(key, ifMatch, options));
+  }
+
+  list(prefix: string, pageToken?: string, options?: CallOptions): Promise<ListPage> {
+    this.#count("list");
+    return this.timeline.record("store", "list", () => this.inner.list(prefix, pageToken, options));
+  }
+}
+
+/** Wraps a cache: every call lands on the timeline (internal files by name: sidecar, view, index copy). */
+export class TimedCache implements MarshCache {
+  constructor(readonly inner: MarshCache, readonly timeline: Timeline) {}
+
+  stat(rel: string, options?: CallOptions): Promise<FileStat | null> {
+    return this.timeline.record("cache", "stat", () => this.inner.stat(rel, options));
+  }
+
+  walk(options?: CallOptions): Promise<WalkItem[]> {
+    return this.timeline.record("cache", "walk", () => this.inner.walk(options));
+  }
+
+  readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null> {
+    return this.timeline.record("cache", `readInternal ${name}`, () => this.inner.readInternal(name, options));
+  }
+
+  writeInternal(name: string, bytes: Uint8Array, options?: CallOptions): Promise<void> {
+    return this.timeline.record("cache", `writeInternal ${name}`, () => this.inner.writeInternal(name, bytes, options));
+  }
+
+  prepareUpload(rel: string, options?: CallOptions): Promise<PreparedUpload | null> {
+    return this.timeline.record("cache", "prepareUpload", () => this.inner.prepareUpload(rel, options));
+  }
+
+  download(rel: string, body: Body, expected: ExpectedDownload, options?: CallOptions): Promise<HashedFile> {
+    return this.timeline.record("cache", "download", () => this.inner.download(rel, body, expected, options));
+  }
+
+  hash(rel: string, options?: CallOptions): Promise<HashedFile | null> {
+    return this.timeline.record("cache", "hash", () => this.inner.hash(rel, options));
+  }
+}

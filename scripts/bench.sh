@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# THE benchmark command (not part of scripts/test.sh): builds the release wasm, starts moto through
+# scripts/with-emulators.sh, runs every scenario and rewrites bench/results/RESULTS.md.
+#   bash scripts/bench.sh            # full run: 10k and 250k files, 3–10 runs per figure (about 12 minutes on 2 cores)
+#   bash scripts/bench.sh --quick    # development: 2k and 20k files, 2–3 runs (a few minutes)
+#   bash scripts/bench.sh --only 2,3 # some scenarios (1 zero-diff, 2 slow path, 3 planning, 4 transfers,
+#                                    # 5 one changed file, micro = criterion only); combine with --quick
+# Generated datasets are kept in bench/tmp/ (git-ignored, about 1.5 GB for the full run) and reused by later runs.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$root/.tools/bin:$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+bash scripts/setup.sh
+bash scripts/build-wasm.sh
+# Compile the criterion benchmark before the clock matters (the driver runs it after the Deno scenarios).
+cargo bench --quiet --bench index --no-run
+
+exec bash scripts/with-emulators.sh \
+  deno run --config pkg.json --node-modules-dir=none --quiet -A bench/main.ts "$@"
