@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::ser::PrettyFormatter;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -76,6 +77,26 @@ impl IndexEntry {
         self.size == other.size && hashes_agree
     }
 
+    /// The fast path of `from_json`: an entry with only known, well-typed fields and no escaped strings, parsed
+    /// without building a `Value`. `None` means "not that simple": the caller takes the general path.
+    fn from_plain_json(rel: &str, raw: &str) -> Option<Self> {
+        let plain: PlainEntry<'_> = serde_json::from_str(raw).ok()?;
+        check_rel(rel).ok()?;
+        let sha256 = match plain.sha256 {
+            Some(hex) => Some(parse_sha256_hex(hex)?),
+            None => None,
+        };
+        let key_field = match plain.key {
+            None => KeyField::Absent,
+            Some(key) if key == rel => KeyField::SameAsPath,
+            Some(key) => KeyField::Differs(key.into()),
+        };
+        let mut entry =
+            IndexEntry::new(plain.size, plain.last_modified.to_string(), plain.local_mtime.map(str::to_string), sha256);
+        entry.key_field = key_field;
+        Some(entry)
+    }
+
     /// Read an entry's JSON; on failure hand the raw value back with the reason, so it can be kept verbatim.
     fn from_json(rel: &str, raw: Value) -> Result<Self, (String, Value)> {
         if let Err(err) = check_rel(rel) {
@@ -93,6 +114,27 @@ impl IndexEntry {
         entry.extra = (!extra.is_empty()).then(|| Box::new(extra));
         Ok(entry)
     }
+}
+
+/// An entry exactly as official writers (and we) produce it. Borrowed strings fail on escapes, unknown fields and
+/// duplicates fail too: all of those fall back to the general path.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainEntry<'a> {
+    /// Missing is `None`; `null` must not read as missing (the general path sets such an entry aside).
+    #[serde(default, borrow, deserialize_with = "present_str")]
+    key: Option<&'a str>,
+    size: u64,
+    #[serde(rename = "lastModified", borrow)]
+    last_modified: &'a str,
+    #[serde(rename = "localMtime", borrow)]
+    local_mtime: Option<&'a str>,
+    #[serde(borrow)]
+    sha256: Option<&'a str>,
+}
+
+fn present_str<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de str>, D::Error> {
+    <&'de str>::deserialize(deserializer).map(Some)
 }
 
 fn read_known_fields(rel: &str, fields: &Map<String, Value>) -> Result<IndexEntry, String> {
@@ -370,7 +412,15 @@ impl<'de> Visitor<'de> for EntriesVisitor {
         let mut valid = BTreeMap::new();
         let mut invalid = BTreeMap::new();
         while let Some(rel) = map.next_key::<String>()? {
-            let raw: Value = map.next_value()?;
+            let raw: &RawValue = map.next_value()?;
+            // Common case first: exactly the official fields (plus our sha256), well typed. Anything else (unknown
+            // fields, escapes, odd number spellings, bad values) takes the general path that keeps it verbatim.
+            if let Some(entry) = IndexEntry::from_plain_json(&rel, raw.get()) {
+                invalid.remove(&rel);
+                valid.insert(rel, entry);
+                continue;
+            }
+            let raw: Value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
             match IndexEntry::from_json(&rel, raw) {
                 Ok(entry) => {
                     invalid.remove(&rel);
@@ -882,5 +932,33 @@ mod tests {
         assert!(!hashed(3, 1).same_content(&hashed(3, 2)));
         assert!(hashed(3, 1).same_content(&entry(3)));
         assert!(!hashed(3, 1).same_content(&entry(4)));
+    }
+
+    #[test]
+    fn plain_and_general_entry_paths_agree_on_edge_cases() {
+        let text = r#"{"version":1,"entries":{
+          "plain.json":{"key":"plain.json","size":3,"lastModified":"2026-04-24T00:00:00.000Z"},
+          "nokey.json":{"size":3,"lastModified":"2026-04-24T00:00:00.000Z"},
+          "nullkey.json":{"key":null,"size":3,"lastModified":"2026-04-24T00:00:00.000Z"},
+          "escaped.json":{"key":"escaped.json","size":3,"lastModified":"2026-04-24T00:00:00.000Z\u0000"},
+          "float.json":{"key":"float.json","size":3.0,"lastModified":"2026-04-24T00:00:00.000Z"},
+          "extra.json":{"key":"extra.json","size":3,"lastModified":"2026-04-24T00:00:00.000Z","owner":"x"},
+          "badsha.json":{"key":"badsha.json","size":3,"lastModified":"2026-04-24T00:00:00.000Z","sha256":"zz"},
+          "../up.json":{"key":"../up.json","size":3,"lastModified":"2026-04-24T00:00:00.000Z"}
+        }}"#;
+
+        let index = RemoteIndex::parse(text.as_bytes()).unwrap();
+
+        let valid: Vec<&str> = index.entries().map(|(rel, _)| rel).collect();
+        assert_eq!(valid, ["escaped.json", "extra.json", "float.json", "nokey.json", "plain.json"]);
+        let invalid: Vec<String> = index.invalid_entries().into_iter().map(|e| e.key).collect();
+        assert_eq!(invalid, ["../up.json", "badsha.json", "nullkey.json"]);
+        assert_eq!(index.get("escaped.json").unwrap().last_modified, "2026-04-24T00:00:00.000Z\u{0}");
+        assert_eq!(index.get("float.json").unwrap().size, 3);
+        let out = String::from_utf8(index.to_json()).unwrap();
+        assert!(out.contains(r#""owner": "x""#), "{out}");
+        let written: Value = serde_json::from_str(&out).unwrap();
+        assert!(written["entries"]["nokey.json"].get("key").is_none(), "a missing key stays missing");
+        assert!(written["entries"]["nullkey.json"]["key"].is_null(), "a null key is kept verbatim");
     }
 }
