@@ -18,7 +18,7 @@
 import { DenoCache } from "../js/cache.ts";
 import { makeEnv } from "../js/env.ts";
 import { FsStore } from "../js/fs_store.ts";
-import type { MarshCache, MarshStore, PullReport, PushReport, SyncOptions, WalkItem } from "../js/host.ts";
+import type { MarshCache, MarshStore, PackedWalk, PullReport, PushReport, SyncOptions, WalkItem } from "../js/host.ts";
 import { MemoryStore } from "../js/memory_store.ts";
 import { S3Store } from "../js/s3.ts";
 import { SyncService } from "../js/wasm.ts";
@@ -186,7 +186,15 @@ class ListingCache implements MarshCache {
   walkReturned = 0;
   viewRequested = 0;
 
-  constructor(readonly listing: WalkItem[]) {}
+  constructor(readonly listing: WalkItem[]) {
+    this.packed = {
+      files: listing.map((item) => item.rel).join("\0"),
+      sizes: Float64Array.from(listing, (item) => item.kind === "file" ? item.size : 0),
+      mtimes: Float64Array.from(listing, (item) => item.kind === "file" ? item.mtimeMs : 0),
+      symlinks: [],
+      vanished: [],
+    };
+  }
 
   stat(): Promise<null> {
     return Promise.resolve(null);
@@ -196,6 +204,14 @@ class ListingCache implements MarshCache {
     this.walkReturned = performance.now();
     return Promise.resolve(this.listing);
   }
+
+  /** The same listing in the packed form the real cache (DenoCache) answers. */
+  walkPacked(): Promise<PackedWalk> {
+    this.walkReturned = performance.now();
+    return Promise.resolve(this.packed);
+  }
+
+  readonly packed: PackedWalk;
 
   readInternal(name: string): Promise<null> {
     if (name === ".marsh-view.json") this.viewRequested = performance.now();

@@ -19,6 +19,7 @@ import type {
   MarshStore,
   NotModified,
   ObjectMeta,
+  PackedWalk,
   Precondition,
   PreparedUpload,
   VersionToken,
@@ -184,6 +185,13 @@ export class TimedCache implements MarshCache {
   walk(options?: CallOptions): Promise<WalkItem[]> {
     return this.timeline.record("cache", "walk", () => this.inner.walk(options));
   }
+
+  // Forwarded only when the wrapped cache has it, so the core takes the same walk path as without the wrapper.
+  walkPacked = (options?: CallOptions): Promise<PackedWalk> => {
+    const inner = this.inner;
+    if (!inner.walkPacked) return Promise.reject(new Error("walkPacked called on a cache without it"));
+    return this.timeline.record("cache", "walk", () => inner.walkPacked!(options));
+  };
 
   readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null> {
     return this.timeline.record("cache", `readInternal ${name}`, () => this.inner.readInternal(name, options));

@@ -113,6 +113,28 @@ Deno.test("walk reports symlinks once and never follows them, even to a director
   });
 });
 
+Deno.test("walkPacked carries the same files, sizes, mtimes and symlinks as walk, in a few arrays", async () => {
+  await withTempDir(async (dir) => {
+    const cache = `${dir}/cache`;
+    await write(`${cache}/a.json`, "1");
+    await write(`${cache}/d/e/b.json`, "22");
+    await write(`${cache}/new\nline.json`, "333");
+    await Deno.symlink(`${cache}/a.json`, `${cache}/link.json`);
+    const denoCache = new DenoCache(cache);
+
+    const items = await denoCache.walk();
+    const packed = await denoCache.walkPacked();
+
+    const files = items.filter((item) => item.kind === "file");
+    assert.deepEqual(packed.files.split("\0"), files.map((item) => item.rel));
+    assert.deepEqual([...packed.sizes], [1, 2, 3]);
+    assert.deepEqual([...packed.mtimes], files.map((item) => item.mtimeMs));
+    assert.deepEqual(packed.symlinks, ["link.json"]);
+    assert.deepEqual(packed.vanished, []);
+    assert.ok(packed.files.includes("new\nline.json"), "a newline in a name survives: NUL separates rels");
+  });
+});
+
 Deno.test("walk reports a file deleted between listing and stat as vanished", async () => {
   await withTempDir(async (dir) => {
     await write(`${dir}/keep.json`, "k");

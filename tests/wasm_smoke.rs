@@ -90,6 +90,18 @@ export function memoryCache() {
   };
 }
 
+export function packedCache(consistent) {
+  const base = memoryCache();
+  base.walkPacked = async () => ({
+    files: consistent ? "a.json\0d/b.json" : "a.json",
+    sizes: Float64Array.from([1, 22]),
+    mtimes: Float64Array.from([1000.6, 2000]),
+    symlinks: ["link"],
+    vanished: ["gone.json"],
+  });
+  return base;
+}
+
 export function env(aborted) {
   return {
     signal: { aborted },
@@ -117,6 +129,8 @@ extern "C" {
     fn plain_string() -> JsValue;
     #[wasm_bindgen(js_name = memoryCache)]
     fn memory_cache() -> JsValue;
+    #[wasm_bindgen(js_name = packedCache)]
+    fn packed_cache(consistent: bool) -> JsValue;
     fn env(aborted: bool) -> JsValue;
     #[wasm_bindgen(js_name = errorField)]
     fn error_field(error: &JsValue, name: &str) -> JsValue;
@@ -263,4 +277,19 @@ fn sha256_hex_round_trips_and_rejects_bad_input() {
     assert_eq!(sha256_hex(&digest), "0f".repeat(32));
     assert_eq!(parse_sha256_hex("abc"), None);
     assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
+}
+
+#[wasm_bindgen_test]
+async fn packed_walk_is_preferred_and_checked() {
+    let walk = JsCache::from_js(packed_cache(true)).unwrap().walk().await.unwrap();
+    let broken = JsCache::from_js(packed_cache(false)).unwrap().walk().await.unwrap_err();
+
+    assert_eq!(walk.len(), 4);
+    assert!(
+        matches!(&walk[0], WalkItem::File { rel, stat } if rel == "a.json" && stat.size == 1 && stat.mtime_ms == 1001)
+    );
+    assert!(matches!(&walk[1], WalkItem::File { rel, stat } if rel == "d/b.json" && stat.size == 22));
+    assert!(matches!(&walk[2], WalkItem::Symlink { rel } if rel == "link"));
+    assert!(matches!(&walk[3], WalkItem::Vanished { rel } if rel == "gone.json"));
+    assert!(matches!(broken, StoreError::Io { ref message } if message.contains("one item per file")), "{broken:?}");
 }

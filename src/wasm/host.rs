@@ -9,7 +9,7 @@
 //! Every call made for an operation carries that operation's abort signal as a last `{ signal }` argument (B15), so
 //! adapters can cancel their fetch/SDK requests.
 
-use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Float64Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -411,6 +411,44 @@ impl JsCache {
         JsCache { host: HostObject { signal, ..self.host.clone() } }
     }
 
+    /// A `PackedWalk`: NUL-joined rels plus parallel size and mtime arrays, read in a handful of boundary calls.
+    fn packed_walk(answer: &Answer<'_>) -> StoreResult<Vec<WalkItem>> {
+        answer.require_object()?;
+        let files = answer.string("files")?;
+        let numbers = |name: &str| {
+            let value = answer.field(name);
+            if value.is_instance_of::<Float64Array>() {
+                Ok(Float64Array::from(value).to_vec())
+            } else {
+                Err(answer.malformed(&format!("`{name}` must be a Float64Array")))
+            }
+        };
+        let (sizes, mtimes) = (numbers("sizes")?, numbers("mtimes")?);
+        let rels: Vec<&str> = if files.is_empty() { Vec::new() } else { files.split('\0').collect() };
+        if rels.len() != sizes.len() || rels.len() != mtimes.len() {
+            return Err(answer.malformed("`files`, `sizes` and `mtimes` must have one item per file"));
+        }
+        let mut items = Vec::with_capacity(rels.len());
+        for ((rel, size), mtime) in rels.into_iter().zip(sizes).zip(mtimes) {
+            if !(size >= 0.0 && size.fract() == 0.0 && mtime.is_finite()) {
+                return Err(answer.malformed(&format!("bad size or mtime for {rel:?}")));
+            }
+            let stat = FileStat { size: size as u64, mtime_ms: mtime.round() as i64 };
+            items.push(WalkItem::File { rel: rel.to_string(), stat });
+        }
+        for (name, make) in [("symlinks", true), ("vanished", false)] {
+            let list = answer.field(name);
+            if !Array::is_array(&list) {
+                return Err(answer.malformed(&format!("`{name}` must be an array")));
+            }
+            for rel in Array::from(&list).iter() {
+                let rel = rel.as_string().ok_or_else(|| answer.malformed(&format!("`{name}` must hold strings")))?;
+                items.push(if make { WalkItem::Symlink { rel } } else { WalkItem::Vanished { rel } });
+            }
+        }
+        Ok(items)
+    }
+
     /// `{ size, mtimeMs, sha256 }`.
     fn downloaded(answer: &Answer<'_>) -> StoreResult<Downloaded> {
         answer.require_object()?;
@@ -433,6 +471,11 @@ impl LocalCache for JsCache {
     }
 
     async fn walk(&self) -> StoreResult<Vec<WalkItem>> {
+        if get(&self.host.target, "walkPacked").is_function() {
+            let value = self.host.call("walkPacked", &[], "").await?;
+            let call = self.host.call_name("walkPacked", "");
+            return Self::packed_walk(&Answer::new(value, &call));
+        }
         let value = self.host.call("walk", &[], "").await?;
         let call = self.host.call_name("walk", "");
         if !Array::is_array(&value) {
