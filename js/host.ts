@@ -273,6 +273,8 @@ export interface PushReport {
   remoteNewer: string[];
   verified: boolean;
   clean: boolean;
+  /** The push used the walk of this service's preceding pull instead of walking the cache again. */
+  walkReused: boolean;
   planned: string[];
 }
 

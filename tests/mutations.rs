@@ -1,9 +1,14 @@
 //! Mutation proof: each deliberately flawed engine variant (a `flaw-*` cargo feature) must be caught by the simulator,
 //! which prints a minimal violating schedule. Run one feature at a time, e.g.
-//! `cargo test --features flaw-post-walk-head --test mutations -- --nocapture` (scripts/test.sh runs all three).
+//! `cargo test --features flaw-post-walk-head --test mutations -- --nocapture` (scripts/test.sh runs all four).
 //! Without a flaw feature this file has nothing to prove and holds no test.
 #![cfg(not(target_arch = "wasm32"))]
-#![cfg(any(feature = "flaw-post-walk-head", feature = "flaw-blind-index-put", feature = "flaw-pull-clears-dirty"))]
+#![cfg(any(
+    feature = "flaw-post-walk-head",
+    feature = "flaw-blind-index-put",
+    feature = "flaw-pull-clears-dirty",
+    feature = "flaw-stale-walk-reuse"
+))]
 
 mod sim_world;
 
@@ -11,10 +16,14 @@ use marsh::memory::TokenStyle;
 use marsh::sim::Sim;
 use sim_world::{build, check_end, check_step, scenarios, Plan};
 
-/// Explore `plan` exhaustively (or up to `cap` schedules), require a violation, and print the shrunk schedule.
+/// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one corner
+/// of a large scope), require a violation, and print the shrunk schedule.
 fn assert_caught(flaw: &str, plan: &Plan, cap: usize, expected_invariant: &str) {
     let mut sim = Sim::new(|| build(plan, 7)).check_each_step(check_step).check_at_end(check_end);
-    let result = sim.explore_exhaustive(cap);
+    let mut result = sim.explore_exhaustive(cap);
+    if result.failures.is_empty() {
+        result = sim.explore_random(0..cap as u64);
+    }
     println!("{flaw}: {result}");
     let failure = result.failures.first().unwrap_or_else(|| panic!("{flaw} was not caught: {result}"));
     let shrunk = sim.shrink(&failure.schedule).expect("a violating schedule shrinks to one that still violates");
@@ -49,6 +58,21 @@ fn w2_flaw_pull_clears_dirty_is_caught() {
     for style in [TokenStyle::S3, TokenStyle::Gcs] {
         assert_caught(
             "flaw-pull-clears-dirty",
+            &scenarios::writer_and_syncer_share_a_cache(style),
+            2_000,
+            "invariant 3",
+        );
+    }
+}
+
+#[cfg(feature = "flaw-stale-walk-reuse")]
+#[test]
+fn stale_walk_reuse_is_caught() {
+    // A2 pulls (and keeps its walk), A1 marks dirty and writes w1, A2 pushes with the pull's walk: w1 is not uploaded,
+    // the cache is recorded clean at A1's marker, and the quiescent push takes the fast path.
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught(
+            "flaw-stale-walk-reuse",
             &scenarios::writer_and_syncer_share_a_cache(style),
             2_000,
             "invariant 3",

@@ -26,6 +26,34 @@ impl LocalListing {
     }
 }
 
+/// The local view as read from disk, with a fingerprint of its bytes (to notice that another instance rewrote it).
+pub(super) struct ReadView {
+    pub view: LocalView,
+    pub fingerprint: u64,
+}
+
+/// What `save_view` found and left, as fingerprints.
+pub(super) struct SavedView {
+    pub base: u64,
+    pub written: u64,
+}
+
+/// FNV-1a over the bytes, 8 bytes at a time (not cryptographic: it only tells "the file I last saw" from "another").
+/// A missing file has its own value.
+fn fingerprint(bytes: Option<&[u8]>) -> u64 {
+    let Some(bytes) = bytes else { return 0 };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        hash = (hash ^ word).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+    }
+    for &byte in chunks.remainder() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash | 1
+}
+
 /// Changes to the local view made by one operation: `Some` records a file, `None` forgets it.
 pub(super) type ViewUpdates = BTreeMap<String, Option<ViewEntry>>;
 
@@ -59,17 +87,21 @@ where
         Ok(listing)
     }
 
-    pub(super) async fn read_view(&self) -> LocalView {
+    pub(super) async fn read_view(&self) -> ReadView {
         let bytes = self.cache.read_internal(VIEW_NAME).await.ok().flatten();
-        LocalView::parse(bytes.as_deref())
+        ReadView { fingerprint: fingerprint(bytes.as_deref()), view: LocalView::parse(bytes.as_deref()) }
     }
 
-    /// Persist this operation's view changes on top of the view as it is on disk now (W6).
-    pub(super) async fn save_view(&self, updates: &ViewUpdates) -> Result<(), SyncError> {
+    /// Persist this operation's view changes on top of the view as it is on disk now (W6). Returns the fingerprints
+    /// of the view it found (the base of the merge) and of the view it left.
+    pub(super) async fn save_view(&self, updates: &ViewUpdates) -> Result<SavedView, SyncError> {
+        let base = self.read_view().await;
         if updates.is_empty() {
-            return Ok(());
+            return Ok(SavedView { base: base.fingerprint, written: base.fingerprint });
         }
-        let merged = LocalView::merge_into(updates, self.read_view().await);
-        self.cache.write_internal(VIEW_NAME, merged.to_json()).await.map_err(SyncError::from_store)
+        let bytes = LocalView::merge_into(updates, base.view).to_json();
+        let written = fingerprint(Some(&bytes));
+        self.cache.write_internal(VIEW_NAME, bytes).await.map_err(SyncError::from_store)?;
+        Ok(SavedView { base: base.fingerprint, written })
     }
 }

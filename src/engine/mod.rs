@@ -11,7 +11,7 @@ mod push;
 mod transfer;
 mod writeback;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 pub use error::{FileFailure, SyncError};
 pub use pull::PullReport;
@@ -23,6 +23,7 @@ use crate::retry::{with_retry, RetryPolicy};
 use crate::sidecar::SyncState;
 use crate::store::{Env, LocalCache, ObjectStore, StoreError};
 use crate::time::iso_from_ms;
+use crate::{index, token};
 
 /// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
 /// extensions' way) wait for the slowest of each group of `n` — kept only so the benchmark can compare.
@@ -53,12 +54,40 @@ impl Default for EngineConfig {
     }
 }
 
-/// What one service instance (one `createSyncService` object) remembers between calls. Only ever makes a push more
-/// thorough, never less: a markDirty through this instance forces this instance's next push onto the full path, which
-/// closes the window where another instance's push marks the cache clean before our write has landed.
+/// What one service instance (one `createSyncService` object) remembers between calls.
+///
+/// - A markDirty through this instance forces this instance's next push onto the full path, which closes the window
+///   where another instance's push marks the cache clean before our write has landed.
+/// - The walk and the index of this instance's last complete pull, which its next push may use instead of walking
+///   again (see `Walked`). Taken by the push, dropped by a markDirty or another pull.
 #[derive(Debug, Default)]
 pub struct Instance {
     marked_since_push: Cell<bool>,
+    walked: RefCell<Option<Walked>>,
+}
+
+/// A pull's complete walk, kept for the push that follows it in the same instance (a sync is a pull then a push, and
+/// the second walk of 250k files was half the time of the slow path). The push uses it only when the walk is as good
+/// as one it would make itself:
+/// - the dirty marker is still the one captured before the pull's walk (so no markDirty anywhere since: a write made
+///   under the markDirty contract would have changed it), and no markDirty went through this instance since its last
+///   push (its write may have landed after the pull's walk);
+/// - the local view is byte-for-byte the one the pull left (so no other instance's pull has downloaded into the cache
+///   since; a pull changes cache files without a markDirty, and always records them in the view).
+///
+/// State is still re-read from disk by every operation (W11): only the listing and the parsed index are reused, and the
+/// index only after a conditional GET says it is still current.
+#[derive(Debug)]
+pub(crate) struct Walked {
+    /// The marker id captured before the walk.
+    #[cfg_attr(feature = "flaw-stale-walk-reuse", allow(dead_code))]
+    marker: String,
+    /// The fingerprint of the view the pull left.
+    view: u64,
+    /// The walk, with the pull's downloads applied.
+    listing: local::LocalListing,
+    /// The index the pull compared, with the token of that GET.
+    index: Option<(token::VersionToken, index::RemoteIndex)>,
 }
 
 impl Instance {
@@ -72,6 +101,14 @@ impl Instance {
 
     fn set_marked(&self) {
         self.marked_since_push.set(true);
+    }
+
+    fn keep_walk(&self, walked: Walked) {
+        self.walked.replace(Some(walked));
+    }
+
+    fn take_walk(&self) -> Option<Walked> {
+        self.walked.take()
     }
 }
 
@@ -110,6 +147,7 @@ where
     pub async fn mark_dirty(&self) -> Result<(), SyncError> {
         self.check_abort()?;
         self.instance.set_marked();
+        self.instance.take_walk();
         let current = self.read_marker().await;
         let nonce = random_hex(self.env, 16);
         let (_, bytes) = current.next(nonce, self.env.now_ms());

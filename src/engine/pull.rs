@@ -6,13 +6,14 @@
 //! only when every entry of *these* bytes is present locally with matching size and hash (B5, B6). The seed bug
 //! recorded the token of a later HEAD instead: a writer's push landing between our GET and that HEAD was then hidden
 //! from every later fast path. A pull never touches the clean marker (W2): "remote verified" and "nothing unpushed
-//! here" are separate facts.
+//! here" are separate facts. A complete pull leaves its walk and index to the same instance's next push, which uses
+//! them only if nothing can have changed the cache since (`engine::Walked`).
 
 use std::collections::BTreeMap;
 
-use super::local::ViewUpdates;
+use super::local::{LocalListing, ReadView, ViewUpdates};
 use super::transfer::run_bounded;
-use super::{Engine, FileFailure, SyncError};
+use super::{Engine, FileFailure, SyncError, Walked};
 use crate::index::{IndexEntry, RemoteIndex};
 use crate::path::{is_internal, INDEX_KEY};
 use crate::plan::{pull_after_hash, pull_decision, PullDecision};
@@ -52,6 +53,7 @@ where
 {
     pub async fn pull_changed(&self) -> Result<PullReport, SyncError> {
         self.check_abort()?;
+        self.instance.take_walk();
         let started = self.env.now_ms();
         let state = self.read_state().await;
         let verified = state.verified_token.filter(VersionToken::is_fingerprint);
@@ -76,7 +78,11 @@ where
             })
             .collect();
         let mut updates = ViewUpdates::new();
-        let to_download = self.plan_pull(&index, &mut report, &mut failures, &mut updates).await?;
+        // Captured before the walk: the push that may reuse this walk checks that it is still current.
+        let marker = self.read_marker().await.id();
+        let mut listing = self.list_local().await?;
+        let (to_download, view_read) =
+            self.plan_pull(&index, &listing, &mut report, &mut failures, &mut updates).await?;
         self.trace("pull", "plan", started);
         if self.config.dry_run {
             report.planned = to_download.into_iter().map(|(rel, _)| rel).collect();
@@ -101,7 +107,8 @@ where
                 Ok((stat, sha256)) => {
                     report.downloaded += 1;
                     self.env.progress(&Progress::Transferred { operation: "pull", rel: &rel, bytes: stat.size });
-                    updates.insert(rel, Some(ViewEntry::new(stat, Some(sha256), &entry)));
+                    updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry)));
+                    listing.files.insert(rel, stat);
                 }
                 Err(StoreError::Aborted) => aborted = true,
                 Err(error) => failures.push(FileFailure { rel, error }),
@@ -111,7 +118,7 @@ where
 
         // Persist what we learnt even if some files failed or the pull was aborted (a local write only), so that the
         // next push does not re-upload them and the next pull does not hash them again (W6).
-        self.save_view(&updates).await?;
+        let saved = self.save_view(&updates).await?;
         if aborted {
             return Err(SyncError::Aborted);
         }
@@ -122,9 +129,15 @@ where
             return Err(SyncError::Files { operation: "pull", transferred: report.downloaded, failures });
         }
         if report.kept_local.is_empty() {
-            if let Some(token) = token {
-                report.verified = self.record_verified(token).await?;
+            if let Some(token) = &token {
+                report.verified = self.record_verified(token.clone()).await?;
             }
+        }
+        // Keep the walk for this instance's push, unless another instance rewrote the view while we planned (its
+        // downloads would be missing from our listing).
+        if let (Some(marker), true) = (marker, saved.base == view_read) {
+            let index = token.map(|token| (token, index));
+            self.instance.keep_walk(Walked { marker, view: saved.written, listing, index });
         }
         self.trace("pull", "done", started);
         Ok(report)
@@ -149,15 +162,16 @@ where
     }
 
     /// Decide per entry; hash where stat cannot decide. Returns the downloads to run.
+    /// Also returns the fingerprint of the view it read.
     async fn plan_pull(
         &self,
         index: &RemoteIndex,
+        listing: &LocalListing,
         report: &mut PullReport,
         failures: &mut Vec<FileFailure>,
         updates: &mut ViewUpdates,
-    ) -> Result<Vec<(String, IndexEntry)>, SyncError> {
-        let listing = self.list_local().await?;
-        let view = self.read_view().await;
+    ) -> Result<(Vec<(String, IndexEntry)>, u64), SyncError> {
+        let ReadView { view, fingerprint } = self.read_view().await;
         let mut downloads = Vec::new();
         let mut to_hash = Vec::new();
         for (rel, entry) in index.entries() {
@@ -203,7 +217,7 @@ where
             }
         }
         updates.extend(hashed_in_sync);
-        Ok(downloads)
+        Ok((downloads, fingerprint))
     }
 
     /// GET the object and hand the body to the cache, which writes a temp file, checks size and hash, and renames.

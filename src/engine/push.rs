@@ -1,17 +1,19 @@
 //! `push_changed`: upload what changed here and merge it into the remote index.
 //!
 //! Fast path: the sidecar says the cache was clean at the current dirty marker and this instance has not marked dirty
-//! since: no request at all (B2; remote changes are the pull's business). Otherwise: one complete walk (W7), a fresh
-//! index GET (a failure other than "not found" stops here, B12), uploads in a sliding window (B13), then a
-//! compare-and-swap write-back (W1, see `writeback`). "Clean" is recorded only for the marker captured before the walk
+//! since: no request at all (B2; remote changes are the pull's business). Otherwise: one complete walk (W7), or the
+//! walk of this instance's pull when nothing can have changed since (`engine::Walked`); a fresh index GET (conditional
+//! on the pull's token when its walk is reused; a failure other than "not found" stops here, B12); uploads in a sliding
+//! window (B13); then a compare-and-swap write-back (W1, see `writeback`). "Clean" is recorded only for the marker captured before the walk
 //! and only if it is still current at the end (W3); "verified" only if every entry of the index we wrote or read is
 //! present here (B6).
 
 use std::collections::BTreeMap;
 
-use super::local::ViewUpdates;
+use super::local::{ReadView, ViewUpdates};
+use super::pull::IndexRead;
 use super::transfer::run_bounded;
-use super::{Engine, FileFailure, SyncError};
+use super::{Engine, FileFailure, SyncError, Walked};
 use crate::dirty::Marker;
 use crate::index::{IndexEntry, RemoteIndex};
 use crate::path::INDEX_KEY;
@@ -38,6 +40,8 @@ pub struct PushReport {
     pub remote_newer: Vec<String>,
     pub verified: bool,
     pub clean: bool,
+    /// The walk of this instance's pull was used instead of a new one (see `engine::Walked`).
+    pub walk_reused: bool,
     /// Dry run only: the files a real push would upload (or hash first, then upload if they differ).
     pub planned: Vec<String>,
 }
@@ -60,25 +64,41 @@ where
         let marker = self.read_marker().await;
         let state = self.read_state().await;
         let marked_here = self.instance.take_marked();
+        let walked = self.instance.take_walk();
         if !marked_here && state.is_clean_at(marker.id().as_deref()) {
             return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
         }
-        let result = self.push_full(&marker).await;
+        // A markDirty through this instance since its last push may have been followed by a write after the pull's
+        // walk: walk again.
+        let walked = walked.filter(|_| !marked_here);
+        let result = self.push_full(&marker, walked).await;
         if marked_here && !matches!(&result, Ok(report) if report.clean) {
             self.instance.set_marked();
         }
         result
     }
 
-    async fn push_full(&self, captured: &Marker) -> Result<PushReport, SyncError> {
+    async fn push_full(&self, captured: &Marker, walked: Option<Walked>) -> Result<PushReport, SyncError> {
         let started = self.env.now_ms();
-        let listing = self.list_local().await?;
-        self.trace("push", "walk", started);
+        let ReadView { view, fingerprint } = self.read_view().await;
+        let captured_id = captured.id();
+        #[cfg(not(feature = "flaw-stale-walk-reuse"))]
+        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref() && w.view == fingerprint);
+        // The flaw, kept only to prove the simulator catches it: reuse the walk even if a markDirty happened since.
+        #[cfg(feature = "flaw-stale-walk-reuse")]
+        let walked = walked.filter(|w| w.view == fingerprint);
+        let walk_reused = walked.is_some();
+        let (listing, known) = match walked {
+            Some(Walked { listing, index, .. }) => (listing, index),
+            None => (self.list_local().await?, None),
+        };
+        self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
-        let (mut index, token) = match self.read_index(None).await? {
-            super::pull::IndexRead::Found { index, token, .. } => (index, Some(token)),
-            super::pull::IndexRead::Missing => (RemoteIndex::empty(), None),
-            super::pull::IndexRead::NotModified => {
+        let (mut index, token) = match (self.read_index(known.as_ref().map(|(token, _)| token)).await?, known) {
+            (IndexRead::Found { index, token, .. }, _) => (index, Some(token)),
+            (IndexRead::Missing, _) => (RemoteIndex::empty(), None),
+            (IndexRead::NotModified, Some((token, index))) => (index, Some(token)),
+            (IndexRead::NotModified, None) => {
                 return Err(SyncError::IndexUnreadable(StoreError::NotModified { key: INDEX_KEY.into() }))
             }
         };
@@ -87,9 +107,9 @@ where
             scrubbed: index.scrub_internal(),
             symlinks: listing.symlinks.clone(),
             vanished: listing.vanished.clone(),
+            walk_reused,
             ..PushReport::default()
         };
-        let view = self.read_view().await;
         let mut failures = listing.invalid.clone();
         let mut updates = ViewUpdates::new();
         // Entries known to equal the local file, by the version we compared (for the "verified" decision).
@@ -169,8 +189,8 @@ where
                 None
             }
         };
-        // W3: clean only for the marker captured before the walk, and only if no markDirty replaced it since.
-        let captured_id = captured.id();
+        // W3: clean only for the marker captured before the walk, and only if no markDirty replaced it since. (A reused
+        // walk was made after the same marker was captured: `Walked`.)
         report.clean = failures.is_empty() && captured_id.is_some() && self.read_marker().await.id() == captured_id;
         if verified_token.is_some() || report.clean {
             let (verified_at, clean) = (self.now_iso(), report.clean);

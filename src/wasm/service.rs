@@ -137,6 +137,7 @@ fn push_report(report: PushReport) -> JsValue {
         ("remoteNewer", strings(&report.remote_newer)),
         ("verified", report.verified.into()),
         ("clean", report.clean.into()),
+        ("walkReused", report.walk_reused.into()),
         ("planned", strings(&report.planned)),
     ])
 }

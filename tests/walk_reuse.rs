@@ -1,0 +1,172 @@
+//! A push reuses the walk of the pull before it in the same service instance (`engine::Walked`), and only when nothing
+//! can have changed the cache since. Each guard has a test here that fails without it (checked by removing the guard,
+//! as each comment says).
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::{remote_keys, s3_bucket, Machine};
+use marsh::path::SIDECAR_NAME;
+
+/// A machine whose cache holds `files`, pushed and pulled once, then with its sidecar deleted: its next sync takes the
+/// full path on both sides (the slow-path benchmark).
+fn synced_machine_without_sidecar(bucket: &marsh::memory::MemoryStore, files: &[&str]) -> Machine {
+    let machine = Machine::new(bucket, 1);
+    for rel in files {
+        machine.write(rel, rel.as_bytes());
+    }
+    machine.push().unwrap();
+    machine.cache.remove_file(SIDECAR_NAME);
+    machine
+}
+
+#[test]
+fn a_sync_walks_the_cache_once_and_reads_the_index_body_once() {
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json", "d/b.json", "d/e/c.json"]);
+    machine.cache.reset_calls();
+    machine.store.reset_requests();
+
+    let pull = machine.pull().unwrap();
+    let push = machine.push().unwrap();
+
+    assert!(!pull.fast_path && !push.fast_path, "both sides took the full path");
+    assert!(push.walk_reused);
+    assert_eq!(machine.cache.calls().walk, 1, "one walk for the whole sync");
+    let requests = machine.store.requests();
+    assert_eq!((requests.get_bytes, requests.total()), (2, 2), "the pull's GET, then the push's conditional GET");
+    assert!(push.clean && push.verified);
+    assert_eq!(push.uploaded, 0);
+}
+
+#[test]
+fn a_file_written_after_the_pull_under_a_mark_dirty_is_pushed() {
+    // Guard: the marker captured before the pull's walk must still be current. Without it the push reuses a walk that
+    // predates the write, uploads nothing and records clean: x.json is then never pushed.
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let writer = machine.second_instance();
+    machine.pull().unwrap();
+
+    writer.write("x.json", b"written after the pull");
+    let push = machine.push().unwrap();
+
+    assert!(!push.walk_reused);
+    assert_eq!(push.uploaded, 1);
+    assert!(remote_keys(&bucket).contains(&"x.json".to_string()));
+}
+
+#[test]
+fn a_mark_dirty_through_this_instance_before_its_pull_still_makes_the_push_walk() {
+    // Guard: no markDirty through this instance since its last push. swamp may call markDirty, then pull, then write:
+    // the marker did not change between the pull's walk and the push, but the write landed after the walk. Without the
+    // guard the push reuses the walk and y.json is left behind, with the sidecar marked clean.
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    machine.mark_dirty();
+    machine.pull().unwrap();
+
+    machine.cache.write_file("y.json", b"written after the pull".to_vec());
+    let push = machine.push().unwrap();
+
+    assert!(!push.walk_reused);
+    assert_eq!(push.uploaded, 1);
+    assert!(remote_keys(&bucket).contains(&"y.json".to_string()));
+}
+
+#[test]
+fn a_download_by_another_instance_after_the_pull_makes_the_push_walk() {
+    // Guard: the view must be the one the pull left. Another instance's pull changes cache files without a markDirty;
+    // it records them in the view. Without the guard the push compares a stale listing: b.json (downloaded by the other
+    // instance) looks edited here since its last sync and is uploaded again, rewriting the index for nothing.
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json", "b.json"]);
+    let other_instance = machine.second_instance();
+    machine.pull().unwrap();
+    let remote_writer = Machine::new(&bucket, 2);
+    remote_writer.pull().unwrap();
+    remote_writer.write("b.json", b"a newer b from another machine");
+    remote_writer.push().unwrap();
+    other_instance.pull().unwrap();
+    let token_before = bucket.token(marsh::path::INDEX_KEY);
+
+    let push = machine.push().unwrap();
+
+    assert!(!push.walk_reused);
+    assert_eq!(push.uploaded, 0, "nothing was edited on this machine");
+    assert_eq!(bucket.token(marsh::path::INDEX_KEY), token_before, "the index was not rewritten");
+}
+
+#[test]
+fn a_remote_change_after_the_pull_is_merged_not_lost() {
+    // The reused walk comes with the pull's index only if a conditional GET says it is still current. Without that
+    // check the push would write back the pull's index and drop r.json, which another machine pushed meanwhile (W1).
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    machine.pull().unwrap();
+    let remote_writer = Machine::new(&bucket, 2);
+    remote_writer.write("r.json", b"pushed between our pull and our push");
+    remote_writer.push().unwrap();
+
+    let push = machine.push().unwrap();
+
+    assert!(push.walk_reused);
+    assert!(!push.verified, "r.json is not here yet: the new index cannot be verified");
+    let keys = remote_keys(&bucket);
+    assert!(keys.contains(&"r.json".to_string()) && keys.contains(&"a.json".to_string()), "{keys:?}");
+}
+
+#[test]
+fn local_files_the_pull_found_are_uploaded_by_the_push_without_a_second_walk() {
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    // Written before the pull (its markDirty too): the pull's walk sees it and keeps it for the push.
+    let writer = machine.second_instance();
+    writer.write("new.json", b"written before the sync");
+    machine.cache.reset_calls();
+
+    let pull = machine.pull().unwrap();
+    let push = machine.push().unwrap();
+
+    assert_eq!(pull.downloaded, 0);
+    assert!(push.walk_reused);
+    assert_eq!(machine.cache.calls().walk, 1);
+    assert_eq!(push.uploaded, 1);
+    assert!(remote_keys(&bucket).contains(&"new.json".to_string()));
+}
+
+#[test]
+fn files_the_pull_downloaded_are_not_uploaded_back() {
+    // The listing kept for the push carries the stats of the pull's downloads; with the walk's stale stats the push would
+    // see c.json as edited here.
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let remote_writer = Machine::new(&bucket, 2);
+    remote_writer.write("c.json", b"from another machine");
+    remote_writer.push().unwrap();
+    let token_before = bucket.token(marsh::path::INDEX_KEY);
+
+    let pull = machine.pull().unwrap();
+    let push = machine.push().unwrap();
+
+    assert_eq!(pull.downloaded, 1);
+    assert!(push.walk_reused);
+    assert_eq!(push.uploaded, 0);
+    assert_eq!(bucket.token(marsh::path::INDEX_KEY), token_before);
+    assert!(push.verified && push.clean);
+}
+
+#[test]
+fn a_second_push_walks_again() {
+    // The walk is taken by the first push: a later push (after a markDirty elsewhere) must not see it.
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    machine.pull().unwrap();
+    assert!(machine.push().unwrap().walk_reused);
+    machine.second_instance().write("z.json", b"later");
+
+    let push = machine.push().unwrap();
+
+    assert!(!push.walk_reused);
+    assert_eq!(push.uploaded, 1);
+}
