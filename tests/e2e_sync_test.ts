@@ -327,28 +327,31 @@ e2eTest("W14: a 403 on the index GET fails at once, with the credentials hint, a
   assert.deepEqual(await dataFiles(cache), []);
 });
 
-e2eTest("a sync after the sidecar is lost: the push reuses the pull's walk and asks for the index conditionally", async (t) => {
-  const cache = await t.tempDir("cache");
-  const store = new WrappedStore(t.store());
-  const service = t.serviceWith(store, cache);
-  await writeFiles(service, cache, { "a.json": "a", "b/c.json": "bc" });
-  assert.equal(await service.pushChanged(), 2);
-  await Deno.remove(`${cache}/${SIDECAR}`);
+e2eTest(
+  "a sync after the sidecar is lost: the push reuses the pull's walk and asks for the index conditionally",
+  async (t) => {
+    const cache = await t.tempDir("cache");
+    const store = new WrappedStore(t.store());
+    const service = t.serviceWith(store, cache);
+    await writeFiles(service, cache, { "a.json": "a", "b/c.json": "bc" });
+    assert.equal(await service.pushChanged(), 2);
+    await Deno.remove(`${cache}/${SIDECAR}`);
 
-  store.reset();
-  assert.equal(await service.pullChanged(), 0);
-  assert.equal(await service.pushChanged(), 0);
-  assert.deepEqual(store.calls.map((call) => [call.method, call.key, call.outcome]), [
-    ["getBytes", INDEX_KEY, "ok"],
-    ["getBytes", INDEX_KEY, "notModified"],
-  ], "the pull reads the index; the push only checks that it is still the one the pull compared");
+    store.reset();
+    assert.equal(await service.pullChanged(), 0);
+    assert.equal(await service.pushChanged(), 0);
+    assert.deepEqual(store.calls.map((call) => [call.method, call.key, call.outcome]), [
+      ["getBytes", INDEX_KEY, "ok"],
+      ["getBytes", INDEX_KEY, "notModified"],
+    ], "the pull reads the index; the push only checks that it is still the one the pull compared");
 
-  // A second instance on the same cache has no walk of its own: its push reads the index in full.
-  await Deno.remove(`${cache}/${SIDECAR}`);
-  store.reset();
-  assert.equal(await t.serviceWith(store, cache).pushChanged(), 0);
-  assert.deepEqual(store.calls.map((call) => [call.method, call.key, call.outcome]), [["getBytes", INDEX_KEY, "ok"]]);
-});
+    // A second instance on the same cache has no walk of its own: its push reads the index in full.
+    await Deno.remove(`${cache}/${SIDECAR}`);
+    store.reset();
+    assert.equal(await t.serviceWith(store, cache).pushChanged(), 0);
+    assert.deepEqual(store.calls.map((call) => [call.method, call.key, call.outcome]), [["getBytes", INDEX_KEY, "ok"]]);
+  },
+);
 
 e2eTest(
   "B18/B1/B2: counts are files transferred; a zero-diff pull is one GET, a zero-diff push no request",
