@@ -6,7 +6,7 @@
 
 use crate::index::IndexEntry;
 use crate::store::FileStat;
-use crate::time::iso_from_ms;
+use crate::time::is_iso_of_ms;
 use crate::view::ViewEntry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +100,14 @@ fn same_content(entry: &IndexEntry, size: u64, sha256: &[u8; 32]) -> bool {
 
 /// The official extensions' equality test, used only for entries without a hash.
 fn same_size_and_recorded_mtime(entry: &IndexEntry, stat: &FileStat) -> bool {
-    entry.size == stat.size && entry.local_mtime.as_deref() == Some(iso_from_ms(stat.mtime_ms).as_str())
+    entry.size == stat.size
+        && entry.local_mtime.as_deref().is_some_and(|recorded| is_iso_of_ms(recorded, stat.mtime_ms))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::iso_from_ms;
 
     const T1: &str = "2026-11-24T10:00:00.000Z";
     const T2: &str = "2026-11-24T11:00:00.000Z";

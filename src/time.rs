@@ -26,6 +26,34 @@ pub fn iso_from_ms(ms: i64) -> String {
     format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
 }
 
+/// `iso == iso_from_ms(ms)`, without building the string for four-digit years (the per-entry test of the official
+/// equality rule, run for every entry of a large index).
+pub fn is_iso_of_ms(iso: &str, ms: i64) -> bool {
+    let days = ms.div_euclid(MS_PER_DAY);
+    let ms_of_day = ms.rem_euclid(MS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return iso == iso_from_ms(ms);
+    }
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let fields = [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, ms_of_day / 3_600_000),
+        (14, 2, ms_of_day / 60_000 % 60),
+        (17, 2, ms_of_day / 1000 % 60),
+        (20, 3, ms_of_day % 1000),
+    ];
+    for (start, width, mut value) in fields {
+        for at in (start..start + width).rev() {
+            text[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    iso.as_bytes() == text
+}
+
 /// Parse "YYYY-MM-DDTHH:MM:SS(.fff)?Z" (also accept 1–9 fractional digits, and "+00:00") → ms; None if malformed.
 ///
 /// Any other "±HH:MM" offset is accepted too and applied, for timestamps written by hosts other than JS (lock files).
@@ -142,6 +170,19 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_iso_of_ms_agrees_with_iso_from_ms() {
+        let samples =
+            [0, 1, 999, -1, -86_400_001, 1_780_000_000_123, 951_782_400_000, 253_402_300_799_999, 253_402_300_800_000];
+        for ms in samples.into_iter().chain((0..2000).map(|i| i * 7_919_993_977_i64 - 62_000_000_000_000)) {
+            let iso = iso_from_ms(ms);
+            assert!(is_iso_of_ms(&iso, ms), "{iso} {ms}");
+            assert!(!is_iso_of_ms(&iso, ms + 1), "{iso} {}", ms + 1);
+            assert!(!is_iso_of_ms(&iso[..iso.len() - 1], ms), "a truncated {iso}");
+        }
+        assert!(!is_iso_of_ms("2026-11-24T10:00:00Z", 1_795_514_400_000), "a shorter spelling of the same instant");
+    }
 
     #[test]
     fn epoch_formats_like_javascript() {

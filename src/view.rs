@@ -33,6 +33,11 @@ impl ViewEntry {
         self.stat.size == entry.size && self.base_last_modified == entry.last_modified && hashes_agree
     }
 
+    /// `*self == ViewEntry::new(stat, sha256, entry)`, without building it (checked for every in-sync file).
+    pub fn is(&self, stat: &FileStat, sha256: Option<[u8; 32]>, entry: &IndexEntry) -> bool {
+        self.stat == *stat && self.sha256 == sha256.or(entry.sha256) && self.base_last_modified == entry.last_modified
+    }
+
     /// The file on disk has not been touched since it was synced (same size and mtime).
     pub fn matches_stat(&self, stat: &FileStat) -> bool {
         self.stat == *stat
@@ -44,20 +49,53 @@ pub struct LocalView {
     files: BTreeMap<String, ViewEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct ViewFile {
     version: u32,
     files: BTreeMap<String, ViewRecord>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ViewRecord {
     size: u64,
     mtime_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     sha256: Option<String>,
     base_last_modified: String,
+}
+
+/// The file as written: the same shape as `ViewFile`, serialised from the entries without copying them.
+#[derive(Serialize)]
+struct ViewFileOut<'a> {
+    version: u32,
+    files: FilesOut<'a>,
+}
+
+struct FilesOut<'a>(&'a BTreeMap<String, ViewEntry>);
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ViewRecordOut<'a> {
+    size: u64,
+    mtime_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    base_last_modified: &'a str,
+}
+
+impl Serialize for FilesOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(rel, entry)| {
+            let record = ViewRecordOut {
+                size: entry.stat.size,
+                mtime_ms: entry.stat.mtime_ms,
+                sha256: entry.sha256.as_ref().map(sha256_hex),
+                base_last_modified: &entry.base_last_modified,
+            };
+            (rel, record)
+        }))
+    }
 }
 
 impl LocalView {
@@ -85,20 +123,12 @@ impl LocalView {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let files = self
-            .files
-            .iter()
-            .map(|(rel, entry)| {
-                let record = ViewRecord {
-                    size: entry.stat.size,
-                    mtime_ms: entry.stat.mtime_ms,
-                    sha256: entry.sha256.as_ref().map(sha256_hex),
-                    base_last_modified: entry.base_last_modified.clone(),
-                };
-                (rel.clone(), record)
-            })
-            .collect();
-        serde_json::to_vec(&ViewFile { version: 1, files }).expect("view serialises")
+        serde_json::to_vec(&ViewFileOut { version: 1, files: FilesOut(&self.files) }).expect("view serialises")
+    }
+
+    /// Entries in path order (for merge-joins with the index and a walk, which are in the same order).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ViewEntry)> {
+        self.files.iter().map(|(rel, entry)| (rel.as_str(), entry))
     }
 
     pub fn get(&self, rel: &str) -> Option<&ViewEntry> {

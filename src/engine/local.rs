@@ -93,15 +93,15 @@ where
     }
 
     /// Persist this operation's view changes on top of the view as it is on disk now (W6). Returns the fingerprints
-    /// of the view it found (the base of the merge) and of the view it left.
-    pub(super) async fn save_view(&self, updates: &ViewUpdates) -> Result<SavedView, SyncError> {
-        let base = self.read_view().await;
+    /// of the view it found (the base of the merge) and of the view it left; `None` when there was nothing to save.
+    pub(super) async fn save_view(&self, updates: &ViewUpdates) -> Result<Option<SavedView>, SyncError> {
         if updates.is_empty() {
-            return Ok(SavedView { base: base.fingerprint, written: base.fingerprint });
+            return Ok(None);
         }
+        let base = self.read_view().await;
         let bytes = LocalView::merge_into(updates, base.view).to_json();
         let written = fingerprint(Some(&bytes));
         self.cache.write_internal(VIEW_NAME, bytes).await.map_err(SyncError::from_store)?;
-        Ok(SavedView { base: base.fingerprint, written })
+        Ok(Some(SavedView { base: base.fingerprint, written }))
     }
 }

@@ -4,6 +4,7 @@
 //! (B15), sends every store request through the retry policy (B14, W14), and moves file bodies only between the store
 //! and the cache (they never enter the core).
 
+mod cursor;
 mod error;
 mod local;
 mod pull;

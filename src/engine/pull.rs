@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::cursor::Cursor;
 use super::local::{LocalListing, ReadView, ViewUpdates};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
@@ -134,10 +135,15 @@ where
             }
         }
         // Keep the walk for this instance's push, unless another instance rewrote the view while we planned (its
-        // downloads would be missing from our listing).
-        if let (Some(marker), true) = (marker, saved.base == view_read) {
+        // downloads would be missing from our listing). With nothing saved, the push compares the view with the one
+        // we read, which catches a rewrite made at any time since.
+        let view = match saved {
+            None => Some(view_read),
+            Some(saved) => (saved.base == view_read).then_some(saved.written),
+        };
+        if let (Some(marker), Some(view)) = (marker, view) {
             let index = token.map(|token| (token, index));
-            self.instance.keep_walk(Walked { marker, view: saved.written, listing, index });
+            self.instance.keep_walk(Walked { marker, view, listing, index });
         }
         self.trace("pull", "done", started);
         Ok(report)
@@ -174,6 +180,8 @@ where
         let ReadView { view, fingerprint } = self.read_view().await;
         let mut downloads = Vec::new();
         let mut to_hash = Vec::new();
+        let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
+        let mut records = Cursor::new(view.iter());
         for (rel, entry) in index.entries() {
             // B11: internal files are never downloaded (pushes scrub such entries from the index).
             if is_internal(rel) {
@@ -185,8 +193,8 @@ where
                 failures.push(FileFailure { rel: rel.to_string(), error });
                 continue;
             }
-            let local = listing.files.get(rel);
-            let record = view.get(rel);
+            let local = local_files.seek(rel);
+            let record = records.seek(rel);
             match pull_decision(entry, local, record) {
                 PullDecision::InSync => note_in_sync(updates, rel, entry, local, record),
                 PullDecision::Download => downloads.push((rel.to_string(), entry.clone())),
@@ -279,8 +287,7 @@ fn note_in_sync(
     record: Option<&ViewEntry>,
 ) {
     let Some(stat) = local else { return };
-    let fresh = ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry);
-    if record != Some(&fresh) {
-        updates.insert(rel.to_string(), Some(fresh));
+    if !record.is_some_and(|record| record.is(stat, record.sha256, entry)) {
+        updates.insert(rel.to_string(), Some(ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry)));
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use super::cursor::Cursor;
 use super::local::{ReadView, ViewUpdates};
 use super::pull::IndexRead;
 use super::transfer::run_bounded;
@@ -112,25 +113,27 @@ where
         };
         let mut failures = listing.invalid.clone();
         let mut updates = ViewUpdates::new();
-        // Entries known to equal the local file, by the version we compared (for the "verified" decision).
-        let mut matching: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        // Files equal to their entry in the index we read, in path order (for the "verified" decision).
+        let mut in_sync: Vec<&str> = Vec::new();
         let mut to_check = Vec::new();
+        let mut entries = Cursor::new(index.entries());
+        let mut records = Cursor::new(view.iter());
         for (rel, stat) in &listing.files {
-            let entry = index.get(rel);
-            let record = view.get(rel);
+            let entry = entries.seek(rel);
+            let record = records.seek(rel);
             match push_decision(entry, stat, record) {
                 PushDecision::InSync => {
-                    let entry = entry.expect("in sync implies an entry").clone();
-                    let fresh = ViewEntry::new(*stat, record.and_then(|r| r.sha256), &entry);
-                    if record != Some(&fresh) {
-                        updates.insert(rel.clone(), Some(fresh));
+                    let entry = entry.expect("in sync implies an entry");
+                    if !record.is_some_and(|record| record.is(stat, record.sha256, entry)) {
+                        updates.insert(rel.clone(), Some(ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry)));
                     }
-                    matching.insert(rel.clone(), entry);
+                    in_sync.push(rel);
                 }
                 PushDecision::RemoteNewer => report.remote_newer.push(rel.clone()),
                 decision => to_check.push((rel.clone(), decision, entry.cloned(), record.cloned())),
             }
         }
+        drop((entries, records));
         if self.config.dry_run {
             report.planned = to_check.into_iter().map(|(rel, ..)| rel).collect();
             return Ok(report);
@@ -145,6 +148,8 @@ where
         })
         .await;
         let mut pushed: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        // Files found equal to their entry after hashing.
+        let mut unchanged: BTreeMap<String, IndexEntry> = BTreeMap::new();
         for (rel, entry, outcome) in results {
             match outcome {
                 Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, conflict }) => {
@@ -159,7 +164,7 @@ where
                 Ok(Pushed::Unchanged { stat, sha256 }) => {
                     let entry = entry.expect("unchanged implies an entry");
                     updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry)));
-                    matching.insert(rel, entry);
+                    unchanged.insert(rel, entry);
                 }
                 Ok(Pushed::Vanished) => report.vanished.push(rel),
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),
@@ -169,19 +174,22 @@ where
         self.trace("push", "uploads", started);
 
         // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index.
-        let (index, token) = if !pushed.is_empty() || !report.scrubbed.is_empty() {
+        let (index, token, compared) = if !pushed.is_empty() || !report.scrubbed.is_empty() {
+            // The index we write back is another version: keep the entries the in-sync files were compared with.
+            let compared: BTreeMap<String, IndexEntry> =
+                in_sync.iter().filter_map(|rel| Some((rel.to_string(), index.get(rel)?.clone()))).collect();
             let written = self.write_back(index, token, &pushed).await?;
             report.index_written = true;
             self.cache.write_internal(INDEX_KEY, written.bytes).await.map_err(SyncError::from_store)?;
-            (written.index, Some(written.token))
+            (written.index, Some(written.token), Some(compared))
         } else {
-            (index, token)
+            (index, token, None)
         };
         self.trace("push", "index write-back", started);
-        matching.extend(pushed);
         self.save_view(&updates).await?;
 
-        report.verified = failures.is_empty() && every_entry_matches(&index, &matching);
+        let known = Known { in_sync: &in_sync, compared: compared.as_ref(), unchanged: &unchanged, pushed: &pushed };
+        report.verified = failures.is_empty() && every_entry_matches(&index, &known);
         let verified_token = match token {
             Some(token) if report.verified && token.is_fingerprint() => Some(token),
             _ => {
@@ -247,7 +255,29 @@ where
     }
 }
 
+/// What a push knows to equal the local files, by the entry version compared.
+struct Known<'a> {
+    /// Equal to their entry in the index read (by stat and view), in path order.
+    in_sync: &'a [&'a str],
+    /// When the index was written back: those entries as read (the written index is another version).
+    compared: Option<&'a BTreeMap<String, IndexEntry>>,
+    /// Equal after hashing.
+    unchanged: &'a BTreeMap<String, IndexEntry>,
+    /// Uploaded, with the entries written.
+    pushed: &'a BTreeMap<String, IndexEntry>,
+}
+
 /// Every valid entry of `index` is one we know to equal the local file (B6). Invalid entries also block it.
-fn every_entry_matches(index: &RemoteIndex, matching: &BTreeMap<String, IndexEntry>) -> bool {
-    index.invalid_entries().is_empty() && index.entries().all(|(rel, entry)| matching.get(rel) == Some(entry))
+fn every_entry_matches(index: &RemoteIndex, known: &Known<'_>) -> bool {
+    let mut in_sync = Cursor::new(known.in_sync.iter().map(|rel| (*rel, ())));
+    index.invalid_entries().is_empty()
+        && index.entries().all(|(rel, entry)| {
+            let was_in_sync = in_sync.seek(rel).is_some();
+            known.pushed.get(rel) == Some(entry)
+                || known.unchanged.get(rel) == Some(entry)
+                || match known.compared {
+                    Some(compared) => compared.get(rel) == Some(entry),
+                    None => was_in_sync,
+                }
+        })
 }

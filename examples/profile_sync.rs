@@ -1,0 +1,46 @@
+//! Profiling aid (not a benchmark): one slow-path sync (pull + push, sidecar deleted, view present) over an
+//! official-format index on the in-memory store and cache, timed by phase. Run under `perf record` with
+//! `cargo run --release --example profile_sync -- bench/tmp/data-250000/index.json`.
+use std::time::Instant;
+
+use marsh::engine::{Engine, EngineConfig, Instance};
+use marsh::index::RemoteIndex;
+use marsh::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
+use marsh::path::{INDEX_KEY, SIDECAR_NAME};
+use marsh::sim::block_on;
+use marsh::time::ms_from_iso;
+
+fn main() {
+    let path = std::env::args().nth(1).expect("an index.json path");
+    let bytes = std::fs::read(&path).expect("index readable");
+    let index = RemoteIndex::parse(&bytes).expect("index parses");
+    let store = MemoryStore::new(TokenStyle::S3).with_faults(Faults::without_yields());
+    store.put_raw(INDEX_KEY, bytes);
+    let cache = MemoryCache::new().with_faults(Faults::without_yields());
+    for (rel, entry) in index.entries() {
+        let mtime_ms = entry.local_mtime.as_deref().and_then(ms_from_iso).unwrap_or(0);
+        cache.write_file_with_mtime(rel, vec![b' '; entry.size as usize], mtime_ms);
+    }
+    drop(index);
+    let env = TestEnv::new(1);
+    let config = EngineConfig::default();
+    for round in 0..3 {
+        cache.remove_file(SIDECAR_NAME);
+        let instance = Instance::new();
+        let engine = Engine::new(&store, &cache, &env, &config, &instance);
+        let started = Instant::now();
+        let pull = block_on(engine.pull_changed()).expect("pull");
+        let pulled = started.elapsed();
+        let push = block_on(engine.push_changed()).expect("push");
+        let total = started.elapsed();
+        println!(
+            "round {round}: pull {:?} push {:?} total {:?} (downloaded {}, uploaded {}, walk reused {})",
+            pulled,
+            total - pulled,
+            total,
+            pull.downloaded,
+            push.uploaded,
+            push.walk_reused
+        );
+    }
+}
