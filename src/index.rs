@@ -395,6 +395,29 @@ impl<'de> Deserialize<'de> for EntriesField {
 
 struct EntriesVisitor;
 
+/// Entries in file order → valid and invalid maps. A key given twice keeps its last value, as `JSON.parse` does. Built
+/// from sorted vectors (one sort, then a linear bulk build) rather than by inserting entry by entry: a tree insert per
+/// entry compares long shared path prefixes ~18 times at 250k entries.
+fn split_entries(
+    mut read: Vec<(String, Result<IndexEntry, InvalidRaw>)>,
+) -> (BTreeMap<String, IndexEntry>, BTreeMap<String, InvalidRaw>) {
+    // Stable: of equal keys, the one read last stays last.
+    read.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut valid = Vec::with_capacity(read.len());
+    let mut invalid = Vec::new();
+    let mut read = read.into_iter().peekable();
+    while let Some((rel, entry)) = read.next() {
+        if read.peek().is_some_and(|(next, _)| *next == rel) {
+            continue;
+        }
+        match entry {
+            Ok(entry) => valid.push((rel, entry)),
+            Err(raw) => invalid.push((rel, raw)),
+        }
+    }
+    (valid.into_iter().collect(), invalid.into_iter().collect())
+}
+
 impl EntriesVisitor {
     fn not_an_object<E>(self) -> Result<EntriesField, E> {
         Ok(EntriesField::NotAnObject)
@@ -409,29 +432,20 @@ impl<'de> Visitor<'de> for EntriesVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntriesField, A::Error> {
-        let mut valid = BTreeMap::new();
-        let mut invalid = BTreeMap::new();
+        let mut read = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(rel) = map.next_key::<String>()? {
             let raw: &RawValue = map.next_value()?;
             // Common case first: exactly the official fields (plus our sha256), well typed. Anything else (unknown
             // fields, escapes, odd number spellings, bad values) takes the general path that keeps it verbatim.
             if let Some(entry) = IndexEntry::from_plain_json(&rel, raw.get()) {
-                invalid.remove(&rel);
-                valid.insert(rel, entry);
+                read.push((rel, Ok(entry)));
                 continue;
             }
             let raw: Value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-            match IndexEntry::from_json(&rel, raw) {
-                Ok(entry) => {
-                    invalid.remove(&rel);
-                    valid.insert(rel, entry);
-                }
-                Err((reason, raw)) => {
-                    valid.remove(&rel);
-                    invalid.insert(rel, InvalidRaw { reason, raw });
-                }
-            }
+            let entry = IndexEntry::from_json(&rel, raw).map_err(|(reason, raw)| InvalidRaw { reason, raw });
+            read.push((rel, entry));
         }
+        let (valid, invalid) = split_entries(read);
         Ok(EntriesField::Object { valid, invalid })
     }
 

@@ -52,7 +52,29 @@ pub struct LocalView {
 #[derive(Deserialize)]
 struct ViewFile {
     version: u32,
-    files: BTreeMap<String, ViewRecord>,
+    /// In file order; the map is built from it in one go (see `parse`).
+    #[serde(deserialize_with = "records_in_order")]
+    files: Vec<(String, ViewRecord)>,
+}
+
+fn records_in_order<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, ViewRecord)>, D::Error> {
+    struct InOrder;
+    impl<'de> serde::de::Visitor<'de> for InOrder {
+        type Value = Vec<(String, ViewRecord)>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of view records")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut records = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry()? {
+                records.push(entry);
+            }
+            Ok(records)
+        }
+    }
+    deserializer.deserialize_map(InOrder)
 }
 
 #[derive(Deserialize)]
@@ -107,6 +129,7 @@ impl LocalView {
         if parsed.version != 1 {
             return LocalView::default();
         }
+        // `collect` sorts (stably: a repeated path keeps its last record) and bulk-builds the map.
         let files = parsed
             .files
             .into_iter()

@@ -67,14 +67,14 @@ where
     pub(super) async fn list_local(&self) -> Result<LocalListing, SyncError> {
         let items = self.cache.walk().await.map_err(SyncError::from_store)?;
         let mut listing = LocalListing::default();
+        // Collected, then built in one go (sorted bulk build, not one tree insert per file).
+        let mut files = Vec::with_capacity(items.len());
         for item in items {
             match item {
                 WalkItem::File { rel, .. } | WalkItem::Symlink { rel } | WalkItem::Vanished { rel }
                     if is_internal(&rel) => {}
                 WalkItem::File { rel, stat } => match check_rel(&rel) {
-                    Ok(()) => {
-                        listing.files.insert(rel, stat);
-                    }
+                    Ok(()) => files.push((rel, stat)),
                     Err(bad) => listing.invalid.push(FileFailure {
                         error: StoreError::InvalidKey { key: rel.clone(), reason: bad.reason.to_string() },
                         rel,
@@ -84,6 +84,7 @@ where
                 WalkItem::Vanished { rel } => listing.vanished.push(rel),
             }
         }
+        listing.files = files.into_iter().collect();
         Ok(listing)
     }
 
