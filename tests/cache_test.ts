@@ -199,6 +199,156 @@ Deno.test("walk fails with an Io error naming the directory when a directory can
   });
 });
 
+Deno.test("walk lists rels in sorted order even where a name sorts between a directory and its files", async () => {
+  await withTempDir(async (dir) => {
+    // "a-b" and "a.c" sort before "a/…" ("-" and "." come before "/"), "a0" after it.
+    for (const rel of ["a/x.json", "a/z/y.json", "a-b", "a.c", "a0", "b", "a/z.json", "a/z-", "ä.json"]) {
+      await write(`${dir}/${rel}`, rel);
+    }
+    await Deno.symlink(`${dir}/b`, `${dir}/a/link`);
+    await Deno.symlink(`${dir}/b`, `${dir}/a!`);
+    const cache = new DenoCache(dir);
+
+    const items = await cache.walk();
+    const packed = await cache.walkPacked();
+
+    const rels = items.map((item) => item.rel);
+    assert.deepEqual(rels, [...rels].sort());
+    assert.deepEqual(rels, [
+      "a!",
+      "a-b",
+      "a.c",
+      "a/link",
+      "a/x.json",
+      "a/z-",
+      "a/z.json",
+      "a/z/y.json",
+      "a0",
+      "b",
+      "ä.json",
+    ]);
+    assert.deepEqual(
+      packed.files.split("\0"),
+      items.filter((item) => item.kind === "file").map((item) => item.rel),
+    );
+    assert.deepEqual(packed.symlinks, ["a!", "a/link"]);
+  });
+});
+
+Deno.test("walk stats only files: directories and symlinks are typed by their listing", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/d/e/f.json`, "1");
+    await write(`${dir}/g.json`, "22");
+    await Deno.symlink(`${dir}/d`, `${dir}/link`);
+    const statted: string[] = [];
+    const countingFs: WalkFs = {
+      readDirSync: denoWalkFs.readDirSync,
+      lstatSync(path) {
+        statted.push(path.slice(dir.length + 1));
+        return Deno.lstatSync(path);
+      },
+    };
+
+    const items = await new DenoCache(dir, { walkFs: countingFs }).walk();
+
+    assert.deepEqual(items.map((item) => [item.kind, item.rel]), [
+      ["file", "d/e/f.json"],
+      ["file", "g.json"],
+      ["symlink", "link"],
+    ]);
+    assert.deepEqual(statted, ["d/e/f.json", "g.json"]);
+  });
+});
+
+Deno.test("walk stats entries a listing leaves untyped, and still lists them in order", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a/x.json`, "1");
+    await write(`${dir}/a-b.json`, "22");
+    await write(`${dir}/c.json`, "333");
+    await Deno.symlink(`${dir}/c.json`, `${dir}/b-link`);
+    // A listing without entry types (as some file systems answer): every entry needs its stat.
+    const untypedFs: WalkFs = {
+      readDirSync: (path) =>
+        [...Deno.readDirSync(path)].map((entry) => ({
+          name: entry.name,
+          isFile: false,
+          isDirectory: false,
+          isSymlink: false,
+        })),
+      lstatSync: denoWalkFs.lstatSync,
+    };
+
+    const cache = new DenoCache(dir, { walkFs: untypedFs });
+    const items = await cache.walk();
+    const packed = await cache.walkPacked();
+
+    assert.deepEqual(items.map((item) => [item.kind, item.rel]), [
+      ["file", "a-b.json"],
+      ["file", "a/x.json"],
+      ["symlink", "b-link"],
+      ["file", "c.json"],
+    ]);
+    assert.deepEqual(packed.files.split("\0"), ["a-b.json", "a/x.json", "c.json"]);
+    assert.deepEqual([...packed.sizes], [2, 1, 3]);
+  });
+});
+
+Deno.test("walk reports a directory deleted between listing and its own listing as vanished", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/keep.json`, "k");
+    await write(`${dir}/gone/inside.json`, "g");
+    const racingFs: WalkFs = {
+      readDirSync(path) {
+        const entries = [...Deno.readDirSync(path)];
+        if (path === dir) Deno.removeSync(`${dir}/gone`, { recursive: true });
+        return entries;
+      },
+      lstatSync: denoWalkFs.lstatSync,
+    };
+
+    const cache = new DenoCache(dir, { walkFs: racingFs });
+    const items = await cache.walk();
+
+    assert.deepEqual(items.map((item) => [item.kind, item.rel]), [["vanished", "gone"], ["file", "keep.json"]]);
+  });
+});
+
+Deno.test("a long walk gives timers and other work turns while it runs", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/real.json`, "1");
+    const names = Array.from({ length: 300 }, (_, i) => `f${String(i).padStart(3, "0")}.json`);
+    // 300 files that each take 1 ms to stat: a 300 ms walk, run synchronously between its turns.
+    const slowFs: WalkFs = {
+      readDirSync: () => names.map((name) => ({ name, isFile: true, isDirectory: false, isSymlink: false })),
+      lstatSync() {
+        const until = performance.now() + 1;
+        while (performance.now() < until) { /* busy */ }
+        return Deno.lstatSync(`${dir}/real.json`);
+      },
+    };
+    let ticks = 0;
+    let opsDone = 0;
+    let stop = false;
+    const timer = setInterval(() => ticks++, 5);
+    const otherWork = (async () => {
+      while (!stop) {
+        await Deno.lstat(dir);
+        opsDone++;
+      }
+    })();
+    try {
+      const packed = await new DenoCache(dir, { walkFs: slowFs }).walkPacked();
+      assert.equal(packed.sizes.length, 300);
+    } finally {
+      stop = true;
+      clearInterval(timer);
+      await otherWork;
+    }
+    assert.ok(ticks >= 10, `a 5 ms interval fired ${ticks} times during a 300 ms walk`);
+    assert.ok(opsDone >= 10, `concurrent async ops completed ${opsDone} times during a 300 ms walk`);
+  });
+});
+
 Deno.test("walk of a cache directory that does not exist yet is empty", async () => {
   await withTempDir(async (dir) => {
     assert.deepEqual(await new DenoCache(`${dir}/not-created`).walk(), []);
