@@ -32,10 +32,11 @@ pub(super) struct ReadView {
     pub fingerprint: u64,
 }
 
-/// What `save_view` found and left, as fingerprints.
+/// What `save_view` found and left: fingerprints, and the view written.
 pub(super) struct SavedView {
     pub base: u64,
     pub written: u64,
+    pub view: LocalView,
 }
 
 /// FNV-1a over the bytes, 8 bytes at a time (not cryptographic: it only tells "the file I last saw" from "another").
@@ -89,8 +90,15 @@ where
     }
 
     pub(super) async fn read_view(&self) -> ReadView {
+        let (bytes, fingerprint) = self.read_view_bytes().await;
+        ReadView { fingerprint, view: LocalView::parse(bytes.as_deref()) }
+    }
+
+    /// The view's bytes, unparsed, and their fingerprint.
+    pub(super) async fn read_view_bytes(&self) -> (Option<Vec<u8>>, u64) {
         let bytes = self.cache.read_internal(VIEW_NAME).await.ok().flatten();
-        ReadView { fingerprint: fingerprint(bytes.as_deref()), view: LocalView::parse(bytes.as_deref()) }
+        let fingerprint = fingerprint(bytes.as_deref());
+        (bytes, fingerprint)
     }
 
     /// Persist this operation's view changes on top of the view as it is on disk now (W6). Returns the fingerprints
@@ -100,9 +108,10 @@ where
             return Ok(None);
         }
         let base = self.read_view().await;
-        let bytes = LocalView::merge_into(updates, base.view).to_json();
+        let view = LocalView::merge_into(updates, base.view);
+        let bytes = view.to_json();
         let written = fingerprint(Some(&bytes));
         self.cache.write_internal(VIEW_NAME, bytes).await.map_err(SyncError::from_store)?;
-        Ok(Some(SavedView { base: base.fingerprint, written }))
+        Ok(Some(SavedView { base: base.fingerprint, written, view }))
     }
 }

@@ -24,7 +24,7 @@ use crate::retry::{with_retry, RetryPolicy};
 use crate::sidecar::SyncState;
 use crate::store::{Env, LocalCache, ObjectStore, StoreError};
 use crate::time::iso_from_ms;
-use crate::{index, token};
+use crate::{index, token, view};
 
 /// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
 /// extensions' way) wait for the slowest of each group of `n` — kept only so the benchmark can compare.
@@ -83,8 +83,9 @@ pub(crate) struct Walked {
     /// The marker id captured before the walk.
     #[cfg_attr(feature = "flaw-stale-walk-reuse", allow(dead_code))]
     marker: String,
-    /// The fingerprint of the view the pull left.
-    view: u64,
+    /// The fingerprint of the view the pull left, and that view.
+    view_fingerprint: u64,
+    view: view::LocalView,
     /// The walk, with the pull's downloads applied.
     listing: local::LocalListing,
     /// The index the pull compared, with the token of that GET.

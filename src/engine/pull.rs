@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::cursor::Cursor;
-use super::local::{LocalListing, ReadView, ViewUpdates};
+use super::local::{LocalListing, ViewUpdates};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::index::{IndexEntry, RemoteIndex};
@@ -20,7 +20,7 @@ use crate::path::{is_internal, INDEX_KEY};
 use crate::plan::{pull_after_hash, pull_decision, PullDecision};
 use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, StoreError};
 use crate::token::VersionToken;
-use crate::view::ViewEntry;
+use crate::view::{LocalView, ViewEntry};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullReport {
@@ -82,8 +82,9 @@ where
         // Captured before the walk: the push that may reuse this walk checks that it is still current.
         let marker = self.read_marker().await.id();
         let mut listing = self.list_local().await?;
-        let (to_download, view_read) =
-            self.plan_pull(&index, &listing, &mut report, &mut failures, &mut updates).await?;
+        let view_read = self.read_view().await;
+        let to_download =
+            self.plan_pull(&index, &listing, &view_read.view, &mut report, &mut failures, &mut updates).await?;
         self.trace("pull", "plan", started);
         if self.config.dry_run {
             report.planned = to_download.into_iter().map(|(rel, _)| rel).collect();
@@ -138,12 +139,12 @@ where
         // downloads would be missing from our listing). With nothing saved, the push compares the view with the one
         // we read, which catches a rewrite made at any time since.
         let view = match saved {
-            None => Some(view_read),
-            Some(saved) => (saved.base == view_read).then_some(saved.written),
+            None => Some((view_read.fingerprint, view_read.view)),
+            Some(saved) => (saved.base == view_read.fingerprint).then_some((saved.written, saved.view)),
         };
-        if let (Some(marker), Some(view)) = (marker, view) {
+        if let (Some(marker), Some((view_fingerprint, view))) = (marker, view) {
             let index = token.map(|token| (token, index));
-            self.instance.keep_walk(Walked { marker, view, listing, index });
+            self.instance.keep_walk(Walked { marker, view_fingerprint, view, listing, index });
         }
         self.trace("pull", "done", started);
         Ok(report)
@@ -168,16 +169,15 @@ where
     }
 
     /// Decide per entry; hash where stat cannot decide. Returns the downloads to run.
-    /// Also returns the fingerprint of the view it read.
     async fn plan_pull(
         &self,
         index: &RemoteIndex,
         listing: &LocalListing,
+        view: &LocalView,
         report: &mut PullReport,
         failures: &mut Vec<FileFailure>,
         updates: &mut ViewUpdates,
-    ) -> Result<(Vec<(String, IndexEntry)>, u64), SyncError> {
-        let ReadView { view, fingerprint } = self.read_view().await;
+    ) -> Result<Vec<(String, IndexEntry)>, SyncError> {
         let mut downloads = Vec::new();
         let mut to_hash = Vec::new();
         let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
@@ -225,7 +225,7 @@ where
             }
         }
         updates.extend(hashed_in_sync);
-        Ok((downloads, fingerprint))
+        Ok(downloads)
     }
 
     /// GET the object and hand the body to the cache, which writes a temp file, checks size and hash, and renames.

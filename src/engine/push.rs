@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::cursor::Cursor;
-use super::local::{ReadView, ViewUpdates};
+use super::local::ViewUpdates;
 use super::pull::IndexRead;
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
@@ -21,7 +21,7 @@ use crate::path::INDEX_KEY;
 use crate::plan::{push_after_hash, push_decision, PushDecision};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 use crate::time::iso_from_ms;
-use crate::view::ViewEntry;
+use crate::view::{LocalView, ViewEntry};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {
@@ -81,18 +81,20 @@ where
 
     async fn push_full(&self, captured: &Marker, walked: Option<Walked>) -> Result<PushReport, SyncError> {
         let started = self.env.now_ms();
-        let ReadView { view, fingerprint } = self.read_view().await;
+        let (view_bytes, fingerprint) = self.read_view_bytes().await;
         let captured_id = captured.id();
         #[cfg(not(feature = "flaw-stale-walk-reuse"))]
-        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref() && w.view == fingerprint);
+        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref() && w.view_fingerprint == fingerprint);
         // The flaw, kept only to prove the simulator catches it: reuse the walk even if a markDirty happened since.
         #[cfg(feature = "flaw-stale-walk-reuse")]
-        let walked = walked.filter(|w| w.view == fingerprint);
+        let walked = walked.filter(|w| w.view_fingerprint == fingerprint);
         let walk_reused = walked.is_some();
-        let (listing, known) = match walked {
-            Some(Walked { listing, index, .. }) => (listing, index),
-            None => (self.list_local().await?, None),
+        // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
+        let (listing, known, view) = match walked {
+            Some(Walked { listing, index, view, .. }) => (listing, index, view),
+            None => (self.list_local().await?, None, LocalView::parse(view_bytes.as_deref())),
         };
+        drop(view_bytes);
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
         let (mut index, token) = match (self.read_index(known.as_ref().map(|(token, _)| token)).await?, known) {
