@@ -13,6 +13,14 @@ use marsh::time::ms_from_iso;
 fn main() {
     let path = std::env::args().nth(1).expect("an index.json path");
     let bytes = std::fs::read(&path).expect("index readable");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let index = RemoteIndex::parse(&bytes).expect("index parses");
+        println!("parse: {:?} for {} entries", started.elapsed(), index.len());
+    }
+    if std::env::var_os("PARSE_ONLY").is_some() {
+        return;
+    }
     let index = RemoteIndex::parse(&bytes).expect("index parses");
     let store = MemoryStore::new(TokenStyle::S3).with_faults(Faults::without_yields());
     store.put_raw(INDEX_KEY, bytes);

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod retry;
 pub mod sidecar;
 pub mod sim;
+pub mod stamp;
 pub mod store;
 pub mod time;
 pub mod token;

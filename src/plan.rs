@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn official_entries_match_on_size_and_recorded_mtime() {
         let mut e = entry(3, T1, None);
-        e.local_mtime = Some(iso_from_ms(1_000));
+        e.local_mtime = Some(iso_from_ms(1_000).into());
         assert_eq!(pull_decision(&e, Some(&stat(3, 1_000)), None), PullDecision::InSync);
         assert_eq!(push_decision(Some(&e), &stat(3, 1_000), None), PushDecision::InSync);
         assert_eq!(push_decision(Some(&e), &stat(3, 2_000), None), PushDecision::Upload { conflict: false });

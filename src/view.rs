@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::index::{parse_sha256_hex, sha256_hex, IndexEntry};
+use crate::stamp::Stamp;
 use crate::store::FileStat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub struct ViewEntry {
     pub stat: FileStat,
     pub sha256: Option<[u8; 32]>,
     /// `lastModified` of the index entry this file was equal to (with `stat.size` and `sha256`, the entry's version).
-    pub base_last_modified: String,
+    pub base_last_modified: Stamp,
 }
 
 impl ViewEntry {
@@ -84,7 +85,7 @@ struct ViewRecord {
     mtime_ms: i64,
     #[serde(default)]
     sha256: Option<String>,
-    base_last_modified: String,
+    base_last_modified: Stamp,
 }
 
 /// The file as written: the same shape as `ViewFile`, serialised from the entries without copying them.
@@ -113,7 +114,7 @@ impl Serialize for FilesOut<'_> {
                 size: entry.stat.size,
                 mtime_ms: entry.stat.mtime_ms,
                 sha256: entry.sha256.as_ref().map(sha256_hex),
-                base_last_modified: &entry.base_last_modified,
+                base_last_modified: entry.base_last_modified.as_str(),
             };
             (rel, record)
         }))

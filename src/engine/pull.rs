@@ -68,6 +68,11 @@ where
         };
         self.trace("pull", "index read", started);
         self.check_abort()?;
+        // The local copy is "the last index seen" (never read back for a decision, B4): written now, so its bytes are
+        // not held through the plan and the downloads.
+        if let (Some(bytes), false) = (bytes, self.config.dry_run) {
+            self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
+        }
 
         let mut report = PullReport { index_entries: index.len(), ..PullReport::default() };
         let mut failures: Vec<FileFailure> = index
@@ -123,9 +128,6 @@ where
         let saved = self.save_view(&updates).await?;
         if aborted {
             return Err(SyncError::Aborted);
-        }
-        if let Some(bytes) = bytes {
-            self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
         }
         if !failures.is_empty() {
             return Err(SyncError::Files { operation: "pull", transferred: report.downloaded, failures });

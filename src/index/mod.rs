@@ -5,10 +5,12 @@
 //! cannot use (unsafe keys, wrong types) are kept verbatim and reported instead of dropped (W17). Indexes reach 250k
 //! entries, so entries are parsed one at a time and stored compactly (W15).
 
+mod entries;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::ser::PrettyFormatter;
 use serde_json::value::RawValue;
@@ -16,6 +18,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::path::{check_rel, is_internal};
+use crate::stamp::Stamp;
 
 /// The only index version we read and write.
 const INDEX_VERSION: u64 = 1;
@@ -55,8 +58,8 @@ enum KeyField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
     pub size: u64,
-    pub last_modified: String,
-    pub local_mtime: Option<String>,
+    pub last_modified: Stamp,
+    pub local_mtime: Option<Stamp>,
     pub sha256: Option<[u8; 32]>,
     key_field: KeyField,
     /// Unknown fields in their original order; `None` in the common case to keep entries small.
@@ -65,6 +68,7 @@ pub struct IndexEntry {
 
 impl IndexEntry {
     pub fn new(size: u64, last_modified: String, local_mtime: Option<String>, sha256: Option<[u8; 32]>) -> Self {
+        let (last_modified, local_mtime) = (last_modified.into(), local_mtime.map(Stamp::from));
         IndexEntry { size, last_modified, local_mtime, sha256, key_field: KeyField::SameAsPath, extra: None }
     }
 
@@ -75,26 +79,6 @@ impl IndexEntry {
             _ => true,
         };
         self.size == other.size && hashes_agree
-    }
-
-    /// The fast path of `from_json`: an entry with only known, well-typed fields and no escaped strings, parsed
-    /// without building a `Value`. `None` means "not that simple": the caller takes the general path.
-    fn from_plain_json(rel: &str, raw: &str) -> Option<Self> {
-        let plain: PlainEntry<'_> = serde_json::from_str(raw).ok()?;
-        check_rel(rel).ok()?;
-        let sha256 = match plain.sha256 {
-            Some(hex) => Some(parse_sha256_hex(hex)?),
-            None => None,
-        };
-        let key_field = match plain.key {
-            None => KeyField::Absent,
-            Some(key) if key == rel => KeyField::SameAsPath,
-            Some(key) => KeyField::Differs(key.into()),
-        };
-        let mut entry =
-            IndexEntry::new(plain.size, plain.last_modified.to_string(), plain.local_mtime.map(str::to_string), sha256);
-        entry.key_field = key_field;
-        Some(entry)
     }
 
     /// Read an entry's JSON; on failure hand the raw value back with the reason, so it can be kept verbatim.
@@ -114,27 +98,6 @@ impl IndexEntry {
         entry.extra = (!extra.is_empty()).then(|| Box::new(extra));
         Ok(entry)
     }
-}
-
-/// An entry exactly as official writers (and we) produce it. Borrowed strings fail on escapes, unknown fields and
-/// duplicates fail too: all of those fall back to the general path.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlainEntry<'a> {
-    /// Missing is `None`; `null` must not read as missing (the general path sets such an entry aside).
-    #[serde(default, borrow, deserialize_with = "present_str")]
-    key: Option<&'a str>,
-    size: u64,
-    #[serde(rename = "lastModified", borrow)]
-    last_modified: &'a str,
-    #[serde(rename = "localMtime", borrow)]
-    local_mtime: Option<&'a str>,
-    #[serde(borrow)]
-    sha256: Option<&'a str>,
-}
-
-fn present_str<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de str>, D::Error> {
-    <&'de str>::deserialize(deserializer).map(Some)
 }
 
 fn read_known_fields(rel: &str, fields: &Map<String, Value>) -> Result<IndexEntry, String> {
@@ -376,7 +339,10 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
             match name.as_str() {
                 "version" => parsed.version = Some(map.next_value()?),
                 "lastPulled" => parsed.last_pulled = Some(map.next_value()?),
-                "entries" => parsed.entries = Some(map.next_value()?),
+                "entries" => {
+                    let raw: &RawValue = map.next_value()?;
+                    parsed.entries = Some(entries_field(raw.get()).map_err(de::Error::custom)?);
+                }
                 _ => {
                     let value = map.next_value()?;
                     parsed.extra.insert(name, value);
@@ -387,20 +353,19 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for EntriesField {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(EntriesVisitor)
+/// The `entries` field: an object (read by `entries::read_entries`) or, reported as such, anything else.
+fn entries_field(text: &str) -> Result<EntriesField, String> {
+    if !text.starts_with('{') {
+        return Ok(EntriesField::NotAnObject);
     }
+    let (valid, invalid) = split_entries(entries::read_entries(text)?);
+    Ok(EntriesField::Object { valid, invalid })
 }
-
-struct EntriesVisitor;
 
 /// Entries in file order → valid and invalid maps. A key given twice keeps its last value, as `JSON.parse` does. Built
 /// from sorted vectors (one sort, then a linear bulk build) rather than by inserting entry by entry: a tree insert per
 /// entry compares long shared path prefixes ~18 times at 250k entries.
-fn split_entries(
-    mut read: Vec<(String, Result<IndexEntry, InvalidRaw>)>,
-) -> (BTreeMap<String, IndexEntry>, BTreeMap<String, InvalidRaw>) {
+fn split_entries(mut read: Vec<entries::ReadEntry>) -> (BTreeMap<String, IndexEntry>, BTreeMap<String, InvalidRaw>) {
     // Stable: of equal keys, the one read last stays last.
     read.sort_by(|a, b| a.0.cmp(&b.0));
     let mut valid = Vec::with_capacity(read.len());
@@ -416,68 +381,6 @@ fn split_entries(
         }
     }
     (valid.into_iter().collect(), invalid.into_iter().collect())
-}
-
-impl EntriesVisitor {
-    fn not_an_object<E>(self) -> Result<EntriesField, E> {
-        Ok(EntriesField::NotAnObject)
-    }
-}
-
-impl<'de> Visitor<'de> for EntriesVisitor {
-    type Value = EntriesField;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EntriesField, A::Error> {
-        let mut read = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(rel) = map.next_key::<String>()? {
-            let raw: &RawValue = map.next_value()?;
-            // Common case first: exactly the official fields (plus our sha256), well typed. Anything else (unknown
-            // fields, escapes, odd number spellings, bad values) takes the general path that keeps it verbatim.
-            if let Some(entry) = IndexEntry::from_plain_json(&rel, raw.get()) {
-                read.push((rel, Ok(entry)));
-                continue;
-            }
-            let raw: Value = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
-            let entry = IndexEntry::from_json(&rel, raw).map_err(|(reason, raw)| InvalidRaw { reason, raw });
-            read.push((rel, entry));
-        }
-        let (valid, invalid) = split_entries(read);
-        Ok(EntriesField::Object { valid, invalid })
-    }
-
-    // Every other JSON shape is recorded as "not an object" so that parse can report it as such.
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EntriesField, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        self.not_an_object()
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<EntriesField, E> {
-        self.not_an_object()
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<EntriesField, E> {
-        self.not_an_object()
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<EntriesField, E> {
-        self.not_an_object()
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<EntriesField, E> {
-        self.not_an_object()
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<EntriesField, E> {
-        self.not_an_object()
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<EntriesField, E> {
-        self.not_an_object()
-    }
 }
 
 // ---- Writing.
