@@ -589,8 +589,9 @@ if (planWasm || native.length) {
   out("## 3. Planning only: index parse + diff against a local listing");
   out();
   out(
-    "A dry-run pull of the official-format index against a listing where every file is in sync (no view, no " +
-      "sidecar, so every entry is decided by size and recorded mtime). wasm: `SyncService` with an in-memory JS store " +
+    "A dry-run pull of the official-format index against a listing where every file is in sync (no view, and a " +
+      "sidecar whose verified token is stale, so the index is read first, then the listing, and every entry is decided " +
+      "by size and recorded mtime). wasm: `SyncService` with an in-memory JS store " +
       "holding the index bytes and a JS cache whose `walk` answers a prepared listing (no I/O). Native: the same " +
       "dry run on `marsh::memory::{MemoryStore, MemoryCache}` (`benches/index.rs`, criterion).",
   );

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::{Engine, FileFailure, SyncError};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
-use crate::view::{LocalView, ViewEntry};
+use crate::view::{LocalView, ViewUpdates};
 
 /// The cache as one walk saw it. Internal files are left out; symlinks and vanished files are listed, not followed.
 #[derive(Debug, Default)]
@@ -55,9 +55,6 @@ fn fingerprint(bytes: Option<&[u8]>) -> u64 {
     hash | 1
 }
 
-/// Changes to the local view made by one operation: `Some` records a file, `None` forgets it.
-pub(super) type ViewUpdates = BTreeMap<String, Option<ViewEntry>>;
-
 impl<S, C, E> Engine<'_, S, C, E>
 where
     S: ObjectStore,
@@ -103,7 +100,7 @@ where
 
     /// Persist this operation's view changes on top of the view as it is on disk now (W6). Returns the fingerprints
     /// of the view it found (the base of the merge) and of the view it left; `None` when there was nothing to save.
-    pub(super) async fn save_view(&self, updates: &ViewUpdates) -> Result<Option<SavedView>, SyncError> {
+    pub(super) async fn save_view(&self, updates: ViewUpdates) -> Result<Option<SavedView>, SyncError> {
         if updates.is_empty() {
             return Ok(None);
         }

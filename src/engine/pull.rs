@@ -11,8 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::future::{join, try_join};
+
 use super::cursor::Cursor;
-use super::local::{LocalListing, ViewUpdates};
+use super::local::{LocalListing, ReadView};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::index::{IndexEntry, RemoteIndex};
@@ -20,7 +22,7 @@ use crate::path::{is_internal, INDEX_KEY};
 use crate::plan::{pull_after_hash, pull_decision, PullDecision};
 use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, StoreError};
 use crate::token::VersionToken;
-use crate::view::{LocalView, ViewEntry};
+use crate::view::{LocalView, ViewEntry, ViewUpdates};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullReport {
@@ -58,21 +60,35 @@ where
         let started = self.env.now_ms();
         let state = self.read_state().await;
         let verified = state.verified_token.filter(VersionToken::is_fingerprint);
-        let (index, token, bytes) = match self.read_index(verified.as_ref()).await? {
-            IndexRead::NotModified => {
+        // The walk and the view read run alongside the index GET (its I/O, and the write of the local copy, overlap the
+        // walk), except when a verified token may make the whole pull one "not modified" answer.
+        let (read, marker, (mut listing, view_read)) = if verified.is_some() {
+            let mut read = self.read_index(verified.as_ref()).await?;
+            if matches!(read, IndexRead::NotModified) {
                 self.trace("pull", "fast path (index not modified)", started);
                 return Ok(PullReport { fast_path: true, verified: true, ..PullReport::default() });
             }
-            IndexRead::Missing => (RemoteIndex::empty(), None, None),
-            IndexRead::Found { index, token, bytes } => (index, Some(token), Some(bytes)),
+            self.check_abort()?;
+            // Captured before the walk: the push that may reuse this walk checks that it is still current.
+            let marker = self.read_marker().await.id();
+            let (_, local) = try_join(self.keep_index_copy(&mut read), self.read_local()).await?;
+            (read, marker, local)
+        } else {
+            let marker = self.read_marker().await.id();
+            let index = async {
+                let mut read = self.read_index(None).await?;
+                self.keep_index_copy(&mut read).await?;
+                Ok(read)
+            };
+            let (read, local) = try_join(index, self.read_local()).await?;
+            (read, marker, local)
         };
-        self.trace("pull", "index read", started);
+        self.trace("pull", "index read, walk and view read", started);
         self.check_abort()?;
-        // The local copy is "the last index seen" (never read back for a decision, B4): written now, so its bytes are
-        // not held through the plan and the downloads.
-        if let (Some(bytes), false) = (bytes, self.config.dry_run) {
-            self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
-        }
+        let (index, token) = match read {
+            IndexRead::Found { index, token, .. } => (index, Some(token)),
+            IndexRead::Missing | IndexRead::NotModified => (RemoteIndex::empty(), None),
+        };
 
         let mut report = PullReport { index_entries: index.len(), ..PullReport::default() };
         let mut failures: Vec<FileFailure> = index
@@ -84,10 +100,6 @@ where
             })
             .collect();
         let mut updates = ViewUpdates::new();
-        // Captured before the walk: the push that may reuse this walk checks that it is still current.
-        let marker = self.read_marker().await.id();
-        let mut listing = self.list_local().await?;
-        let view_read = self.read_view().await;
         let to_download =
             self.plan_pull(&index, &listing, &view_read.view, &mut report, &mut failures, &mut updates).await?;
         self.trace("pull", "plan", started);
@@ -125,7 +137,7 @@ where
 
         // Persist what we learnt even if some files failed or the pull was aborted (a local write only), so that the
         // next push does not re-upload them and the next pull does not hash them again (W6).
-        let saved = self.save_view(&updates).await?;
+        let saved = self.save_view(updates).await?;
         if aborted {
             return Err(SyncError::Aborted);
         }
@@ -170,6 +182,22 @@ where
         }
     }
 
+    /// Write the index bytes just read as the local copy ("the last index seen", never read back for a decision: B4),
+    /// and let them go: they are not held through the plan and the downloads. Not in a dry run.
+    async fn keep_index_copy(&self, read: &mut IndexRead) -> Result<(), SyncError> {
+        if let (IndexRead::Found { bytes, .. }, false) = (read, self.config.dry_run) {
+            let bytes = std::mem::take(bytes);
+            self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
+        }
+        Ok(())
+    }
+
+    /// The walk and the view, read side by side (the view's I/O overlaps the walk).
+    async fn read_local(&self) -> Result<(LocalListing, ReadView), SyncError> {
+        let (listing, view) = join(self.list_local(), self.read_view()).await;
+        Ok((listing?, view))
+    }
+
     /// Decide per entry; hash where stat cannot decide. Returns the downloads to run.
     async fn plan_pull(
         &self,
@@ -198,6 +226,8 @@ where
             let local = local_files.seek(rel);
             let record = records.seek(rel);
             match pull_decision(entry, local, record) {
+                // A dry run writes no view: nothing to note.
+                PullDecision::InSync if self.config.dry_run => {}
                 PullDecision::InSync => note_in_sync(updates, rel, entry, local, record),
                 PullDecision::Download => downloads.push((rel.to_string(), entry.clone())),
                 PullDecision::KeepLocal { conflict } => keep_local(report, rel, conflict),

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use super::cursor::Cursor;
-use super::local::ViewUpdates;
 use super::pull::IndexRead;
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
@@ -21,7 +20,7 @@ use crate::path::INDEX_KEY;
 use crate::plan::{push_after_hash, push_decision, PushDecision};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 use crate::time::iso_from_ms;
-use crate::view::{LocalView, ViewEntry};
+use crate::view::{LocalView, ViewEntry, ViewUpdates};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {
@@ -188,7 +187,7 @@ where
             (index, token, None)
         };
         self.trace("push", "index write-back", started);
-        self.save_view(&updates).await?;
+        self.save_view(updates).await?;
 
         let known = Known { in_sync: &in_sync, compared: compared.as_ref(), unchanged: &unchanged, pushed: &pushed };
         report.verified = failures.is_empty() && every_entry_matches(&index, &known);
