@@ -509,7 +509,10 @@ impl LocalCache for JsCache {
     }
 
     async fn write_internal(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()> {
-        self.host.call("writeInternal", &[name.into(), bytes_to_js(&bytes)], name).await.map(drop)
+        let copy = bytes_to_js(&bytes);
+        // Freed before the write is awaited (a 72 MB index copy would otherwise stay in wasm memory meanwhile).
+        drop(bytes);
+        self.host.call("writeInternal", &[name.into(), copy], name).await.map(drop)
     }
 
     async fn prepare_upload(&self, rel: &str) -> StoreResult<Option<Prepared<JsValue>>> {
