@@ -87,6 +87,44 @@ fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
     }
 }
 
+/// A write-back that had to rebase must not record the merged index as verified. A and B share x.json; B pushes a new
+/// x.json while A's own push (of a-only.json) is writing the index back. A re-reads, merges, writes: the index it wrote
+/// carries B's x.json, which A's cache does not have, though A's walk found its x.json "in sync" with the index it had
+/// read. Without the rebase check (`rebased` in `push.rs`), A recorded that index as verified, its next pull took the
+/// fast path and A kept the old x.json for good: the seed's outcome by another road. (The simulator's writers use
+/// distinct names, so this one is pinned here.)
+#[test]
+fn a_rebased_write_back_is_not_verified_against_entries_it_never_compared() {
+    for bucket in [s3_bucket(), gcs_bucket()] {
+        let a = Machine::new(&bucket, 1);
+        let b = Rc::new(Machine::new(&bucket, 2));
+        a.write("x.json", b"x version 1");
+        a.push().unwrap();
+        b.pull().unwrap();
+        a.write("a-only.json", b"A");
+        b.write("x.json", b"x version 2 from B");
+        let writer = b.clone();
+        let mut raced = false;
+        a.store.faults().on_call(
+            Kind::PutBytes,
+            |key| key == INDEX_KEY,
+            move |_| {
+                if !raced {
+                    raced = true;
+                    writer.push().unwrap();
+                }
+            },
+        );
+
+        let report = a.push().unwrap();
+        assert!(report.index_written && !report.verified, "the rebased index holds B's x.json, not compared here");
+
+        let pull = a.pull().unwrap();
+        assert!(!pull.fast_path, "nothing verified: the pull reads the index");
+        assert_eq!(a.cache.file("x.json").as_deref(), Some(&b"x version 2 from B"[..]));
+    }
+}
+
 /// W1 with a lost reply: A's index PUT lands but its answer times out; the retry meets its own write (precondition
 /// failed), re-reads, and finds its entries already there.
 #[test]

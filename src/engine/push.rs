@@ -175,22 +175,21 @@ where
         self.trace("push", "uploads", started);
 
         // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index.
-        let (index, token, compared) = if !pushed.is_empty() || !report.scrubbed.is_empty() {
-            // The index we write back is another version: keep the entries the in-sync files were compared with.
-            let compared: BTreeMap<String, IndexEntry> =
-                in_sync.iter().filter_map(|rel| Some((rel.to_string(), index.get(rel)?.clone()))).collect();
+        let (index, token, rebased) = if !pushed.is_empty() || !report.scrubbed.is_empty() {
             let written = self.write_back(index, token, &pushed).await?;
             report.index_written = true;
             self.cache.write_internal(INDEX_KEY, written.bytes).await.map_err(SyncError::from_store)?;
-            (written.index, Some(written.token), Some(compared))
+            (written.index, Some(written.token), written.rebased)
         } else {
-            (index, token, None)
+            (index, token, false)
         };
         self.trace("push", "index write-back", started);
         self.save_view(updates).await?;
 
-        let known = Known { in_sync: &in_sync, compared: compared.as_ref(), unchanged: &unchanged, pushed: &pushed };
-        report.verified = failures.is_empty() && every_entry_matches(&index, &known);
+        // After a rebase the index holds other writers' entries, which the in-sync files were not compared with: not
+        // verified (the next pull takes the full path; cheaper than keeping a copy of every entry compared).
+        let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &pushed };
+        report.verified = failures.is_empty() && !rebased && every_entry_matches(&index, &known);
         let verified_token = match token {
             Some(token) if report.verified && token.is_fingerprint() => Some(token),
             _ => {
@@ -260,8 +259,6 @@ where
 struct Known<'a> {
     /// Equal to their entry in the index read (by stat and view), in path order.
     in_sync: &'a [&'a str],
-    /// When the index was written back: those entries as read (the written index is another version).
-    compared: Option<&'a BTreeMap<String, IndexEntry>>,
     /// Equal after hashing.
     unchanged: &'a BTreeMap<String, IndexEntry>,
     /// Uploaded, with the entries written.
@@ -274,11 +271,6 @@ fn every_entry_matches(index: &RemoteIndex, known: &Known<'_>) -> bool {
     index.invalid_entries().is_empty()
         && index.entries().all(|(rel, entry)| {
             let was_in_sync = in_sync.seek(rel).is_some();
-            known.pushed.get(rel) == Some(entry)
-                || known.unchanged.get(rel) == Some(entry)
-                || match known.compared {
-                    Some(compared) => compared.get(rel) == Some(entry),
-                    None => was_in_sync,
-                }
+            known.pushed.get(rel) == Some(entry) || known.unchanged.get(rel) == Some(entry) || was_in_sync
         })
 }

@@ -18,6 +18,8 @@ pub(super) struct Written {
     pub index: RemoteIndex,
     pub token: VersionToken,
     pub bytes: Vec<u8>,
+    /// A conflict made us re-read the index: entries other than ours may differ from the ones we compared.
+    pub rebased: bool,
 }
 
 impl<S, C, E> Engine<'_, S, C, E>
@@ -43,7 +45,7 @@ where
             let bytes = index.to_json();
             let precondition = write_condition(token.as_ref());
             match self.retry(|| self.store.put_bytes(INDEX_KEY, bytes.clone(), &precondition)).await {
-                Ok(token) => return Ok(Written { index, token, bytes }),
+                Ok(token) => return Ok(Written { index, token, bytes, rebased: attempt > 0 }),
                 // S3 answers If-Match on a vanished object with 404, GCS with 412: both mean "changed since read".
                 Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) if attempt + 1 < attempts => {
                     self.env.sleep(cas_backoff_ms(attempt, self.env.random())).await.map_err(SyncError::from_store)?;

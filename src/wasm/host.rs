@@ -352,6 +352,7 @@ impl ObjectStore for JsStore {
 
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken> {
         let args = [key.into(), bytes_to_js(&bytes), precondition_to_js(precondition)];
+        drop(bytes); // copied to JS: not held in wasm memory while the PUT is awaited
         let value = self.host.call("putBytes", &args, key).await?;
         let call = self.host.call_name("putBytes", key);
         let answer = Answer::new(value, &call);
