@@ -54,7 +54,8 @@ fn fingerprint(bytes: Option<&[u8]>) -> u64 {
     for &byte in chunks.remainder() {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    hash | 1
+    // 0 stands for "no file".
+    hash.max(1)
 }
 
 impl<S, C, E> Engine<'_, S, C, E>
