@@ -56,6 +56,21 @@ fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_gcs() {
     seed_scenario(gcs_bucket());
 }
 
+/// When `a` first writes the index back, `writer` pushes: both read the same index, `writer` writes first.
+fn push_when_index_is_written(a: &Machine, writer: Rc<Machine>) {
+    let mut raced = false;
+    a.store.faults().on_call(
+        Kind::PutBytes,
+        |key| key == INDEX_KEY,
+        move |_| {
+            if !raced {
+                raced = true;
+                writer.push().unwrap();
+            }
+        },
+    );
+}
+
 /// W1: A and B read the same index, each uploads a file, each writes the index back. With the compare-and-swap, A's
 /// write-back fails its precondition, re-reads B's index and merges: both entries survive. The flawed variant
 /// (`flaw-blind-index-put`) overwrites B's index and B's entry is lost.
@@ -66,18 +81,7 @@ fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
         let b = Rc::new(Machine::new(&bucket, 2));
         a.write("from-a.json", b"A");
         b.write("from-b.json", b"B");
-        let writer = b.clone();
-        let mut raced = false;
-        a.store.faults().on_call(
-            Kind::PutBytes,
-            |key| key == INDEX_KEY,
-            move |_| {
-                if !raced {
-                    raced = true;
-                    writer.push().unwrap();
-                }
-            },
-        );
+        push_when_index_is_written(&a, b.clone());
 
         let report = a.push().unwrap();
 
@@ -103,18 +107,7 @@ fn a_rebased_write_back_is_not_verified_against_entries_it_never_compared() {
         b.pull().unwrap();
         a.write("a-only.json", b"A");
         b.write("x.json", b"x version 2 from B");
-        let writer = b.clone();
-        let mut raced = false;
-        a.store.faults().on_call(
-            Kind::PutBytes,
-            |key| key == INDEX_KEY,
-            move |_| {
-                if !raced {
-                    raced = true;
-                    writer.push().unwrap();
-                }
-            },
-        );
+        push_when_index_is_written(&a, b.clone());
 
         let report = a.push().unwrap();
         assert!(report.index_written && !report.verified, "the rebased index holds B's x.json, not compared here");
