@@ -308,3 +308,21 @@ fn dry_run_push_lists_the_plan_and_writes_nothing() {
     assert_eq!((requests.put, requests.put_bytes), (0, 0));
     assert_eq!(a.cache.files(), files_before);
 }
+
+#[test]
+fn b6_files_found_equal_by_hash_count_towards_verified() {
+    // B6: b.json is here with the pushed bytes but no view record,
+    // so the push hashes it, finds it unchanged, and the index it read is fully present: verified. Without counting the
+    // hashed files, the push would leave the cache unverified and every later pull on the full path.
+    let bucket = s3_bucket();
+    let writer = Machine::new(&bucket, 1);
+    writer.write("b.json", b"same bytes");
+    writer.push().unwrap();
+    let copy = Machine::new(&bucket, 2);
+    copy.write("b.json", b"same bytes");
+
+    let push = copy.push().unwrap();
+
+    assert_eq!(push.uploaded, 0, "equal by hash: nothing to upload");
+    assert!(push.verified);
+}

@@ -265,12 +265,18 @@ struct Known<'a> {
     pushed: &'a BTreeMap<String, IndexEntry>,
 }
 
-/// Every valid entry of `index` is one we know to equal the local file (B6). Invalid entries also block it.
+/// Every valid entry of `index` is one we know to equal the local file (B6). Invalid entries also block it. One
+/// merge pass: all three sets are in path order, as the index is.
 fn every_entry_matches(index: &RemoteIndex, known: &Known<'_>) -> bool {
     let mut in_sync = Cursor::new(known.in_sync.iter().map(|rel| (*rel, ())));
+    let mut unchanged = Cursor::new(known.unchanged.iter().map(|(rel, entry)| (rel.as_str(), entry)));
+    let mut pushed = Cursor::new(known.pushed.iter().map(|(rel, entry)| (rel.as_str(), entry)));
     index.invalid_entries().is_empty()
         && index.entries().all(|(rel, entry)| {
+            // Every cursor is moved for every entry, so that later seeks stay in order.
             let was_in_sync = in_sync.seek(rel).is_some();
-            known.pushed.get(rel) == Some(entry) || known.unchanged.get(rel) == Some(entry) || was_in_sync
+            let was_unchanged = unchanged.seek(rel) == Some(entry);
+            let was_pushed = pushed.seek(rel) == Some(entry);
+            was_pushed || was_unchanged || was_in_sync
         })
 }
