@@ -3,15 +3,14 @@
 //! An entry in the form the official writers and we produce (only the known fields, strings without escapes, an integer
 //! size) is read straight from the text: no JSON value is built and nothing is copied but the key and the two
 //! timestamps. Anything else (unknown fields, escapes, `null` where a string belongs, `12.0`, duplicates, an unsafe
-//! path) goes to serde_json and `IndexEntry::from_json`, which reads it in full or keeps it verbatim as invalid. The text
-//! is the raw value serde_json has already checked as JSON; a byte this scanner does not expect is still an error, never
-//! a guess.
+//! path) goes to serde_json and `IndexEntry::from_json`, which reads it in full or keeps it verbatim as invalid; text
+//! that is not JSON is an error there, never a guess.
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::scan::Scan;
 use super::{parse_sha256_hex, IndexEntry, InvalidRaw, KeyField};
 use crate::path::check_rel;
 use crate::stamp::Stamp;
@@ -19,25 +18,26 @@ use crate::stamp::Stamp;
 /// One entry as read, in file order: usable, or set aside with the reason.
 pub(super) type ReadEntry = (String, Result<IndexEntry, InvalidRaw>);
 
-/// Read the entries object `text` (which starts with `{`).
-pub(super) fn read_entries(text: &str) -> Result<Vec<ReadEntry>, String> {
-    let mut scan = Scan { text, at: 0 };
+/// Read the entries object at the scanner (which is on its `{`), leaving the scanner after its `}`.
+pub(super) fn read_entries(scan: &mut Scan<'_>) -> Result<Vec<ReadEntry>, String> {
     scan.expect(b'{')?;
     // Official entries take about 290 bytes of pretty JSON.
-    let mut read = Vec::with_capacity(text.len() / 256);
+    let mut read = Vec::with_capacity(scan.remaining() / 256);
     scan.whitespace();
     if scan.peek() == Some(b'}') {
         scan.at += 1;
-        return scan.finish().map(|()| read);
+        return Ok(read);
     }
     loop {
         scan.whitespace();
-        let rel = scan.string()?.into_owned();
+        let rel = scan.string()?;
+        let plain_rel = matches!(rel, Cow::Borrowed(_));
+        let rel = rel.into_owned();
         scan.whitespace();
         scan.expect(b':')?;
         scan.whitespace();
         let start = scan.at;
-        let entry = match scan.plain_entry(&rel) {
+        let entry = match scan.plain_entry(&rel, plain_rel) {
             Some(entry) => Ok(entry),
             None => {
                 scan.at = start;
@@ -50,120 +50,16 @@ pub(super) fn read_entries(text: &str) -> Result<Vec<ReadEntry>, String> {
         scan.whitespace();
         match scan.next()? {
             b',' => {}
-            b'}' => return scan.finish().map(|()| read),
+            b'}' => return Ok(read),
             other => return Err(scan.unexpected(other)),
         }
     }
 }
 
-struct Scan<'a> {
-    text: &'a str,
-    at: usize,
-}
-
-impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Result<u8, String> {
-        let byte = self.peek().ok_or("the entries object ends early")?;
-        self.at += 1;
-        Ok(byte)
-    }
-
-    fn expect(&mut self, wanted: u8) -> Result<(), String> {
-        match self.next()? {
-            found if found == wanted => Ok(()),
-            other => Err(self.unexpected(other)),
-        }
-    }
-
-    fn unexpected(&self, byte: u8) -> String {
-        format!("unexpected {:?} at byte {} of the entries object", byte as char, self.at.saturating_sub(1))
-    }
-
-    fn whitespace(&mut self) {
-        let bytes = self.text.as_bytes();
-        while matches!(bytes.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            self.at += 1;
-        }
-    }
-
-    fn finish(&mut self) -> Result<(), String> {
-        self.whitespace();
-        match self.peek() {
-            None => Ok(()),
-            Some(other) => Err(self.unexpected(other)),
-        }
-    }
-
-    /// A string without escapes, borrowed; `None` (position unspecified) for anything else.
-    fn plain_string(&mut self) -> Option<&'a str> {
-        let bytes = self.text.as_bytes();
-        if bytes.get(self.at) != Some(&b'"') {
-            return None;
-        }
-        let start = self.at + 1;
-        let length = bytes[start..].iter().position(|&b| b == b'"' || b == b'\\')?;
-        let end = start + length;
-        if bytes[end] != b'"' {
-            return None;
-        }
-        self.at = end + 1;
-        Some(&self.text[start..end])
-    }
-
-    /// Any string: plain ones borrowed, escaped ones decoded by serde_json.
-    fn string(&mut self) -> Result<Cow<'a, str>, String> {
-        let start = self.at;
-        if let Some(plain) = self.plain_string() {
-            return Ok(Cow::Borrowed(plain));
-        }
-        self.at = start;
-        if self.peek() != Some(b'"') {
-            return Err(self.unexpected(self.peek().unwrap_or(b' ')));
-        }
-        let mut stream = serde_json::Deserializer::from_str(&self.text[start..]).into_iter::<String>();
-        let decoded = stream.next().ok_or("a key ends early")?.map_err(|err| err.to_string())?;
-        self.at = start + stream.byte_offset();
-        Ok(Cow::Owned(decoded))
-    }
-
-    /// The next JSON value, whatever it is, with serde_json.
-    fn raw_value(&mut self) -> Result<&'a RawValue, String> {
-        let mut stream = serde_json::Deserializer::from_str(&self.text[self.at..]).into_iter::<&RawValue>();
-        let raw = stream.next().ok_or("an entry ends early")?.map_err(|err| err.to_string())?;
-        self.at += stream.byte_offset();
-        Ok(raw)
-    }
-
-    /// `null` or a plain string.
-    fn optional_plain_string(&mut self) -> Option<Option<&'a str>> {
-        if self.text.as_bytes()[self.at..].starts_with(b"null") {
-            self.at += 4;
-            return Some(None);
-        }
-        self.plain_string().map(Some)
-    }
-
-    /// A non-negative integer written with digits only, that fits in a u64.
-    fn plain_integer(&mut self) -> Option<u64> {
-        let bytes = self.text.as_bytes();
-        let digits = bytes[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || matches!(bytes.get(self.at + digits), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        let mut value: u64 = 0;
-        for &digit in &bytes[self.at..self.at + digits] {
-            value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
-        }
-        self.at += digits;
-        Some(value)
-    }
-
+impl Scan<'_> {
     /// The common entry, or `None` to take the general path from where it started.
-    fn plain_entry(&mut self, rel: &str) -> Option<IndexEntry> {
+    /// `plain_rel`: `rel` was written without escapes (so `"rel"` in the text is that string).
+    pub(super) fn plain_entry(&mut self, rel: &str, plain_rel: bool) -> Option<IndexEntry> {
         if self.peek()? != b'{' {
             return None;
         }
@@ -184,7 +80,9 @@ impl<'a> Scan<'a> {
             self.whitespace();
             // A repeated field is left to the general path (which keeps the last one, as JSON.parse does).
             match name {
-                "key" if key.is_none() => key = Some(self.plain_string()?),
+                "key" if key.is_none() => {
+                    key = Some(if plain_rel && self.plain_string_equal_to(rel) { rel } else { self.plain_string()? })
+                }
                 "size" if size.is_none() => size = Some(self.plain_integer()?),
                 "lastModified" if last_modified.is_none() => last_modified = Some(self.plain_string()?),
                 "localMtime" if local_mtime.is_none() => local_mtime = Some(self.optional_plain_string()?),
@@ -227,8 +125,15 @@ mod tests {
         IndexEntry::from_json(rel, value).map_err(|(reason, raw)| InvalidRaw { reason, raw })
     }
 
+    /// A whole text holding one entries object.
+    fn read_entries_text(text: &str) -> Result<Vec<ReadEntry>, String> {
+        let mut scan = Scan::new(text);
+        let read = read_entries(&mut scan)?;
+        scan.finish().map(|()| read)
+    }
+
     fn plain(rel: &str, json: &str) -> Option<IndexEntry> {
-        Scan { text: json, at: 0 }.plain_entry(rel)
+        Scan::new(json).plain_entry(rel, true)
     }
 
     #[test]
@@ -268,7 +173,7 @@ mod tests {
         for json in &cases {
             assert_eq!(plain("d/a.json", json), None, "{json}");
             let text = format!("{{\"d/a.json\": {json}}}");
-            let read = read_entries(&text).expect("valid JSON reads");
+            let read = read_entries_text(&text).expect("valid JSON reads");
             assert_eq!(read, vec![("d/a.json".to_string(), general("d/a.json", json))], "{json}");
         }
     }
@@ -276,19 +181,19 @@ mod tests {
     #[test]
     fn keys_with_escapes_unsafe_keys_and_odd_spacing_read_like_serde_json() {
         let text = "{ \"a\\u002fb.json\" :{\"size\":1,\"lastModified\":\"T\"} ,\n\t\"../up.json\":{\"size\":2,\"lastModified\":\"T\"},\"c.json\":{\"size\":3,\"lastModified\":\"T\"} }";
-        let read = read_entries(text).expect("reads");
+        let read = read_entries_text(text).expect("reads");
         let keys: Vec<&str> = read.iter().map(|(rel, _)| rel.as_str()).collect();
         assert_eq!(keys, ["a/b.json", "../up.json", "c.json"]);
         assert!(read[0].1.is_ok() && read[2].1.is_ok());
         let unsafe_entry = read[1].1.as_ref().expect_err("an unsafe path is set aside");
         assert!(unsafe_entry.reason.contains("unsafe path"), "{}", unsafe_entry.reason);
-        assert_eq!(read_entries("{ }").expect("empty"), vec![]);
+        assert_eq!(read_entries_text("{ }").expect("empty"), vec![]);
     }
 
     #[test]
     fn text_that_is_not_an_entries_object_is_an_error_not_a_guess() {
         for text in ["{\"a\":{\"size\":1,\"lastModified\":\"T\"}", "{\"a\" {}}", "{\"a\":1} x", "{\"a\":1,}"] {
-            assert!(read_entries(text).is_err(), "{text}");
+            assert!(read_entries_text(text).is_err(), "{text}");
         }
     }
 }

@@ -6,17 +6,17 @@
 //! entries, so entries are parsed one at a time and stored compactly (W15).
 
 mod entries;
+mod scan;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::IgnoredAny;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::ser::PrettyFormatter;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use self::scan::Scan;
 use crate::path::{check_rel, is_internal};
 use crate::stamp::Stamp;
 
@@ -179,7 +179,8 @@ impl RemoteIndex {
                 Err(err) => Err(IndexError::NotJson(err.to_string())),
             };
         }
-        let parsed: ParsedIndex = serde_json::from_slice(bytes).map_err(|err| IndexError::NotJson(err.to_string()))?;
+        let text = std::str::from_utf8(bytes).map_err(|err| IndexError::NotJson(err.to_string()))?;
+        let parsed = read_top_level(text).map_err(IndexError::NotJson)?;
         match parsed.version {
             None => return Err(IndexError::MissingVersion),
             Some(version) if !is_supported_version(&version) => {
@@ -303,7 +304,7 @@ fn hex_value(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|value| value as u8)
 }
 
-// ---- Reading: a visitor over the top level and the entries map, one entry's JSON tree alive at a time.
+// ---- Reading: one pass over the text (`scan`), one entry's JSON tree alive at a time, and only for unusual entries.
 
 struct ParsedIndex {
     version: Option<Value>,
@@ -317,49 +318,48 @@ enum EntriesField {
     NotAnObject,
 }
 
-impl<'de> Deserialize<'de> for ParsedIndex {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(TopLevelVisitor)
+/// The top-level object (the text starts, after whitespace, with `{`). A field given twice keeps its last value, as
+/// with `JSON.parse`; every value but `entries` is small and read by serde_json.
+fn read_top_level(text: &str) -> Result<ParsedIndex, String> {
+    let mut parsed = ParsedIndex { version: None, last_pulled: None, entries: None, extra: Map::new() };
+    let mut scan = Scan::new(text);
+    scan.whitespace();
+    scan.expect(b'{')?;
+    scan.whitespace();
+    if scan.peek() == Some(b'}') {
+        scan.at += 1;
+        scan.finish()?;
+        return Ok(parsed);
     }
-}
-
-struct TopLevelVisitor;
-
-impl<'de> Visitor<'de> for TopLevelVisitor {
-    type Value = ParsedIndex;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an index object")
-    }
-
-    // Duplicate keys: the last one wins, as with JSON.parse.
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParsedIndex, A::Error> {
-        let mut parsed = ParsedIndex { version: None, last_pulled: None, entries: None, extra: Map::new() };
-        while let Some(name) = map.next_key::<String>()? {
-            match name.as_str() {
-                "version" => parsed.version = Some(map.next_value()?),
-                "lastPulled" => parsed.last_pulled = Some(map.next_value()?),
-                "entries" => {
-                    let raw: &RawValue = map.next_value()?;
-                    parsed.entries = Some(entries_field(raw.get()).map_err(de::Error::custom)?);
-                }
+    loop {
+        scan.whitespace();
+        let name = scan.string()?;
+        scan.whitespace();
+        scan.expect(b':')?;
+        scan.whitespace();
+        if name == "entries" && scan.peek() == Some(b'{') {
+            let (valid, invalid) = split_entries(entries::read_entries(&mut scan)?);
+            parsed.entries = Some(EntriesField::Object { valid, invalid });
+        } else {
+            let value: Value = serde_json::from_str(scan.raw_value()?.get()).map_err(|err| err.to_string())?;
+            match name.as_ref() {
+                "version" => parsed.version = Some(value),
+                "lastPulled" => parsed.last_pulled = Some(value),
+                "entries" => parsed.entries = Some(EntriesField::NotAnObject),
                 _ => {
-                    let value = map.next_value()?;
-                    parsed.extra.insert(name, value);
+                    parsed.extra.insert(name.into_owned(), value);
                 }
             }
         }
-        Ok(parsed)
+        scan.whitespace();
+        match scan.next()? {
+            b',' => {}
+            b'}' => break,
+            other => return Err(scan.unexpected(other)),
+        }
     }
-}
-
-/// The `entries` field: an object (read by `entries::read_entries`) or, reported as such, anything else.
-fn entries_field(text: &str) -> Result<EntriesField, String> {
-    if !text.starts_with('{') {
-        return Ok(EntriesField::NotAnObject);
-    }
-    let (valid, invalid) = split_entries(entries::read_entries(text)?);
-    Ok(EntriesField::Object { valid, invalid })
+    scan.finish()?;
+    Ok(parsed)
 }
 
 /// Entries in file order → valid and invalid maps. A key given twice keeps its last value, as `JSON.parse` does. Built
@@ -757,6 +757,36 @@ mod tests {
         assert!(matches!(RemoteIndex::parse(b""), Err(IndexError::NotJson(_))));
         assert!(matches!(RemoteIndex::parse(b"{\"version\":1,"), Err(IndexError::NotJson(_))));
         assert!(matches!(RemoteIndex::parse(b"{} trailing"), Err(IndexError::NotJson(_))));
+    }
+
+    /// Nothing checks the text before the one-pass reader: it must call broken JSON broken exactly when serde_json
+    /// does. Every byte of a sample (official form, escapes, unknown fields, an invalid entry) is replaced by bytes
+    /// that break JSON in different ways, and every prefix is tried.
+    #[test]
+    fn the_one_pass_reader_refuses_exactly_what_serde_json_refuses() {
+        let sample = "{\"version\": 1, \"lastPulled\": \"t\", \"entries\": {\"a/b.json\": {\"key\": \"a/b.json\", \"size\": 10, \
+             \"lastModified\": \"T1\", \"localMtime\": null}, \"c\\u0041\": {\"size\": 0, \"lastModified\": \"T\", \
+             \"x\": [1, 2.5e3, true]}, \"../up\": {\"size\": 1, \"lastModified\": \"T\"}}, \"extra\": {\"n\": -0.5}}";
+        assert!(RemoteIndex::parse(sample.as_bytes()).is_ok());
+        let json_ok = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).is_ok();
+        let mut tried = 0;
+        for at in 0..sample.len() {
+            let prefix = &sample.as_bytes()[..at];
+            let mut variants = vec![prefix.to_vec()];
+            for replacement in [&b"0"[..], b"00", b"\x01", b"\"", b",", b"}", b"x", b"\xff", b" ", b"\\", b"-"] {
+                let mut broken = prefix.to_vec();
+                broken.extend_from_slice(replacement);
+                broken.extend_from_slice(&sample.as_bytes()[at + 1..]);
+                variants.push(broken);
+            }
+            for text in variants {
+                tried += 1;
+                let parsed = RemoteIndex::parse(&text);
+                let refused = matches!(parsed, Err(IndexError::NotJson(_)));
+                assert_eq!(refused, !json_ok(&text), "{:?} → {parsed:?}", String::from_utf8_lossy(&text));
+            }
+        }
+        assert!(tried > 2000, "{tried}");
     }
 
     #[test]

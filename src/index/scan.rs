@@ -1,0 +1,217 @@
+//! A strict one-pass reader over index text: the common shapes are read straight from the text, anything else is
+//! handed to serde_json one value at a time. Nothing validates the text beforehand, so every shortcut here accepts only
+//! what JSON accepts (no control characters in strings, no leading zeros); a shortcut that does not apply returns
+//! `None` and the caller re-reads the same value with serde_json, which decides (and reports broken JSON).
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+pub(super) struct Scan<'a> {
+    text: &'a str,
+    pub(super) at: usize,
+}
+
+impl<'a> Scan<'a> {
+    pub(super) fn new(text: &'a str) -> Self {
+        Scan { text, at: 0 }
+    }
+
+    /// Bytes not read yet.
+    pub(super) fn remaining(&self) -> usize {
+        self.text.len() - self.at
+    }
+
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    pub(super) fn next(&mut self) -> Result<u8, String> {
+        let byte = self.peek().ok_or("the index ends early")?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    pub(super) fn expect(&mut self, wanted: u8) -> Result<(), String> {
+        match self.next()? {
+            found if found == wanted => Ok(()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    pub(super) fn unexpected(&self, byte: u8) -> String {
+        format!("unexpected {:?} at byte {}", byte as char, self.at.saturating_sub(1))
+    }
+
+    pub(super) fn whitespace(&mut self) {
+        let bytes = self.text.as_bytes();
+        while matches!(bytes.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// Only whitespace is left.
+    pub(super) fn finish(&mut self) -> Result<(), String> {
+        self.whitespace();
+        match self.peek() {
+            None => Ok(()),
+            Some(other) => {
+                self.at += 1;
+                Err(format!("{} after the index object", self.unexpected(other)))
+            }
+        }
+    }
+
+    /// A string without escapes or control characters, borrowed; `None` (position unspecified) for anything else.
+    pub(super) fn plain_string(&mut self) -> Option<&'a str> {
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let end = start + string_stop(&bytes[start..])?;
+        if bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        Some(&self.text[start..end])
+    }
+
+    /// Any string: plain ones borrowed, others (escapes; broken ones are an error) decoded by serde_json.
+    pub(super) fn string(&mut self) -> Result<Cow<'a, str>, String> {
+        let start = self.at;
+        if let Some(plain) = self.plain_string() {
+            return Ok(Cow::Borrowed(plain));
+        }
+        self.at = start;
+        match self.peek() {
+            Some(b'"') => {}
+            Some(other) => {
+                self.at += 1;
+                return Err(self.unexpected(other));
+            }
+            None => return Err("the index ends early".to_string()),
+        }
+        let mut stream = serde_json::Deserializer::from_str(&self.text[start..]).into_iter::<String>();
+        let decoded = stream.next().ok_or("a key ends early")?.map_err(|err| err.to_string())?;
+        self.at = start + stream.byte_offset();
+        Ok(Cow::Owned(decoded))
+    }
+
+    /// The next JSON value, whatever it is, checked by serde_json.
+    pub(super) fn raw_value(&mut self) -> Result<&'a RawValue, String> {
+        let mut stream = serde_json::Deserializer::from_str(&self.text[self.at..]).into_iter::<&RawValue>();
+        let raw = stream.next().ok_or("the index ends early")?.map_err(|err| err.to_string())?;
+        self.at += stream.byte_offset();
+        Ok(raw)
+    }
+
+    /// The plain string `"known"` (`known` itself plain), compared rather than scanned: an entry's `key` field is
+    /// nearly always its map key again.
+    pub(super) fn plain_string_equal_to(&mut self, known: &str) -> bool {
+        let rest = &self.text.as_bytes()[self.at..];
+        let length = known.len();
+        let found = rest.len() >= length + 2
+            && rest[0] == b'"'
+            && &rest[1..=length] == known.as_bytes()
+            && rest[length + 1] == b'"';
+        if found {
+            self.at += length + 2;
+        }
+        found
+    }
+
+    /// `null` or a plain string.
+    pub(super) fn optional_plain_string(&mut self) -> Option<Option<&'a str>> {
+        if self.text.as_bytes()[self.at..].starts_with(b"null") {
+            self.at += 4;
+            return Some(None);
+        }
+        self.plain_string().map(Some)
+    }
+
+    /// A non-negative integer as JSON writes it (digits only, no leading zero) that fits in a u64.
+    pub(super) fn plain_integer(&mut self) -> Option<u64> {
+        let bytes = self.text.as_bytes();
+        let digits = bytes[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0
+            || (digits > 1 && bytes[self.at] == b'0')
+            || matches!(bytes.get(self.at + digits), Some(b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        let mut value: u64 = 0;
+        for &digit in &bytes[self.at..self.at + digits] {
+            value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        }
+        self.at += digits;
+        Some(value)
+    }
+}
+
+/// Where a string's text stops being plain: the first `"`, `\\` or control character. Eight bytes at a time (JSON
+/// strings in an index are ~70 bytes): for each wanted byte, the classic "has a zero byte" test on the word xored with
+/// it, and "has a byte below 0x20". The lowest flagged byte is always a real one (a false flag can only sit above a
+/// real one), so the first set bit of the combined mask is the answer.
+fn string_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let flags =
+            below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1) | below(word, 0x20);
+        if flags != 0 {
+            return Some(offset + (flags.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|at| offset + at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortcuts_take_only_what_json_allows() {
+        for text in ["\"a\u{1}b\"", "\"a\\nb\"", "\"open", "x"] {
+            assert_eq!(Scan::new(text).plain_string(), None, "{text:?}");
+        }
+        assert_eq!(Scan::new("\"d/é.json\"").plain_string(), Some("d/é.json"));
+        for text in ["01", "00", "-1", "1.0", "1e3", "18446744073709551616", ""] {
+            assert_eq!(Scan::new(text).plain_integer(), None, "{text:?}");
+        }
+        assert_eq!(Scan::new("0,").plain_integer(), Some(0));
+        assert_eq!(Scan::new("120}").plain_integer(), Some(120));
+    }
+
+    #[test]
+    fn string_stop_finds_the_first_quote_backslash_or_control_at_any_offset() {
+        let naive = |bytes: &[u8]| bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        let fillers: [&[u8]; 4] =
+            [b"abcdefghijklmnopqrstu", "é€😀x/y.json_-".as_bytes(), b" !#[]{}~\x7f", b"\xff\x80\xc2\x85AZaz09"];
+        for filler in fillers {
+            for length in 0..filler.len() {
+                for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut bytes = filler[..length].to_vec();
+                    assert_eq!(string_stop(&bytes), naive(&bytes));
+                    bytes.push(stop);
+                    bytes.extend_from_slice(b"\"\\tail");
+                    assert_eq!(string_stop(&bytes), Some(length), "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_that_are_not_plain_are_decoded_or_refused_by_serde_json() {
+        assert_eq!(Scan::new(r#""a\/b""#).string().as_deref(), Ok("a/b"));
+        assert!(Scan::new("\"a\u{1}b\"").string().is_err());
+        assert!(Scan::new("\"open").string().is_err());
+        assert!(Scan::new("[1]").string().is_err());
+    }
+}
