@@ -11,6 +11,15 @@ use marsh::sim::block_on;
 use marsh::time::ms_from_iso;
 
 fn main() {
+    if let Some(view) = std::env::var_os("VIEW_ONLY") {
+        let bytes = std::fs::read(view).expect("view readable");
+        for _ in 0..3 {
+            let started = Instant::now();
+            let view = marsh::view::LocalView::parse(Some(&bytes));
+            println!("view parse: {:?} for {} records", started.elapsed(), view.len());
+        }
+        return;
+    }
     let path = std::env::args().nth(1).expect("an index.json path");
     let bytes = std::fs::read(&path).expect("index readable");
     for _ in 0..3 {

@@ -14,6 +14,7 @@ pub mod memory;
 pub mod path;
 pub mod plan;
 pub mod retry;
+mod scan;
 pub mod sidecar;
 pub mod sim;
 pub mod stamp;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::index::{parse_sha256_hex, sha256_hex, IndexEntry};
+use crate::scan::Scan;
 use crate::stamp::Stamp;
 use crate::store::FileStat;
 
@@ -88,6 +89,49 @@ struct ViewRecord {
     base_last_modified: Stamp,
 }
 
+impl ViewRecord {
+    fn into_entry((rel, record): (String, ViewRecord)) -> (String, ViewEntry) {
+        let entry = ViewEntry {
+            stat: FileStat { size: record.size, mtime_ms: record.mtime_ms },
+            sha256: record.sha256.as_deref().and_then(parse_sha256_hex),
+            base_last_modified: record.base_last_modified,
+        };
+        (rel, entry)
+    }
+}
+
+/// The view exactly as `to_json` writes it (compact, fields in order, no escapes), read in one pass; `None` for
+/// anything else, which `serde_json` then reads (a hand-edited or older view still works, only slower). The scanner
+/// accepts only valid JSON, so the two readers agree on every text this one accepts (tested below).
+fn read_as_written(text: &str) -> Option<Vec<(String, ViewEntry)>> {
+    let mut scan = Scan::new(text);
+    if !scan.literal(r#"{"version":1,"files":{"#) {
+        return None;
+    }
+    // A record takes about 155 bytes.
+    let mut records = Vec::with_capacity(text.len() / 128);
+    if !scan.literal("}") {
+        loop {
+            let rel = scan.plain_string()?.to_string();
+            let size = scan.literal(r#":{"size":"#).then(|| scan.plain_integer())??;
+            let mtime_ms = scan.literal(r#","mtimeMs":"#).then(|| scan.plain_integer())??;
+            let sha256 =
+                if scan.literal(r#","sha256":"#) { Some(parse_sha256_hex(scan.plain_string()?)?) } else { None };
+            let base = scan.literal(r#","baseLastModified":"#).then(|| scan.plain_string())??;
+            let stat = FileStat { size, mtime_ms: i64::try_from(mtime_ms).ok()? };
+            records.push((rel, ViewEntry { stat, sha256, base_last_modified: Stamp::from(base) }));
+            if scan.literal("},") {
+                continue;
+            }
+            if scan.literal("}}") {
+                break;
+            }
+            return None;
+        }
+    }
+    (scan.literal("}") && scan.remaining() == 0).then_some(records)
+}
+
 /// The file as written: the same shape as `ViewFile`, serialised from the entries without copying them.
 #[derive(Serialize)]
 struct ViewFileOut<'a> {
@@ -124,26 +168,16 @@ impl Serialize for FilesOut<'_> {
 impl LocalView {
     /// Never fails: an unreadable view is an empty one (every file then falls back to hash or size checks).
     pub fn parse(bytes: Option<&[u8]>) -> LocalView {
-        let Some(parsed) = bytes.and_then(|b| serde_json::from_slice::<ViewFile>(b).ok()) else {
-            return LocalView::default();
+        let Some(bytes) = bytes else { return LocalView::default() };
+        let records = match std::str::from_utf8(bytes).ok().and_then(read_as_written) {
+            Some(records) => records,
+            None => match serde_json::from_slice::<ViewFile>(bytes) {
+                Ok(parsed) if parsed.version == 1 => parsed.files.into_iter().map(ViewRecord::into_entry).collect(),
+                _ => return LocalView::default(),
+            },
         };
-        if parsed.version != 1 {
-            return LocalView::default();
-        }
         // `collect` sorts (stably: a repeated path keeps its last record) and bulk-builds the map.
-        let files = parsed
-            .files
-            .into_iter()
-            .map(|(rel, record)| {
-                let entry = ViewEntry {
-                    stat: FileStat { size: record.size, mtime_ms: record.mtime_ms },
-                    sha256: record.sha256.as_deref().and_then(parse_sha256_hex),
-                    base_last_modified: record.base_last_modified,
-                };
-                (rel, entry)
-            })
-            .collect();
-        LocalView { files }
+        LocalView { files: records.into_iter().collect() }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -237,6 +271,80 @@ mod tests {
         let view = LocalView::merge_into(updates, LocalView::default());
         let parsed = LocalView::parse(Some(&view.to_json()));
         assert_eq!(parsed, view);
+    }
+
+    /// The view as the serde_json reader alone reads it (what `parse` did before the one-pass reader).
+    fn parse_with_serde(bytes: &[u8]) -> LocalView {
+        match serde_json::from_slice::<ViewFile>(bytes) {
+            Ok(parsed) if parsed.version == 1 => {
+                LocalView { files: parsed.files.into_iter().map(ViewRecord::into_entry).collect() }
+            }
+            _ => LocalView::default(),
+        }
+    }
+
+    fn sample_view() -> LocalView {
+        let mut updates = ViewUpdates::new();
+        let records = [
+            ("a/b.json", 3, 1_700_000_000_123, Some(7), "2026-04-24T19:45:20.123Z"),
+            ("a/ü €.yaml", 0, 0, None, "t1"),
+            ("big", u64::MAX, i64::MAX, Some(0xab), "2026-04-24T19:45:20.123Z"),
+            ("z", 12, 5, None, ""),
+        ];
+        for (rel, size, mtime_ms, sha, last_modified) in records {
+            let stat = FileStat { size, mtime_ms };
+            let view_entry = ViewEntry::new(stat, sha.map(|b| [b; 32]), &entry(size, last_modified, None));
+            updates.insert(rel.to_string(), Some(view_entry));
+        }
+        LocalView::merge_into(updates, LocalView::default())
+    }
+
+    #[test]
+    fn views_as_written_take_the_one_pass_reader_and_read_as_serde_json_reads_them() {
+        let view = sample_view();
+        let bytes = view.to_json();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(read_as_written(text).is_some(), "{text}");
+        assert_eq!(LocalView::parse(Some(&bytes)), view);
+        assert_eq!(parse_with_serde(&bytes), view);
+        assert!(read_as_written(r#"{"version":1,"files":{}}"#).is_some_and(|records| records.is_empty()));
+        // Other spellings of the same view go to serde_json, and still read the same.
+        let others = [
+            text.replace(r#""a/b.json""#, r#""a\/b.json""#),
+            text.replace(r#"{"version":1,"#, r#"{ "version": 1, "#),
+            text.replace(r#""size":12"#, r#""size": 12"#),
+        ];
+        for other in others {
+            assert!(read_as_written(&other).is_none(), "{other}");
+            assert_eq!(LocalView::parse(Some(other.as_bytes())), view, "{other}");
+        }
+    }
+
+    /// The one-pass reader sees a view no serde_json would not: every prefix of a written view, and every byte replaced
+    /// by bytes that break it, read the same through `parse` as through serde_json alone.
+    #[test]
+    fn damaged_views_read_as_serde_json_reads_them() {
+        let bytes = sample_view().to_json();
+        let mut tried = 0;
+        for at in 0..bytes.len() {
+            let mut variants = vec![bytes[..at].to_vec()];
+            for replacement in [&b"0"[..], b"00", b"\x01", b"\"", b",", b"}", b"-", b"\xff", b" ", b"\\"] {
+                let mut broken = bytes[..at].to_vec();
+                broken.extend_from_slice(replacement);
+                broken.extend_from_slice(&bytes[at + 1..]);
+                variants.push(broken);
+            }
+            for text in variants {
+                tried += 1;
+                assert_eq!(
+                    LocalView::parse(Some(&text)),
+                    parse_with_serde(&text),
+                    "{}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+        assert!(tried > 3000, "{tried}");
     }
 
     #[test]

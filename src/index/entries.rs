@@ -10,9 +10,9 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::scan::Scan;
 use super::{parse_sha256_hex, IndexEntry, InvalidRaw, KeyField};
 use crate::path::check_rel;
+use crate::scan::Scan;
 use crate::stamp::Stamp;
 
 /// One entry as read, in file order: usable, or set aside with the reason.

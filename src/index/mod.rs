@@ -6,7 +6,6 @@
 //! entries, so entries are parsed one at a time and stored compactly (W15).
 
 mod entries;
-mod scan;
 
 use std::collections::BTreeMap;
 
@@ -16,8 +15,8 @@ use serde_json::ser::PrettyFormatter;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use self::scan::Scan;
 use crate::path::{check_rel, is_internal};
+use crate::scan::Scan;
 use crate::stamp::Stamp;
 
 /// The only index version we read and write.

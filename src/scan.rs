@@ -1,4 +1,4 @@
-//! A strict one-pass reader over index text: the common shapes are read straight from the text, anything else is
+//! A strict one-pass reader over JSON text (the index, the local view): the common shapes are read straight from the text, anything else is
 //! handed to serde_json one value at a time. Nothing validates the text beforehand, so every shortcut here accepts only
 //! what JSON accepts (no control characters in strings, no leading zeros); a shortcut that does not apply returns
 //! `None` and the caller re-reads the same value with serde_json, which decides (and reports broken JSON).
@@ -7,43 +7,52 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-pub(super) struct Scan<'a> {
+pub(crate) struct Scan<'a> {
     text: &'a str,
-    pub(super) at: usize,
+    pub(crate) at: usize,
 }
 
 impl<'a> Scan<'a> {
-    pub(super) fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         Scan { text, at: 0 }
     }
 
     /// Bytes not read yet.
-    pub(super) fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.text.len() - self.at
     }
 
-    pub(super) fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.at).copied()
     }
 
-    pub(super) fn next(&mut self) -> Result<u8, String> {
+    pub(crate) fn next(&mut self) -> Result<u8, String> {
         let byte = self.peek().ok_or("the index ends early")?;
         self.at += 1;
         Ok(byte)
     }
 
-    pub(super) fn expect(&mut self, wanted: u8) -> Result<(), String> {
+    /// `literal` comes next (consumed), as it is written, byte for byte.
+    pub(crate) fn literal(&mut self, literal: &str) -> bool {
+        let found = self.text.as_bytes()[self.at..].starts_with(literal.as_bytes());
+        if found {
+            self.at += literal.len();
+        }
+        found
+    }
+
+    pub(crate) fn expect(&mut self, wanted: u8) -> Result<(), String> {
         match self.next()? {
             found if found == wanted => Ok(()),
             other => Err(self.unexpected(other)),
         }
     }
 
-    pub(super) fn unexpected(&self, byte: u8) -> String {
+    pub(crate) fn unexpected(&self, byte: u8) -> String {
         format!("unexpected {:?} at byte {}", byte as char, self.at.saturating_sub(1))
     }
 
-    pub(super) fn whitespace(&mut self) {
+    pub(crate) fn whitespace(&mut self) {
         let bytes = self.text.as_bytes();
         while matches!(bytes.get(self.at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
             self.at += 1;
@@ -51,7 +60,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Only whitespace is left.
-    pub(super) fn finish(&mut self) -> Result<(), String> {
+    pub(crate) fn finish(&mut self) -> Result<(), String> {
         self.whitespace();
         match self.peek() {
             None => Ok(()),
@@ -63,7 +72,7 @@ impl<'a> Scan<'a> {
     }
 
     /// A string without escapes or control characters, borrowed; `None` (position unspecified) for anything else.
-    pub(super) fn plain_string(&mut self) -> Option<&'a str> {
+    pub(crate) fn plain_string(&mut self) -> Option<&'a str> {
         let bytes = self.text.as_bytes();
         if bytes.get(self.at) != Some(&b'"') {
             return None;
@@ -78,7 +87,7 @@ impl<'a> Scan<'a> {
     }
 
     /// Any string: plain ones borrowed, others (escapes; broken ones are an error) decoded by serde_json.
-    pub(super) fn string(&mut self) -> Result<Cow<'a, str>, String> {
+    pub(crate) fn string(&mut self) -> Result<Cow<'a, str>, String> {
         let start = self.at;
         if let Some(plain) = self.plain_string() {
             return Ok(Cow::Borrowed(plain));
@@ -99,7 +108,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The next JSON value, whatever it is, checked by serde_json.
-    pub(super) fn raw_value(&mut self) -> Result<&'a RawValue, String> {
+    pub(crate) fn raw_value(&mut self) -> Result<&'a RawValue, String> {
         let mut stream = serde_json::Deserializer::from_str(&self.text[self.at..]).into_iter::<&RawValue>();
         let raw = stream.next().ok_or("the index ends early")?.map_err(|err| err.to_string())?;
         self.at += stream.byte_offset();
@@ -108,7 +117,7 @@ impl<'a> Scan<'a> {
 
     /// The plain string `"known"` (`known` itself plain), compared rather than scanned: an entry's `key` field is
     /// nearly always its map key again.
-    pub(super) fn plain_string_equal_to(&mut self, known: &str) -> bool {
+    pub(crate) fn plain_string_equal_to(&mut self, known: &str) -> bool {
         let rest = &self.text.as_bytes()[self.at..];
         let length = known.len();
         let found = rest.len() >= length + 2
@@ -122,7 +131,7 @@ impl<'a> Scan<'a> {
     }
 
     /// `null` or a plain string.
-    pub(super) fn optional_plain_string(&mut self) -> Option<Option<&'a str>> {
+    pub(crate) fn optional_plain_string(&mut self) -> Option<Option<&'a str>> {
         if self.text.as_bytes()[self.at..].starts_with(b"null") {
             self.at += 4;
             return Some(None);
@@ -131,18 +140,16 @@ impl<'a> Scan<'a> {
     }
 
     /// A non-negative integer as JSON writes it (digits only, no leading zero) that fits in a u64.
-    pub(super) fn plain_integer(&mut self) -> Option<u64> {
-        let bytes = self.text.as_bytes();
-        let digits = bytes[self.at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0
-            || (digits > 1 && bytes[self.at] == b'0')
-            || matches!(bytes.get(self.at + digits), Some(b'.' | b'e' | b'E'))
-        {
-            return None;
-        }
+    pub(crate) fn plain_integer(&mut self) -> Option<u64> {
+        let bytes = &self.text.as_bytes()[self.at..];
         let mut value: u64 = 0;
-        for &digit in &bytes[self.at..self.at + digits] {
-            value = value.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+        let mut digits = 0;
+        while let Some(&byte) = bytes.get(digits).filter(|byte| byte.is_ascii_digit()) {
+            value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+            digits += 1;
+        }
+        if digits == 0 || (digits > 1 && bytes[0] == b'0') || matches!(bytes.get(digits), Some(b'.' | b'e' | b'E')) {
+            return None;
         }
         self.at += digits;
         Some(value)
