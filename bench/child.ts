@@ -10,6 +10,7 @@
  *   files, empty the cache, markDirty and edit a file.
  * - `plan-wasm`: dry-run pulls against an in-memory store holding the index and an in-memory cache whose walk answers
  *   a prepared listing, so only the wasm core (index parse, listing conversion, per-entry decisions) is timed.
+ * - `walk`: the cache walk alone (`DenoCache.walkPacked`), no wasm involved.
  * - `idle`: load the wasm and exit (the baseline RSS of a child).
  *
  * @module
@@ -53,7 +54,14 @@ export interface PlanSpec {
   runs: number;
 }
 
-export type ChildSpec = SyncSpec | PlanSpec | { kind: "idle" };
+/** The cache walk alone (`DenoCache.walkPacked`), for the floor under the slow path. */
+export interface WalkSpec {
+  kind: "walk";
+  cache: string;
+  runs: number;
+}
+
+export type ChildSpec = SyncSpec | PlanSpec | WalkSpec | { kind: "idle" };
 
 export interface Phase {
   name: string;
@@ -278,11 +286,24 @@ async function runPlan(spec: PlanSpec): Promise<PlanResult> {
   return { runsMs, entries: listing.length, splits, peakRssBytes: peakRssBytes(), memory: memoryFigures() };
 }
 
+async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: number }> {
+  const cache = new DenoCache(spec.cache);
+  const runsMs: number[] = [];
+  let files = 0;
+  for (let run = 0; run < spec.runs; run++) {
+    const started = performance.now();
+    files = (await cache.walkPacked()).sizes.length;
+    runsMs.push(performance.now() - started);
+  }
+  return { runsMs, files };
+}
+
 if (import.meta.main) {
   const spec = JSON.parse(Deno.args[0]) as ChildSpec;
   let result: unknown;
   if (spec.kind === "sync") result = await runSync(spec);
   else if (spec.kind === "plan-wasm") result = await runPlan(spec);
+  else if (spec.kind === "walk") result = await runWalk(spec);
   else result = { peakRssBytes: peakRssBytes(), memory: memoryFigures() };
   console.log(JSON.stringify(result));
 }
