@@ -1,6 +1,7 @@
 //! Profiling aid (not a benchmark): one slow-path sync (pull + push, sidecar deleted, view present) over an
 //! official-format index on the in-memory store and cache, timed by phase. Run under `perf record` with
-//! `cargo run --release --example profile_sync -- bench/tmp/data-250000/index.json`.
+//! `cargo run --release --example profile_sync -- bench/tmp/data-250000/index.json`. `PARSE_ONLY=1`: index parses only;
+//! `VIEW_ONLY=<view file>`: view parses only; `DRY_RUN=1`: dry-run pulls (the planning scenario).
 use std::time::Instant;
 
 use marsh::engine::{Engine, EngineConfig, Instance};
@@ -27,6 +28,17 @@ fn main() {
         let index = RemoteIndex::parse(&bytes).expect("index parses");
         println!("parse: {:?} for {} entries", started.elapsed(), index.len());
     }
+    if std::env::var_os("CHECK_ONLY").is_some() {
+        let index = RemoteIndex::parse(&bytes).expect("index parses");
+        let keys: Vec<&str> = index.entries().map(|(rel, _)| rel).collect();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let safe =
+                (0..10).map(|_| keys.iter().filter(|rel| marsh::path::check_rel(rel).is_ok()).count()).sum::<usize>();
+            println!("check_rel: {:?} for 10 x {} keys ({safe} safe)", started.elapsed(), keys.len());
+        }
+        return;
+    }
     if std::env::var_os("PARSE_ONLY").is_some() {
         return;
     }
@@ -40,6 +52,18 @@ fn main() {
     }
     drop(index);
     let env = TestEnv::new(1);
+    if std::env::var_os("DRY_RUN").is_some() {
+        // The planning scenario: dry-run pulls, no sidecar and no view (every entry decided by size + recorded mtime).
+        let config = EngineConfig { dry_run: true, ..EngineConfig::default() };
+        let instance = Instance::new();
+        for round in 0..5 {
+            let engine = Engine::new(&store, &cache, &env, &config, &instance);
+            let started = Instant::now();
+            let report = block_on(engine.pull_changed()).expect("dry run");
+            println!("dry run {round}: {:?} ({} planned)", started.elapsed(), report.planned.len());
+        }
+        return;
+    }
     let config = EngineConfig::default();
     for round in 0..3 {
         cache.remove_file(SIDECAR_NAME);
