@@ -54,6 +54,20 @@ fn main() {
     let env = TestEnv::new(1);
     if std::env::var_os("DRY_RUN").is_some() {
         // The planning scenario: dry-run pulls, no sidecar and no view (every entry decided by size + recorded mtime).
+        use marsh::store::{LocalCache, WalkItem};
+        for _ in 0..3 {
+            let started = Instant::now();
+            let items = block_on(cache.walk()).expect("walk");
+            let walked = started.elapsed();
+            let files: std::collections::BTreeMap<String, marsh::store::FileStat> = items
+                .into_iter()
+                .filter_map(|item| match item {
+                    WalkItem::File { rel, stat } => marsh::path::check_rel(&rel).is_ok().then_some((rel, stat)),
+                    _ => None,
+                })
+                .collect();
+            println!("memory walk {walked:?}, listing map {:?} ({} files)", started.elapsed() - walked, files.len());
+        }
         let config = EngineConfig { dry_run: true, ..EngineConfig::default() };
         let instance = Instance::new();
         for round in 0..5 {
