@@ -17,6 +17,7 @@
 
 mod host;
 mod lock;
+pub mod memcmp;
 mod service;
 
 pub use host::{js_error, store_error_from_js, store_error_to_js, JsCache, JsEnv, JsStore};
