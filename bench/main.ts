@@ -508,6 +508,11 @@ const zeroDiffRuns = blocks.flatMap((b) => b.zeroDiff ?? []);
 const slowBig = fileBig?.slowPath ? stats(fileBig.slowPath.map((r) => r.wallMs)) : undefined;
 const rssBig = fileBig?.slowPath ? stats(fileBig.slowPath.map((r) => r.peakRssBytes)) : undefined;
 const wasmRate = planWasm ? planWasm.entries / (stats(planWasm.runsMs).median / 1000) : undefined;
+/** Planning as the target defines it: index parse (from the bytes' copy into wasm) + diff, without the JS store's part. */
+const planMs = planWasm
+  ? stats(planWasm.splits.map((split) => split.indexParseMs + split.listingAndDecideMs)).median
+  : undefined;
+const planRate = planWasm && planMs ? planWasm.entries / (planMs / 1000) : undefined;
 const met = (ok: boolean | undefined) => (ok === undefined ? "not measured" : ok ? "**met**" : "**not met**");
 out("## Targets");
 out();
@@ -529,7 +534,13 @@ if (slowBig) {
   );
 }
 if (wasmRate !== undefined) {
-  out(`| planning ≥ 1M entries/s in wasm | ${(wasmRate / 1e6).toFixed(2)}M entries/s | ${met(wasmRate >= 1e6)} |`);
+  out(
+    `| planning ≥ 1M entries/s in wasm | ${(planRate! / 1e6).toFixed(2)}M entries/s for index parse + diff (${
+      millis(planMs!)
+    }); the whole dry-run pull, with the JS store's part, ${(wasmRate / 1e6).toFixed(2)}M entries/s | ${
+      met(planRate! >= 1e6)
+    } |`,
+  );
 }
 if (rssBig && fileBig) {
   const limit = 2 * fileBig.indexBytes;
@@ -630,12 +641,15 @@ if (planWasm || native.length) {
   out("| --- | --- | --- | --- | --- | --- |");
   if (planWasm) {
     const s = stats(planWasm.runsMs);
+    const fetch = stats(planWasm.splits.map((x) => x.fetchMs)).median;
     const parse = stats(planWasm.splits.map((x) => x.indexParseMs)).median;
     const decide = stats(planWasm.splits.map((x) => x.listingAndDecideMs)).median;
     out(
       `| wasm (Deno ${Deno.version.deno}) | ${count(planWasm.entries)} | ${planWasm.runsMs.length} | ${timeCell(s)} | ${
         (planWasm.entries / (s.median / 1000) / 1e6).toFixed(2)
-      }M | index GET + copy + parse ${millis(parse)}; listing conversion + decisions ${millis(decide)} (peak RSS ${
+      }M | JS store (sidecar read, the store's copy of the bytes) ${millis(fetch)}; copy into wasm + index parse ${
+        millis(parse)
+      }; listing conversion + decisions ${millis(decide)} (peak RSS ${
         memoryCell([planWasm])
       }, the JS side holding the prepared listing) |`,
     );

@@ -2,6 +2,7 @@
 //! them finds the others' entries by moving a cursor forward instead of searching a tree per entry (those searches,
 //! string comparisons of long shared prefixes, were the largest cost of planning a 250k-entry index).
 
+use std::cmp::Ordering;
 use std::iter::Peekable;
 
 pub(super) struct Cursor<'a, V: 'a, I: Iterator<Item = (&'a str, V)>> {
@@ -17,8 +18,14 @@ impl<'a, V: 'a, I: Iterator<Item = (&'a str, V)>> Cursor<'a, V, I> {
     /// The value under `key`. Successive calls must ask for increasing keys (a smaller key than the previous one
     /// is not found: the callers iterate another map in the same order).
     pub fn seek(&mut self, key: &str) -> Option<V> {
-        while self.items.next_if(|(found, _)| *found < key).is_some() {}
-        self.items.next_if(|(found, _)| *found == key).map(|(_, value)| value)
+        // One comparison per item passed (keys share long prefixes: `<` then `==` would compare the match twice).
+        loop {
+            match self.items.peek()?.0.cmp(key) {
+                Ordering::Less => drop(self.items.next()),
+                Ordering::Equal => return self.items.next().map(|(_, value)| value),
+                Ordering::Greater => return None,
+            }
+        }
     }
 }
 
