@@ -750,9 +750,11 @@ out(
     "parse and serialisation, planning, view/sidecar JSON, and converting values across the wasm boundary).",
 );
 out(
-  "- Trace phases are named by the engine and each covers the time since the previous line: `pull: plan` includes " +
-    "the cache walk and the view read, `push: walk` the walk, `push: uploads` the push's view read and per-file " +
-    "decisions (and the uploads, if any), `done` the view, index copy and sidecar writes.",
+  "- Trace phases are named by the engine and each covers the time since the previous line: `pull: index read, walk " +
+    "and view read` the index GET, its parse and local copy, the cache walk and the view read (overlapped), `pull: " +
+    "plan` the per-entry decisions, `push: walk (the pull's)` the view check that lets the push reuse the pull's walk " +
+    "(`push: walk` a walk of its own), `push: uploads` the per-file decisions (and the uploads, if any), `done` the " +
+    "verification, view and sidecar writes.",
 );
 out(
   "- Memory: peak RSS is the child's VmHWM; \"wasm\" is the module's linear memory at the end of the run (it never " +
