@@ -1,7 +1,5 @@
 //! The local side of an operation: listing the cache, and the local view.
 
-use std::collections::BTreeMap;
-
 use super::{Engine, FileFailure, SyncError};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
@@ -10,7 +8,9 @@ use crate::view::{LocalView, ViewUpdates};
 /// The cache as one walk saw it. Internal files are left out; symlinks and vanished files are listed, not followed.
 #[derive(Debug, Default)]
 pub(super) struct LocalListing {
-    pub files: BTreeMap<String, FileStat>,
+    /// Sorted by path, one item per path: it is only ever read in order (merge-joins with the index and the view) or
+    /// looked up by binary search, so no tree is built for it.
+    pub files: Vec<(String, FileStat)>,
     pub symlinks: Vec<String>,
     pub vanished: Vec<String>,
     /// Local names that are not valid keys (they cannot be pushed; reported, never silently dropped).
@@ -18,12 +18,54 @@ pub(super) struct LocalListing {
 }
 
 impl LocalListing {
+    pub fn stat(&self, rel: &str) -> Option<&FileStat> {
+        let at = self.files.binary_search_by(|(found, _)| found.as_str().cmp(rel)).ok()?;
+        Some(&self.files[at].1)
+    }
+
+    /// Note what downloads left on disk: replaces the stat of a listed file, adds a new one, keeps the order.
+    pub fn record(&mut self, found: Vec<(String, FileStat)>) {
+        if !found.is_empty() {
+            self.files = merge_sorted(std::mem::take(&mut self.files), sorted_unique(found));
+        }
+    }
     /// `rel` is a symlink or lies under one: writing there could land outside the cache.
     pub fn through_symlink(&self, rel: &str) -> bool {
         self.symlinks.iter().any(|link| {
             rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
         })
     }
+}
+
+/// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep).
+/// A walk already comes sorted, so the sort is one pass over it.
+fn sorted_unique(mut items: Vec<(String, FileStat)>) -> Vec<(String, FileStat)> {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut unique: Vec<(String, FileStat)> = Vec::with_capacity(items.len());
+    for item in items {
+        match unique.last_mut() {
+            Some(last) if last.0 == item.0 => *last = item,
+            _ => unique.push(item),
+        }
+    }
+    unique
+}
+
+/// Two sorted, duplicate-free lists as one; on a path found in both, `newer` wins.
+fn merge_sorted(older: Vec<(String, FileStat)>, newer: Vec<(String, FileStat)>) -> Vec<(String, FileStat)> {
+    let mut merged = Vec::with_capacity(older.len() + newer.len());
+    let mut newer = newer.into_iter().peekable();
+    for item in older {
+        while let Some(next) = newer.next_if(|next| next.0 < item.0) {
+            merged.push(next);
+        }
+        match newer.next_if(|next| next.0 == item.0) {
+            Some(replacement) => merged.push(replacement),
+            None => merged.push(item),
+        }
+    }
+    merged.extend(newer);
+    merged
 }
 
 /// The local view as read from disk, with a fingerprint of its bytes (to notice that another instance rewrote it).
@@ -85,7 +127,7 @@ where
                 WalkItem::Vanished { rel } => listing.vanished.push(rel),
             }
         }
-        listing.files = files.into_iter().collect();
+        listing.files = sorted_unique(files);
         Ok(listing)
     }
 
@@ -113,5 +155,35 @@ where
         let written = fingerprint(Some(&bytes));
         self.cache.write_internal(VIEW_NAME, bytes).await.map_err(SyncError::from_store)?;
         Ok(Some(SavedView { base: base.fingerprint, written, view }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(size: u64) -> FileStat {
+        FileStat { size, mtime_ms: 7 }
+    }
+
+    fn listed(items: &[(&str, u64)]) -> Vec<(String, FileStat)> {
+        items.iter().map(|(rel, size)| (rel.to_string(), stat(*size))).collect()
+    }
+
+    #[test]
+    fn a_listing_is_sorted_with_the_last_of_repeated_paths() {
+        let files = sorted_unique(listed(&[("b", 1), ("a/c", 2), ("a", 3), ("b", 4), ("a.b", 5)]));
+        assert_eq!(files, listed(&[("a", 3), ("a.b", 5), ("a/c", 2), ("b", 4)]));
+    }
+
+    #[test]
+    fn downloads_replace_or_add_stats_in_order_and_are_found_by_path() {
+        let mut listing = LocalListing { files: listed(&[("a", 1), ("c", 3), ("e", 5)]), ..LocalListing::default() };
+        listing.record(listed(&[("f", 60), ("c", 30), ("0", 0), ("d", 40)]));
+        assert_eq!(listing.files, listed(&[("0", 0), ("a", 1), ("c", 30), ("d", 40), ("e", 5), ("f", 60)]));
+        assert_eq!(listing.stat("c"), Some(&stat(30)));
+        assert_eq!(listing.stat("b"), None);
+        listing.record(Vec::new());
+        assert_eq!(listing.files.len(), 6);
     }
 }

@@ -121,18 +121,20 @@ where
         })
         .await;
         let mut aborted = false;
+        let mut downloaded = Vec::new();
         for (rel, entry, outcome) in results {
             match outcome {
                 Ok((stat, sha256)) => {
                     report.downloaded += 1;
                     self.env.progress(&Progress::Transferred { operation: "pull", rel: &rel, bytes: stat.size });
                     updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry)));
-                    listing.files.insert(rel, stat);
+                    downloaded.push((rel, stat));
                 }
                 Err(StoreError::Aborted) => aborted = true,
                 Err(error) => failures.push(FileFailure { rel, error }),
             }
         }
+        listing.record(downloaded);
         self.trace("pull", "downloads", started);
 
         // Persist what we learnt even if some files failed or the pull was aborted (a local write only), so that the

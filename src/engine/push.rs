@@ -139,7 +139,7 @@ where
             report.planned = to_check.into_iter().map(|(rel, ..)| rel).collect();
             return Ok(report);
         }
-        let bytes_planned = to_check.iter().map(|(rel, ..)| listing.files[rel].size).sum();
+        let bytes_planned = to_check.iter().map(|(rel, ..)| listing.stat(rel).map_or(0, |stat| stat.size)).sum();
         self.env.progress(&Progress::Planned { operation: "push", files: to_check.len() as u64, bytes: bytes_planned });
         self.check_abort()?;
 
