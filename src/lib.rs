@@ -17,6 +17,7 @@ pub mod retry;
 mod scan;
 pub mod sidecar;
 pub mod sim;
+mod sorted;
 pub mod stamp;
 pub mod store;
 pub mod time;

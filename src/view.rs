@@ -4,12 +4,11 @@
 //! pushed are not re-uploaded by the next push (W6). It is an optimisation with a safe fallback: a missing or stale
 //! view entry only costs a hash or a transfer, never a skipped file.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::index::{parse_sha256_hex, sha256_hex, IndexEntry};
 use crate::scan::Scan;
+use crate::sorted::{find, sorted_unique};
 use crate::stamp::Stamp;
 use crate::store::FileStat;
 
@@ -48,7 +47,8 @@ impl ViewEntry {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalView {
-    files: BTreeMap<String, ViewEntry>,
+    /// Sorted by path, one record per path (`sorted::sorted_unique`).
+    files: Vec<(String, ViewEntry)>,
 }
 
 #[derive(Deserialize)]
@@ -139,7 +139,7 @@ struct ViewFileOut<'a> {
     files: FilesOut<'a>,
 }
 
-struct FilesOut<'a>(&'a BTreeMap<String, ViewEntry>);
+struct FilesOut<'a>(&'a [(String, ViewEntry)]);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -176,8 +176,8 @@ impl LocalView {
                 _ => return LocalView::default(),
             },
         };
-        // `collect` sorts (stably: a repeated path keeps its last record) and bulk-builds the map.
-        LocalView { files: records.into_iter().collect() }
+        // A repeated path keeps its last record.
+        LocalView { files: sorted_unique(records) }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -190,7 +190,7 @@ impl LocalView {
     }
 
     pub fn get(&self, rel: &str) -> Option<&ViewEntry> {
-        self.files.get(rel)
+        find(&self.files, rel)
     }
 
     pub fn len(&self) -> usize {
@@ -224,7 +224,8 @@ impl LocalView {
             }
         }
         merged.extend(theirs);
-        LocalView { files: merged.into_iter().collect() }
+        // Both sides were sorted and free of repeats, and so is the merge.
+        LocalView { files: merged }
     }
 }
 
@@ -277,7 +278,7 @@ mod tests {
     fn parse_with_serde(bytes: &[u8]) -> LocalView {
         match serde_json::from_slice::<ViewFile>(bytes) {
             Ok(parsed) if parsed.version == 1 => {
-                LocalView { files: parsed.files.into_iter().map(ViewRecord::into_entry).collect() }
+                LocalView { files: sorted_unique(parsed.files.into_iter().map(ViewRecord::into_entry).collect()) }
             }
             _ => LocalView::default(),
         }

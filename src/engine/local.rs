@@ -2,6 +2,7 @@
 
 use super::{Engine, FileFailure, SyncError};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
+use crate::sorted::{find, sorted_unique};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
 use crate::view::{LocalView, ViewUpdates};
 
@@ -19,8 +20,7 @@ pub(super) struct LocalListing {
 
 impl LocalListing {
     pub fn stat(&self, rel: &str) -> Option<&FileStat> {
-        let at = self.files.binary_search_by(|(found, _)| found.as_str().cmp(rel)).ok()?;
-        Some(&self.files[at].1)
+        find(&self.files, rel)
     }
 
     /// Note what downloads left on disk: replaces the stat of a listed file, adds a new one, keeps the order.
@@ -35,20 +35,6 @@ impl LocalListing {
             rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
         })
     }
-}
-
-/// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep).
-/// A walk already comes sorted, so the sort is one pass over it.
-fn sorted_unique(mut items: Vec<(String, FileStat)>) -> Vec<(String, FileStat)> {
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut unique: Vec<(String, FileStat)> = Vec::with_capacity(items.len());
-    for item in items {
-        match unique.last_mut() {
-            Some(last) if last.0 == item.0 => *last = item,
-            _ => unique.push(item),
-        }
-    }
-    unique
 }
 
 /// Two sorted, duplicate-free lists as one; on a path found in both, `newer` wins.
@@ -168,12 +154,6 @@ mod tests {
 
     fn listed(items: &[(&str, u64)]) -> Vec<(String, FileStat)> {
         items.iter().map(|(rel, size)| (rel.to_string(), stat(*size))).collect()
-    }
-
-    #[test]
-    fn a_listing_is_sorted_with_the_last_of_repeated_paths() {
-        let files = sorted_unique(listed(&[("b", 1), ("a/c", 2), ("a", 3), ("b", 4), ("a.b", 5)]));
-        assert_eq!(files, listed(&[("a", 3), ("a.b", 5), ("a/c", 2), ("b", 4)]));
     }
 
     #[test]
