@@ -1,7 +1,8 @@
-//! A strict one-pass reader over JSON text (the index, the local view): the common shapes are read straight from the text, anything else is
-//! handed to serde_json one value at a time. Nothing validates the text beforehand, so every shortcut here accepts only
-//! what JSON accepts (no control characters in strings, no leading zeros); a shortcut that does not apply returns
-//! `None` and the caller re-reads the same value with serde_json, which decides (and reports broken JSON).
+//! A strict one-pass reader over JSON text (the index, the local view): the common shapes are read straight from the
+//! text, anything else is handed to serde_json one value at a time. Nothing validates the text beforehand, so every
+//! shortcut here accepts only what JSON accepts (no control characters in strings, no leading zeros); a shortcut that
+//! does not apply returns `None` and the caller re-reads the same value with serde_json, which decides (and reports
+//! broken JSON).
 
 use std::borrow::Cow;
 

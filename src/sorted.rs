@@ -1,6 +1,6 @@
 //! Path-keyed lists kept sorted instead of trees: the listing and the view are built once from input that is nearly
-//! always in order already, then read in order (merge-joins) or looked up now and then; a sorted `Vec` costs one pass
-//! to build and no per-node allocation, where a `BTreeMap` of 250k paths cost a tree build and a pointer chase per step.
+//! always in order already, then read in order (merge-joins) or looked up now and then. A sorted `Vec` costs one pass
+//! to build and no per-node allocation; a `BTreeMap` of 250k paths cost a tree build and a pointer chase per step.
 
 /// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep). On
 /// input already in order the (stable) sort is one pass.

@@ -1,7 +1,7 @@
 //! `marsh::wasm::memcmp` (the word-at-a-time `memcmp`/`bcmp` linked into the wasm module) against a byte-by-byte
 //! reference, run by `wasm-pack test --node`: every length up to 40, a difference at every position, byte values on
-//! both sides of 0x80 (the order is unsigned), and two differences within one word (the first decides). Slice and `str` comparisons in this test binary go through the same
-//! symbol, so they are checked too.
+//! both sides of 0x80 (the order is unsigned), and two differences within one word (the first decides). Slice and
+//! `str` comparisons in this test binary go through the same symbol, so they are checked too.
 #![cfg(target_arch = "wasm32")]
 
 use std::cmp::Ordering;
