@@ -619,7 +619,7 @@ if (blocks.some((b) => b.slowPath)) {
       }; \`find <cache> -printf '%s %T@\\n'\` ${timeCell(walkFloor.find)} (one thread, no JavaScript: the kernel's ` +
         "own cost of reading every directory and stat-ing every file on this machine). Every slow-path sync needs one " +
         "such walk (a pull and the push after it in the same service share it), and Deno offers no faster way to " +
-        "stat 250k files from one thread.",
+        "stat that many files from one thread.",
     );
     out();
   }
