@@ -1,7 +1,8 @@
 //! Profiling aid (not a benchmark): one slow-path sync (pull + push, sidecar deleted, view present) over an
 //! official-format index on the in-memory store and cache, timed by phase. Run under `perf record` with
 //! `cargo run --release --example profile_sync -- bench/tmp/data-250000/index.json`. `PARSE_ONLY=1`: index parses only;
-//! `VIEW_ONLY=<view file>`: view parses only; `DRY_RUN=1`: dry-run pulls (the planning scenario).
+//! `VIEW_ONLY=<view file>`: view parses only; `CHECK_ONLY=1`: `check_rel` over every key; `DRY_RUN=1`: dry-run pulls
+//! (the planning scenario).
 use std::time::Instant;
 
 use marsh::engine::{Engine, EngineConfig, Instance};
@@ -54,20 +55,6 @@ fn main() {
     let env = TestEnv::new(1);
     if std::env::var_os("DRY_RUN").is_some() {
         // The planning scenario: dry-run pulls, no sidecar and no view (every entry decided by size + recorded mtime).
-        use marsh::store::{LocalCache, WalkItem};
-        for _ in 0..3 {
-            let started = Instant::now();
-            let items = block_on(cache.walk()).expect("walk");
-            let walked = started.elapsed();
-            let files: std::collections::BTreeMap<String, marsh::store::FileStat> = items
-                .into_iter()
-                .filter_map(|item| match item {
-                    WalkItem::File { rel, stat } => marsh::path::check_rel(&rel).is_ok().then_some((rel, stat)),
-                    _ => None,
-                })
-                .collect();
-            println!("memory walk {walked:?}, listing map {:?} ({} files)", started.elapsed() - walked, files.len());
-        }
         let config = EngineConfig { dry_run: true, ..EngineConfig::default() };
         let instance = Instance::new();
         for round in 0..5 {

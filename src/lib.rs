@@ -20,6 +20,7 @@ pub mod sim;
 mod sorted;
 pub mod stamp;
 pub mod store;
+mod swar;
 pub mod time;
 pub mod token;
 pub mod view;

@@ -21,6 +21,8 @@ const CATALOG_NAME: &str = "_catalog.db";
 /// Internal files that only count at the cache root: a data file of the same name deeper down is user data.
 const ROOT_INTERNAL_NAMES: [&str; 6] = [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME];
 
+use crate::swar::{bytes_below_0x20, bytes_equal};
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid key {key:?}: {reason}")]
 pub struct PathError {
@@ -54,7 +56,8 @@ fn plainly_safe(key: &[u8]) -> bool {
         let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
         let following = key.get(at + 8).copied().unwrap_or(b'/');
         let next = (word >> 8) | (u64::from(following) << 56);
-        let unusual = below_0x20(word) | bytes_equal(word, b'\\') | bytes_equal(word, 0x7f) | bytes_equal(word, 0xc2);
+        let unusual =
+            bytes_below_0x20(word) | bytes_equal(word, b'\\') | bytes_equal(word, 0x7f) | bytes_equal(word, 0xc2);
         let suspect_segment = bytes_equal(word, b'/') & (bytes_equal(next, b'/') | bytes_equal(next, b'.'));
         if unusual | suspect_segment != 0 {
             return false;
@@ -67,21 +70,6 @@ fn plainly_safe(key: &[u8]) -> bool {
             || matches!(byte, b'\\' | 0x7f | 0xc2)
             || (byte == b'/' && matches!(next, None | Some(b'/' | b'.'))))
     })
-}
-
-const LOW_SEVENS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-
-/// The high bit of exactly those bytes of `word` that equal `byte`.
-fn bytes_equal(word: u64, byte: u8) -> u64 {
-    let x = word ^ (0x0101_0101_0101_0101 * u64::from(byte));
-    !(((x & LOW_SEVENS).wrapping_add(LOW_SEVENS)) | x | LOW_SEVENS)
-}
-
-/// The high bit of exactly those bytes of `word` below 0x20.
-fn below_0x20(word: u64) -> u64 {
-    // A byte is below 0x20 when none of its bits 5, 6, 7 is set.
-    let high_three = word & 0xe0e0_e0e0_e0e0_e0e0;
-    bytes_equal(high_three, 0)
 }
 
 /// The first rule `key` breaks, in a fixed order, so that the reason reported does not depend on the fast path.

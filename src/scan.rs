@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
+use crate::swar::{bytes_below_0x20, bytes_equal, word_at};
+
 pub(crate) struct Scan<'a> {
     text: &'a str,
     pub(crate) at: usize,
@@ -157,27 +159,19 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Where a string's text stops being plain: the first `"`, `\\` or control character. Eight bytes at a time (JSON
-/// strings in an index are ~70 bytes): for each wanted byte, the classic "has a zero byte" test on the word xored with
-/// it, and "has a byte below 0x20". The lowest flagged byte is always a real one (a false flag can only sit above a
-/// real one), so the first set bit of the combined mask is the answer.
+/// Where a string's text stops being plain: the first `"`, `\\` or control character, eight bytes at a time (JSON
+/// strings in an index are ~70 bytes).
 fn string_stop(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let below = |word: u64, limit: u8| word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let flags =
-            below(word ^ (ONES * u64::from(b'"')), 1) | below(word ^ (ONES * u64::from(b'\\')), 1) | below(word, 0x20);
+    let words = bytes.len() / 8;
+    for at in (0..words * 8).step_by(8) {
+        let word = word_at(bytes, at);
+        let flags = bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below_0x20(word);
         if flags != 0 {
-            return Some(offset + (flags.trailing_zeros() / 8) as usize);
+            return Some(at + (flags.trailing_zeros() / 8) as usize);
         }
-        offset += 8;
     }
-    let tail = chunks.remainder();
-    tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|at| offset + at)
+    let tail = &bytes[words * 8..];
+    tail.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).map(|at| words * 8 + at)
 }
 
 #[cfg(test)]

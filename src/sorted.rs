@@ -22,6 +22,23 @@ pub(crate) fn find<'a, V>(items: &'a [(String, V)], rel: &str) -> Option<&'a V> 
     Some(&items[at].1)
 }
 
+/// Two lists made by `sorted_unique` as one; on a path found in both, `newer` wins.
+pub(crate) fn merge_sorted<V>(older: Vec<(String, V)>, newer: Vec<(String, V)>) -> Vec<(String, V)> {
+    let mut merged = Vec::with_capacity(older.len() + newer.len());
+    let mut newer = newer.into_iter().peekable();
+    for item in older {
+        while let Some(next) = newer.next_if(|next| next.0 < item.0) {
+            merged.push(next);
+        }
+        match newer.next_if(|next| next.0 == item.0) {
+            Some(replacement) => merged.push(replacement),
+            None => merged.push(item),
+        }
+    }
+    merged.extend(newer);
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use super::{Engine, FileFailure, SyncError};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
-use crate::sorted::{find, sorted_unique};
+use crate::sorted::{find, merge_sorted, sorted_unique};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
 use crate::view::{LocalView, ViewUpdates};
 
@@ -29,29 +29,13 @@ impl LocalListing {
             self.files = merge_sorted(std::mem::take(&mut self.files), sorted_unique(found));
         }
     }
+
     /// `rel` is a symlink or lies under one: writing there could land outside the cache.
     pub fn through_symlink(&self, rel: &str) -> bool {
         self.symlinks.iter().any(|link| {
             rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
         })
     }
-}
-
-/// Two sorted, duplicate-free lists as one; on a path found in both, `newer` wins.
-fn merge_sorted(older: Vec<(String, FileStat)>, newer: Vec<(String, FileStat)>) -> Vec<(String, FileStat)> {
-    let mut merged = Vec::with_capacity(older.len() + newer.len());
-    let mut newer = newer.into_iter().peekable();
-    for item in older {
-        while let Some(next) = newer.next_if(|next| next.0 < item.0) {
-            merged.push(next);
-        }
-        match newer.next_if(|next| next.0 == item.0) {
-            Some(replacement) => merged.push(replacement),
-            None => merged.push(item),
-        }
-    }
-    merged.extend(newer);
-    merged
 }
 
 /// The local view as read from disk, with a fingerprint of its bytes (to notice that another instance rewrote it).
