@@ -114,10 +114,17 @@ fn has_drive_prefix(key: &str) -> bool {
 /// TEMP_PREFIX; and the official extension's crash leftovers: basename `.<uuid>.tmp` (uuid = 36 chars of hex and
 /// dashes).
 pub fn is_internal(rel: &str) -> bool {
+    let basename = match rel.as_bytes().iter().rposition(|&byte| byte == b'/') {
+        Some(slash) => &rel[slash + 1..],
+        None => rel,
+    };
+    // Every internal name starts with one of these (each kind is checked by a test below): most data files stop here.
+    if !matches!(basename.as_bytes().first(), Some(b'.' | b'_')) {
+        return false;
+    }
     if ROOT_INTERNAL_NAMES.contains(&rel) {
         return true;
     }
-    let basename = rel.rsplit('/').next().unwrap_or(rel);
     basename == CATALOG_NAME
         || basename.starts_with("_catalog.db-")
         || basename.starts_with(TEMP_PREFIX)

@@ -20,6 +20,11 @@ impl<'a> Scan<'a> {
         Scan { text, at: 0 }
     }
 
+    /// The whole text, as bytes.
+    pub(crate) fn text_bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     /// Bytes not read yet.
     pub(crate) fn remaining(&self) -> usize {
         self.text.len() - self.at

@@ -2,18 +2,19 @@
 //! always in order already, then read in order (merge-joins) or looked up now and then. A sorted `Vec` costs one pass
 //! to build and no per-node allocation; a `BTreeMap` of 250k paths cost a tree build and a pointer chase per step.
 
-/// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep). On
-/// input already in order the (stable) sort is one pass.
+/// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep). Input
+/// already in order, one item per path (the common case: our own files, a walk of sorted directories), is checked in one
+/// pass and returned as it is, without a move.
 pub(crate) fn sorted_unique<V>(mut items: Vec<(String, V)>) -> Vec<(String, V)> {
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut unique: Vec<(String, V)> = Vec::with_capacity(items.len());
-    for item in items {
-        match unique.last_mut() {
-            Some(last) if last.0 == item.0 => *last = item,
-            _ => unique.push(item),
-        }
+    if items.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+        return items;
     }
-    unique
+    // Stable: of equal paths, the one given last stays last; reversed, it comes first and `dedup_by` keeps it.
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.reverse();
+    items.dedup_by(|later_in_list, kept| later_in_list.0 == kept.0);
+    items.reverse();
+    items
 }
 
 /// The value under `rel` in a list made by `sorted_unique` (or kept in its order).
@@ -54,6 +55,11 @@ mod tests {
             assert_eq!(find(&sorted, rel), Some(&value));
         }
         assert_eq!(find(&sorted, "a/"), None);
+        // Already in order, one per path: the same list back, not a copy.
+        let in_order: Vec<(String, u32)> = ["a", "a.b", "a/c"].iter().map(|k| (k.to_string(), 0)).collect();
+        let buffer = in_order.as_ptr();
+        let returned = sorted_unique(in_order);
+        assert_eq!(returned.as_ptr(), buffer);
         assert_eq!(find::<u32>(&[], "a"), None);
     }
 }

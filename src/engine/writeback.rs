@@ -37,9 +37,7 @@ where
         let attempts = self.config.index_cas_attempts.max(1);
         for attempt in 0..attempts {
             self.check_abort()?;
-            for (rel, entry) in pushed {
-                index.insert(rel.clone(), entry.clone());
-            }
+            index.insert_all(pushed.iter().map(|(rel, entry)| (rel.clone(), entry.clone())).collect());
             index.scrub_internal();
             index.set_last_pulled(self.now_iso());
             let bytes = index.to_json();

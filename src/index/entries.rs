@@ -18,35 +18,46 @@ use crate::stamp::Stamp;
 /// One entry as read, in file order: usable, or set aside with the reason.
 pub(super) type ReadEntry = (String, Result<IndexEntry, InvalidRaw>);
 
+/// The entries object as read.
+#[derive(Debug, PartialEq)]
+pub(super) enum Read {
+    /// Every entry usable and the keys strictly increasing (how JSON.stringify of a sorted map and our writer leave
+    /// them): already the index's sorted list, kept as read.
+    InOrder(Vec<(String, IndexEntry)>),
+    /// Anything else, in file order (duplicates and order are sorted out by the caller).
+    AsWritten(Vec<ReadEntry>),
+}
+
+impl Read {
+    fn push(&mut self, rel: String, entry: Result<IndexEntry, InvalidRaw>) {
+        match (&mut *self, entry) {
+            (Read::InOrder(valid), Ok(entry)) if valid.last().is_none_or(|(last, _)| *last < rel) => {
+                valid.push((rel, entry))
+            }
+            (Read::InOrder(valid), entry) => {
+                let mut read: Vec<ReadEntry> = Vec::with_capacity(valid.capacity());
+                read.extend(valid.drain(..).map(|(rel, entry)| (rel, Ok(entry))));
+                read.push((rel, entry));
+                *self = Read::AsWritten(read);
+            }
+            (Read::AsWritten(read), entry) => read.push((rel, entry)),
+        }
+    }
+}
+
 /// Read the entries object at the scanner (which is on its `{`), leaving the scanner after its `}`.
-pub(super) fn read_entries(scan: &mut Scan<'_>) -> Result<Vec<ReadEntry>, String> {
+pub(super) fn read_entries(scan: &mut Scan<'_>) -> Result<Read, String> {
     scan.expect(b'{')?;
     // Official entries take about 290 bytes of pretty JSON.
-    let mut read = Vec::with_capacity(scan.remaining() / 256);
+    let mut read = Read::InOrder(Vec::with_capacity(scan.remaining() / 256));
     scan.whitespace();
     if scan.peek() == Some(b'}') {
         scan.at += 1;
         return Ok(read);
     }
     loop {
-        scan.whitespace();
-        let rel = scan.string()?;
-        let plain_rel = matches!(rel, Cow::Borrowed(_));
-        let rel = rel.into_owned();
-        scan.whitespace();
-        scan.expect(b':')?;
-        scan.whitespace();
-        let start = scan.at;
-        let entry = match scan.plain_entry(&rel, plain_rel) {
-            Some(entry) => Ok(entry),
-            None => {
-                scan.at = start;
-                let raw = scan.raw_value()?;
-                let value: Value = serde_json::from_str(raw.get()).map_err(|err| err.to_string())?;
-                IndexEntry::from_json(&rel, value).map_err(|(reason, raw)| InvalidRaw { reason, raw })
-            }
-        };
-        read.push((rel, entry));
+        let (rel, entry) = read_member(scan)?;
+        read.push(rel, entry);
         scan.whitespace();
         match scan.next()? {
             b',' => {}
@@ -56,7 +67,61 @@ pub(super) fn read_entries(scan: &mut Scan<'_>) -> Result<Vec<ReadEntry>, String
     }
 }
 
+/// One `"key": {entry}` member. Deliberately a function of its own: a wasm engine starts with baseline code and swaps in
+/// optimised code only between calls, so the read of a whole index in one call would run at baseline speed throughout,
+/// while this function is optimised after its first few hundred entries.
+#[inline(never)]
+fn read_member(scan: &mut Scan<'_>) -> Result<ReadEntry, String> {
+    scan.whitespace();
+    let rel = scan.string()?;
+    let plain_rel = matches!(rel, Cow::Borrowed(_));
+    let rel = rel.into_owned();
+    scan.whitespace();
+    scan.expect(b':')?;
+    scan.whitespace();
+    let start = scan.at;
+    let entry = match scan.plain_entry(&rel, plain_rel) {
+        Some(entry) => Ok(entry),
+        None => {
+            scan.at = start;
+            let raw = scan.raw_value()?;
+            let value: Value = serde_json::from_str(raw.get()).map_err(|err| err.to_string())?;
+            IndexEntry::from_json(&rel, value).map_err(|(reason, raw)| InvalidRaw { reason, raw })
+        }
+    };
+    Ok((rel, entry))
+}
+
+/// The entry fields the plain path reads (`KNOWN_ENTRY_FIELDS`).
+#[derive(Clone, Copy)]
+enum Field {
+    Key,
+    Size,
+    LastModified,
+    LocalMtime,
+    Sha256,
+}
+
 impl Scan<'_> {
+    /// The name of a known field, written plainly (compared, not scanned: five names, ~1.25M of them in a 250k-entry
+    /// index); `None` for any other name or spelling, which the general path reads.
+    fn known_field(&mut self) -> Option<Field> {
+        let rest = &self.text_bytes()[self.at..];
+        let (field, literal): (Field, &[u8]) = match (rest.get(1)?, rest.get(2)?) {
+            (b'k', _) => (Field::Key, b"\"key\""),
+            (b's', b'i') => (Field::Size, b"\"size\""),
+            (b's', _) => (Field::Sha256, b"\"sha256\""),
+            (b'l', b'a') => (Field::LastModified, b"\"lastModified\""),
+            (b'l', _) => (Field::LocalMtime, b"\"localMtime\""),
+            _ => return None,
+        };
+        if !rest.starts_with(literal) {
+            return None;
+        }
+        self.at += literal.len();
+        Some(field)
+    }
+
     /// The common entry, or `None` to take the general path from where it started.
     /// `plain_rel`: `rel` was written without escapes (so `"rel"` in the text is that string).
     pub(super) fn plain_entry(&mut self, rel: &str, plain_rel: bool) -> Option<IndexEntry> {
@@ -71,7 +136,7 @@ impl Scan<'_> {
         let mut sha256: Option<Option<&str>> = None;
         loop {
             self.whitespace();
-            let name = self.plain_string()?;
+            let name = self.known_field()?;
             self.whitespace();
             if self.peek()? != b':' {
                 return None;
@@ -80,13 +145,13 @@ impl Scan<'_> {
             self.whitespace();
             // A repeated field is left to the general path (which keeps the last one, as JSON.parse does).
             match name {
-                "key" if key.is_none() => {
+                Field::Key if key.is_none() => {
                     key = Some(if plain_rel && self.plain_string_equal_to(rel) { rel } else { self.plain_string()? })
                 }
-                "size" if size.is_none() => size = Some(self.plain_integer()?),
-                "lastModified" if last_modified.is_none() => last_modified = Some(self.plain_string()?),
-                "localMtime" if local_mtime.is_none() => local_mtime = Some(self.optional_plain_string()?),
-                "sha256" if sha256.is_none() => sha256 = Some(self.optional_plain_string()?),
+                Field::Size if size.is_none() => size = Some(self.plain_integer()?),
+                Field::LastModified if last_modified.is_none() => last_modified = Some(self.plain_string()?),
+                Field::LocalMtime if local_mtime.is_none() => local_mtime = Some(self.optional_plain_string()?),
+                Field::Sha256 if sha256.is_none() => sha256 = Some(self.optional_plain_string()?),
                 _ => return None,
             }
             self.whitespace();
@@ -125,10 +190,13 @@ mod tests {
         IndexEntry::from_json(rel, value).map_err(|(reason, raw)| InvalidRaw { reason, raw })
     }
 
-    /// A whole text holding one entries object.
+    /// A whole text holding one entries object, every entry in file order.
     fn read_entries_text(text: &str) -> Result<Vec<ReadEntry>, String> {
         let mut scan = Scan::new(text);
-        let read = read_entries(&mut scan)?;
+        let read = match read_entries(&mut scan)? {
+            Read::InOrder(valid) => valid.into_iter().map(|(rel, entry)| (rel, Ok(entry))).collect(),
+            Read::AsWritten(read) => read,
+        };
         scan.finish().map(|()| read)
     }
 
@@ -166,6 +234,12 @@ mod tests {
             r#"{"key":null,"size":1,"lastModified":"T1"}"#.to_string(),
             r#"{"size":1,"size":2,"lastModified":"T1"}"#.to_string(),
             r#"{"size":1,"lastModified":"T1","sha256":"not hex"}"#.to_string(),
+            // Names that start like known ones, or are known ones spelt with an escape.
+            r#"{"keys":"d/a.json","size":1,"lastModified":"T1"}"#.to_string(),
+            r#"{"size":1,"lastModifiedAt":"T0","lastModified":"T1"}"#.to_string(),
+            r#"{"\u0073ize":1,"lastModified":"T1"}"#.to_string(),
+            r#"{"s":1,"size":1,"lastModified":"T1"}"#.to_string(),
+            r#"{"size":1,"lastModified":"T1","local":null}"#.to_string(),
             r#"{}"#.to_string(),
             r#"[]"#.to_string(),
             r#""text""#.to_string(),
@@ -188,6 +262,33 @@ mod tests {
         let unsafe_entry = read[1].1.as_ref().expect_err("an unsafe path is set aside");
         assert!(unsafe_entry.reason.contains("unsafe path"), "{}", unsafe_entry.reason);
         assert_eq!(read_entries_text("{ }").expect("empty"), vec![]);
+    }
+
+    #[test]
+    fn entries_in_key_order_are_kept_as_read_and_anything_else_switches_to_file_order_losing_nothing() {
+        let entry = |n: u64| format!(r#"{{"size":{n},"lastModified":"T"}}"#);
+        let text = |keys: &[&str]| {
+            let fields: Vec<String> =
+                keys.iter().enumerate().map(|(n, key)| format!("\"{key}\":{}", entry(n as u64))).collect();
+            format!("{{{}}}", fields.join(","))
+        };
+        let in_order = read_entries(&mut Scan::new(&text(&["a", "a/b", "b"]))).expect("reads");
+        let Read::InOrder(valid) = in_order else { panic!("sorted, valid entries are kept as read: {in_order:?}") };
+        assert_eq!(
+            valid.iter().map(|(rel, e)| (rel.as_str(), e.size)).collect::<Vec<_>>(),
+            [("a", 0), ("a/b", 1), ("b", 2)]
+        );
+        // Out of order, repeated, or an entry that is set aside: from there on everything is kept in file order.
+        for keys in [&["a", "c", "b", "d"][..], &["a", "b", "b", "c"], &["a", "../x", "b", "c"], &["b", "a"]] {
+            let read = read_entries(&mut Scan::new(&text(keys))).expect("reads");
+            let Read::AsWritten(read) = read else { panic!("{keys:?} must be kept in file order: {read:?}") };
+            let order: Vec<&str> = read.iter().map(|(rel, _)| rel.as_str()).collect();
+            assert_eq!(order, keys);
+            let sizes: Vec<Option<u64>> = read.iter().map(|(_, e)| e.as_ref().ok().map(|e| e.size)).collect();
+            let expected: Vec<Option<u64>> =
+                keys.iter().enumerate().map(|(n, k)| (*k != "../x").then_some(n as u64)).collect();
+            assert_eq!(sizes, expected, "{keys:?}");
+        }
     }
 
     #[test]

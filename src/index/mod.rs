@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::path::{check_rel, is_internal};
 use crate::scan::Scan;
+use crate::sorted::{find, merge_sorted, sorted_unique};
 use crate::stamp::Stamp;
 
 /// The only index version we read and write.
@@ -157,7 +158,9 @@ struct InvalidRaw {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RemoteIndex {
     last_pulled: Option<String>,
-    entries: BTreeMap<String, IndexEntry>,
+    /// Sorted by key, one entry per key (`sorted::sorted_unique`). Only read in order (merge-joins) or by binary search,
+    /// and written as a whole: a tree of 250k entries cost more to build than reading the text did.
+    entries: Vec<(String, IndexEntry)>,
     invalid: BTreeMap<String, InvalidRaw>,
     /// Unknown top-level fields in their original order (including a `lastPulled` that is not a string).
     extra: Map<String, Value>,
@@ -217,20 +220,34 @@ impl RemoteIndex {
     }
 
     pub fn get(&self, rel: &str) -> Option<&IndexEntry> {
-        self.entries.get(rel)
+        find(&self.entries, rel)
     }
 
     /// Replace the entry for `rel` (valid or invalid), dropping the old entry's unknown fields. `rel` must pass
-    /// `path::check_rel`, otherwise the written index holds a key every reader rejects.
+    /// `path::check_rel`, otherwise the written index holds a key every reader rejects. One entry at a time costs a
+    /// move of the entries after it: for many, `insert_all`.
     pub fn insert(&mut self, rel: String, entry: IndexEntry) {
         debug_assert!(check_rel(&rel).is_ok(), "inserting an unsafe key {rel:?}");
         self.invalid.remove(&rel);
-        self.entries.insert(rel, entry);
+        match self.entries.binary_search_by(|(found, _)| found.as_str().cmp(&rel)) {
+            Ok(at) => self.entries[at].1 = entry,
+            Err(at) => self.entries.insert(at, (rel, entry)),
+        }
+    }
+
+    /// `insert` for each of `entries` (sorted by key, one per key, as a `BTreeMap` iterates), in one pass.
+    pub fn insert_all(&mut self, entries: Vec<(String, IndexEntry)>) {
+        for (rel, _) in &entries {
+            debug_assert!(check_rel(rel).is_ok(), "inserting an unsafe key {rel:?}");
+            self.invalid.remove(rel);
+        }
+        self.entries = merge_sorted(std::mem::take(&mut self.entries), sorted_unique(entries));
     }
 
     /// Remove a valid entry. Invalid entries stay (they are another writer's business) unless scrubbed.
     pub fn remove(&mut self, rel: &str) -> Option<IndexEntry> {
-        self.entries.remove(rel)
+        let at = self.entries.binary_search_by(|(found, _)| found.as_str().cmp(rel)).ok()?;
+        Some(self.entries.remove(at).1)
     }
 
     /// Number of valid entries.
@@ -253,12 +270,17 @@ impl RemoteIndex {
 
     /// B11: remove entries (valid or invalid) for internal files (`path::is_internal`); returns their keys, sorted.
     pub fn scrub_internal(&mut self) -> Vec<String> {
-        let mut scrubbed: Vec<String> =
-            self.entries.keys().chain(self.invalid.keys()).filter(|rel| is_internal(rel)).cloned().collect();
+        let mut scrubbed: Vec<String> = self.invalid.keys().filter(|rel| is_internal(rel)).cloned().collect();
         for rel in &scrubbed {
-            self.entries.remove(rel);
             self.invalid.remove(rel);
         }
+        self.entries.retain(|(rel, _)| {
+            let internal = is_internal(rel);
+            if internal {
+                scrubbed.push(rel.clone());
+            }
+            !internal
+        });
         scrubbed.sort();
         scrubbed
     }
@@ -313,7 +335,7 @@ struct ParsedIndex {
 }
 
 enum EntriesField {
-    Object { valid: BTreeMap<String, IndexEntry>, invalid: BTreeMap<String, InvalidRaw> },
+    Object { valid: Vec<(String, IndexEntry)>, invalid: BTreeMap<String, InvalidRaw> },
     NotAnObject,
 }
 
@@ -337,7 +359,10 @@ fn read_top_level(text: &str) -> Result<ParsedIndex, String> {
         scan.expect(b':')?;
         scan.whitespace();
         if name == "entries" && scan.peek() == Some(b'{') {
-            let (valid, invalid) = split_entries(entries::read_entries(&mut scan)?);
+            let (valid, invalid) = match entries::read_entries(&mut scan)? {
+                entries::Read::InOrder(valid) => (valid, BTreeMap::new()),
+                entries::Read::AsWritten(read) => split_entries(read),
+            };
             parsed.entries = Some(EntriesField::Object { valid, invalid });
         } else {
             let value: Value = serde_json::from_str(scan.raw_value()?.get()).map_err(|err| err.to_string())?;
@@ -361,25 +386,20 @@ fn read_top_level(text: &str) -> Result<ParsedIndex, String> {
     Ok(parsed)
 }
 
-/// Entries in file order → valid and invalid maps. A key given twice keeps its last value, as `JSON.parse` does. Built
-/// from sorted vectors (one sort, then a linear bulk build) rather than by inserting entry by entry: a tree insert per
-/// entry compares long shared path prefixes ~18 times at 250k entries.
-fn split_entries(mut read: Vec<entries::ReadEntry>) -> (BTreeMap<String, IndexEntry>, BTreeMap<String, InvalidRaw>) {
-    // Stable: of equal keys, the one read last stays last.
-    read.sort_by(|a, b| a.0.cmp(&b.0));
+/// Entries in file order (not in key order, or with invalid ones among them) → valid and invalid entries. A key given
+/// twice keeps its last value, as `JSON.parse` does.
+fn split_entries(read: Vec<entries::ReadEntry>) -> (Vec<(String, IndexEntry)>, BTreeMap<String, InvalidRaw>) {
     let mut valid = Vec::with_capacity(read.len());
-    let mut invalid = Vec::new();
-    let mut read = read.into_iter().peekable();
-    while let Some((rel, entry)) = read.next() {
-        if read.peek().is_some_and(|(next, _)| *next == rel) {
-            continue;
-        }
+    let mut invalid = BTreeMap::new();
+    for (rel, entry) in sorted_unique(read) {
         match entry {
             Ok(entry) => valid.push((rel, entry)),
-            Err(raw) => invalid.push((rel, raw)),
+            Err(raw) => {
+                invalid.insert(rel, raw);
+            }
         }
     }
-    (valid.into_iter().collect(), invalid.into_iter().collect())
+    (valid, invalid)
 }
 
 // ---- Writing.
@@ -408,7 +428,7 @@ impl Serialize for EntriesOut<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let index = self.0;
         let mut map = serializer.serialize_map(Some(index.entries.len() + index.invalid.len()))?;
-        let mut valid = index.entries.iter().peekable();
+        let mut valid = index.entries.iter().map(|(rel, entry)| (rel, entry)).peekable();
         let mut invalid = index.invalid.iter().peekable();
         loop {
             let valid_first = match (valid.peek(), invalid.peek()) {
@@ -686,6 +706,35 @@ mod tests {
 
         assert_eq!(index.get("a"), None);
         assert_eq!(index.invalid_entries().len(), 1);
+    }
+
+    #[test]
+    fn entries_out_of_order_or_repeated_are_sorted_and_the_last_value_wins() {
+        let text = r#"{"version":1,"entries":{"c":{"size":1,"lastModified":"t"},"a":{"size":2,"lastModified":"t"},
+            "c":{"size":3,"lastModified":"t"},"b/../x":{"size":4},"b":{"size":5,"lastModified":"t"},"a":{"size":6,"lastModified":"t"}}}"#;
+        let index = parse(text);
+        let sizes: Vec<(&str, u64)> = index.entries().map(|(rel, entry)| (rel, entry.size)).collect();
+        assert_eq!(sizes, [("a", 6), ("b", 5), ("c", 3)]);
+        assert_eq!(index.get("c").map(|entry| entry.size), Some(3));
+        assert_eq!(reasons(&index).len(), 1);
+        let written = as_value(&index.to_json());
+        let keys: Vec<&str> = written["entries"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "b", "b/../x", "c"]);
+    }
+
+    #[test]
+    fn insert_all_merges_many_entries_in_one_pass_and_replaces_invalid_ones() {
+        let mut index = parse(r#"{"version":1,"entries":{"b":{"size":"x"},"d":{"size":1,"lastModified":"t"}}}"#);
+        let mut one_by_one = index.clone();
+        let added = vec![("a".to_string(), entry(10)), ("b".to_string(), entry(20)), ("d".to_string(), entry(40))];
+        for (rel, entry) in added.clone() {
+            one_by_one.insert(rel, entry);
+        }
+        index.insert_all(added);
+        assert_eq!(index, one_by_one);
+        let sizes: Vec<(&str, u64)> = index.entries().map(|(rel, entry)| (rel, entry.size)).collect();
+        assert_eq!(sizes, [("a", 10), ("b", 20), ("d", 40)]);
+        assert!(index.invalid_entries().is_empty());
     }
 
     #[test]
