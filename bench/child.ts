@@ -78,6 +78,8 @@ export type ChildSpec = SyncSpec | PlanSpec | WalkSpec | { kind: "idle" };
 export interface Phase {
   name: string;
   ms: number;
+  /** The wasm module's memory when the phase ended (it only grows), when the trace line gives it. */
+  wasmMB?: number;
 }
 
 export interface SyncResult {
@@ -141,17 +143,20 @@ function openStore(spec: StoreSpec): MarshStore {
   return new S3Store({ bucket: spec.bucket, prefix: spec.prefix, endpoint: spec.endpoint, forcePathStyle: true });
 }
 
-/** `marsh pull: index read 12 ms` lines are cumulative since the operation started: turn them into durations. */
+/**
+ * `marsh pull: index read 12 ms (wasm memory 80.2 MB)` lines are cumulative since the operation started: turn them into
+ * durations.
+ */
 function phasesOf(lines: string[]): Phase[] {
   const phases: Phase[] = [];
   const last: Record<string, number> = {};
   for (const line of lines) {
-    const match = /^marsh (\w+): (.+) (\d+) ms$/.exec(line);
+    const match = /^marsh (\w+): (.+) (\d+) ms(?: \(wasm memory ([\d.]+) MB\))?$/.exec(line);
     if (!match) continue;
-    const [, operation, phase, cumulative] = match;
+    const [, operation, phase, cumulative, wasmMB] = match;
     const ms = Number(cumulative) - (last[operation] ?? 0);
     last[operation] = Number(cumulative);
-    phases.push({ name: `${operation}: ${phase}`, ms });
+    phases.push({ name: `${operation}: ${phase}`, ms, ...(wasmMB === undefined ? {} : { wasmMB: Number(wasmMB) }) });
   }
   return phases;
 }

@@ -624,8 +624,11 @@ impl Env for JsEnv {
         let trace = get(&self.host.target, "trace");
         if trace.is_function() {
             let trace: Function = trace.unchecked_into();
+            // The module's memory so far (it only grows): where a sync's peak memory comes from, phase by phase.
+            let pages = core::arch::wasm32::memory_size(0);
+            let line = format!("{line} (wasm memory {:.1} MB)", (pages * 65536) as f64 / 1e6);
             // Tracing must never fail an operation: a throwing trace callback is ignored.
-            let _ = Reflect::apply(&trace, &self.host.target, &Array::of1(&JsValue::from_str(line)));
+            let _ = Reflect::apply(&trace, &self.host.target, &Array::of1(&JsValue::from_str(&line)));
         }
     }
 }
