@@ -322,7 +322,7 @@ async function runPlan(spec: PlanSpec): Promise<PlanResult> {
   return { runsMs, entries: listing.length, splits, peakRssBytes: peakRssBytes(), memory: memoryFigures() };
 }
 
-async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: number }> {
+async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: number; peakRssBytes: number }> {
   const cache = new DenoCache(spec.cache);
   const runsMs: number[] = [];
   let files = 0;
@@ -331,7 +331,7 @@ async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: numbe
     files = (await cache.walkPacked()).sizes.length;
     runsMs.push(performance.now() - started);
   }
-  return { runsMs, files };
+  return { runsMs, files, peakRssBytes: peakRssBytes() };
 }
 
 if (import.meta.main) {

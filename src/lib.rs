@@ -8,6 +8,7 @@
 
 pub mod dirty;
 pub mod engine;
+pub mod fingerprint;
 pub mod index;
 pub mod lock;
 pub mod memory;

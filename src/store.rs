@@ -5,6 +5,7 @@
 //! Keys are always cache-relative (`a/b.json`); a store adapter adds its bucket prefix. File bodies are opaque
 //! `Body` handles that the store and the cache pass between each other: the core never reads them.
 
+use crate::fingerprint::fingerprint;
 use crate::token::VersionToken;
 
 /// Typed failures of a store or cache call. `Transient` and (some) `Http` errors are retried by `retry`.
@@ -157,6 +158,11 @@ pub trait LocalCache {
     async fn walk(&self) -> StoreResult<Vec<WalkItem>>;
     /// Read a small internal file at the root; `None` if missing.
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// `fingerprint::fingerprint` of an internal file at the root (0: missing or unreadable). A host may feed a large
+    /// file (the view of a 250k-file cache is ~40 MB) through a small buffer instead of handing it over whole.
+    async fn fingerprint_internal(&self, name: &str) -> u64 {
+        fingerprint(self.read_internal(name).await.ok().flatten().as_deref())
+    }
     /// Replace a small internal file atomically (temp in the same directory, then rename).
     async fn write_internal(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()>;
     /// Stat, hash and open a file for upload. `None` if it vanished.

@@ -1,6 +1,7 @@
 //! The local side of an operation: listing the cache, and the local view.
 
 use super::{Engine, FileFailure, SyncError};
+use crate::fingerprint::fingerprint;
 use crate::path::{check_rel, is_internal, VIEW_NAME};
 use crate::sorted::{find, merge_sorted, sorted_unique};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
@@ -51,25 +52,6 @@ pub(super) struct SavedView {
     pub view: LocalView,
 }
 
-/// An FNV-style hash over the bytes, 8 at a time, seeded with the length (not cryptographic: it tells "the file I last
-/// saw" from "another"). Each step is a bijection of the state for a given word (xor, odd multiply, rotate), so files of
-/// one length that differ in a single word never collide; a collision needs several words to differ in a way that
-/// cancels exactly. A SHA-256 of a 250k-file view would cost ~0.2 s in wasm per check. A missing file has its own value.
-fn fingerprint(bytes: Option<&[u8]>) -> u64 {
-    let Some(bytes) = bytes else { return 0 };
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        hash = (hash ^ word).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
-    }
-    for &byte in chunks.remainder() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    // 0 stands for "no file".
-    hash.max(1)
-}
-
 impl<S, C, E> Engine<'_, S, C, E>
 where
     S: ObjectStore,
@@ -101,16 +83,10 @@ where
         Ok(listing)
     }
 
+    /// The view as on disk (an unreadable view is an empty one), with the fingerprint of its bytes.
     pub(super) async fn read_view(&self) -> ReadView {
-        let (bytes, fingerprint) = self.read_view_bytes().await;
-        ReadView { fingerprint, view: LocalView::parse(bytes.as_deref()) }
-    }
-
-    /// The view's bytes, unparsed, and their fingerprint.
-    pub(super) async fn read_view_bytes(&self) -> (Option<Vec<u8>>, u64) {
         let bytes = self.cache.read_internal(VIEW_NAME).await.ok().flatten();
-        let fingerprint = fingerprint(bytes.as_deref());
-        (bytes, fingerprint)
+        ReadView { fingerprint: fingerprint(bytes.as_deref()), view: LocalView::parse(bytes.as_deref()) }
     }
 
     /// Persist this operation's view changes on top of the view as it is on disk now (W6). Returns the fingerprints

@@ -16,11 +16,11 @@ use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::dirty::Marker;
 use crate::index::{IndexEntry, RemoteIndex};
-use crate::path::INDEX_KEY;
+use crate::path::{INDEX_KEY, VIEW_NAME};
 use crate::plan::{push_after_hash, push_decision, PushDecision};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 use crate::time::iso_from_ms;
-use crate::view::{LocalView, ViewEntry, ViewUpdates};
+use crate::view::{ViewEntry, ViewUpdates};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {
@@ -80,20 +80,25 @@ where
 
     async fn push_full(&self, captured: &Marker, walked: Option<Walked>) -> Result<PushReport, SyncError> {
         let started = self.env.now_ms();
-        let (view_bytes, fingerprint) = self.read_view_bytes().await;
         let captured_id = captured.id();
+        // Without the check (the flaw `flaw-stale-walk-reuse`, kept only to prove the simulator catches it), the walk
+        // would be reused even if a markDirty happened since.
         #[cfg(not(feature = "flaw-stale-walk-reuse"))]
-        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref() && w.view_fingerprint == fingerprint);
-        // The flaw, kept only to prove the simulator catches it: reuse the walk even if a markDirty happened since.
-        #[cfg(feature = "flaw-stale-walk-reuse")]
-        let walked = walked.filter(|w| w.view_fingerprint == fingerprint);
+        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref());
+        // Only a fingerprint of the view is needed to know whether it is still the one the pull left.
+        let walked = match walked {
+            Some(walked) if walked.view_fingerprint == self.cache.fingerprint_internal(VIEW_NAME).await => Some(walked),
+            _ => None,
+        };
         let walk_reused = walked.is_some();
         // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
         let (listing, known, view) = match walked {
             Some(Walked { listing, index, view, .. }) => (listing, index, view),
-            None => (self.list_local().await?, None, LocalView::parse(view_bytes.as_deref())),
+            None => {
+                let view = self.read_view().await.view;
+                (self.list_local().await?, None, view)
+            }
         };
-        drop(view_bytes);
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
         let (mut index, token) = match (self.read_index(known.as_ref().map(|(token, _)| token)).await?, known) {
