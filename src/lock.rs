@@ -210,7 +210,7 @@ impl<S: ObjectStore> Lock<S> {
         let body = encode_lock_info(&info);
 
         for _round in 0..ACQUIRE_ROUNDS {
-            match self.store.put_bytes(&self.config.key, body.clone(), &Precondition::IfAbsent).await {
+            match self.store.put_bytes(&self.config.key, &body, &Precondition::IfAbsent).await {
                 Ok(token) => return Ok(self.now_holding(nonce, token, info)),
                 Err(StoreError::PreconditionFailed { .. }) => {}
                 Err(e) => return Err(self.store_error(e)),
@@ -233,7 +233,7 @@ impl<S: ObjectStore> Lock<S> {
             // Replace exactly the version we judged stale (W13). If another contender replaced it first, our IfMatch
             // fails and the next round sees their fresh lock.
             let take_over = Precondition::IfMatch(current.token);
-            match self.store.put_bytes(&self.config.key, body.clone(), &take_over).await {
+            match self.store.put_bytes(&self.config.key, &body, &take_over).await {
                 Ok(token) => return Ok(self.now_holding(nonce, token, info)),
                 Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) => continue,
                 Err(e) => return Err(self.store_error(e)),
@@ -289,7 +289,7 @@ impl<S: ObjectStore> Lock<S> {
         let mut token = holding.token;
         for round in 0..2 {
             let refresh = Precondition::IfMatch(token.clone());
-            match self.store.put_bytes(&self.config.key, body.clone(), &refresh).await {
+            match self.store.put_bytes(&self.config.key, &body, &refresh).await {
                 Ok(new_token) => {
                     self.state.borrow_mut().standing =
                         Standing::Held(Holding { nonce: holding.nonce, token: new_token, info: refreshed });
@@ -615,10 +615,10 @@ mod tests {
         }
 
         async fn put(&self, key: &str, body: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken> {
-            self.put_bytes(key, body, precondition).await
+            self.put_bytes(key, &body, precondition).await
         }
 
-        async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken> {
+        async fn put_bytes(&self, key: &str, bytes: &[u8], precondition: &Precondition) -> StoreResult<VersionToken> {
             let creating = matches!(precondition, Precondition::IfAbsent);
             if !creating && self.0.borrow().pause_overwrites {
                 YieldOnce::default().await;
@@ -645,7 +645,7 @@ mod tests {
             }
             inner.last_generation += 1;
             let generation = inner.last_generation;
-            inner.objects.insert(key.to_string(), (bytes, generation));
+            inner.objects.insert(key.to_string(), (bytes.to_vec(), generation));
             if let Some(Fault::After(e)) = fault {
                 return Err(e);
             }

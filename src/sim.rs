@@ -18,8 +18,8 @@
 //!     let bucket = MemoryStore::new(TokenStyle::Gcs);
 //!     let (a, b) = (bucket.client(), bucket.client());
 //!     Scenario::new(bucket)
-//!         .actor("A", async move { let _ = a.put_bytes("lock", b"A".to_vec(), &Precondition::IfAbsent).await; })
-//!         .actor("B", async move { let _ = b.put_bytes("lock", b"B".to_vec(), &Precondition::IfAbsent).await; })
+//!         .actor("A", async move { let _ = a.put_bytes("lock", b"A", &Precondition::IfAbsent).await; })
+//!         .actor("B", async move { let _ = b.put_bytes("lock", b"B", &Precondition::IfAbsent).await; })
 //! })
 //! .check_each_step(|bucket| if bucket.keys().len() <= 1 { Ok(()) } else { Err("two locks".into()) })
 //! .check_at_end(|bucket| bucket.object("lock").map(|_| ()).ok_or_else(|| "no lock holder".to_string()));
@@ -1022,7 +1022,7 @@ mod tests {
                     };
                     let next = String::from_utf8(body).unwrap().parse::<u32>().unwrap() + 1;
                     let precondition = if conditional { Precondition::IfMatch(token) } else { Precondition::None };
-                    match client.put_bytes("counter", next.to_string().into_bytes(), &precondition).await {
+                    match client.put_bytes("counter", next.to_string().as_bytes(), &precondition).await {
                         Ok(_) => return Ok(()),
                         Err(crate::store::StoreError::PreconditionFailed { .. }) => continue,
                         Err(other) => return Err(other.to_string()),
@@ -1165,7 +1165,7 @@ mod tests {
                 let client = store.client();
                 scenario = scenario.actor(name, async move {
                     let _ = client.get_bytes("index", None).await;
-                    let _ = client.put_bytes(name, b"data".to_vec(), &Precondition::IfAbsent).await;
+                    let _ = client.put_bytes(name, b"data", &Precondition::IfAbsent).await;
                     let _ = client.head("index").await;
                 });
             }

@@ -25,18 +25,24 @@ pub(crate) fn find<'a, V>(items: &'a [(String, V)], rel: &str) -> Option<&'a V> 
 
 /// Two lists made by `sorted_unique` as one; on a path found in both, `newer` wins.
 pub(crate) fn merge_sorted<V>(older: Vec<(String, V)>, newer: Vec<(String, V)>) -> Vec<(String, V)> {
-    let mut merged = Vec::with_capacity(older.len() + newer.len());
-    let mut newer = newer.into_iter().peekable();
-    for item in older {
-        while let Some(next) = newer.next_if(|next| next.0 < item.0) {
-            merged.push(next);
+    merge_changes(older, newer.into_iter().map(|(rel, value)| (rel, Some(value))).collect())
+}
+
+/// A list made by `sorted_unique` with changes applied (`changes` made by `sorted_unique` too): `Some` adds or replaces
+/// the value under its path, `None` removes it. One pass over both.
+pub(crate) fn merge_changes<V>(older: Vec<(String, V)>, changes: Vec<(String, Option<V>)>) -> Vec<(String, V)> {
+    let mut merged = Vec::with_capacity(older.len() + changes.len());
+    let mut older = older.into_iter().peekable();
+    for (rel, change) in changes {
+        while let Some(kept) = older.next_if(|(old, _)| *old < rel) {
+            merged.push(kept);
         }
-        match newer.next_if(|next| next.0 == item.0) {
-            Some(replacement) => merged.push(replacement),
-            None => merged.push(item),
+        older.next_if(|(old, _)| *old == rel);
+        if let Some(value) = change {
+            merged.push((rel, value));
         }
     }
-    merged.extend(newer);
+    merged.extend(older);
     merged
 }
 
@@ -60,6 +66,20 @@ mod tests {
         let buffer = in_order.as_ptr();
         let returned = sorted_unique(in_order);
         assert_eq!(returned.as_ptr(), buffer);
+    }
+
+    #[test]
+    fn changes_add_replace_and_remove_in_one_merge() {
+        let list =
+            |items: &[(&str, u32)]| -> Vec<(String, u32)> { items.iter().map(|(k, v)| (k.to_string(), *v)).collect() };
+        let older = list(&[("b", 1), ("d", 2), ("f", 3)]);
+        let changes: Vec<(String, Option<u32>)> =
+            [("a", Some(10)), ("d", None), ("e", Some(50)), ("f", Some(60)), ("g", None)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
+        assert_eq!(merge_changes(older.clone(), changes), list(&[("a", 10), ("b", 1), ("e", 50), ("f", 60)]));
+        assert_eq!(merge_sorted(older, list(&[("0", 0), ("d", 20)])), list(&[("0", 0), ("b", 1), ("d", 20), ("f", 3)]));
         assert_eq!(find::<u32>(&[], "a"), None);
     }
 }

@@ -94,8 +94,9 @@ pub trait ObjectStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta>;
     /// PUT a file body handed over by the cache.
     async fn put(&self, key: &str, body: Self::Body, precondition: &Precondition) -> StoreResult<VersionToken>;
-    /// PUT a small object (index, lock) from bytes.
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken>;
+    /// PUT a small object (index, lock) from bytes (borrowed: a retry sends the same bytes again, and a 72 MB index is
+    /// not copied for each attempt).
+    async fn put_bytes(&self, key: &str, bytes: &[u8], precondition: &Precondition) -> StoreResult<VersionToken>;
     /// DELETE, optionally only if the object still has `if_match`. Deleting a missing object is `NotFound`.
     async fn delete(&self, key: &str, if_match: Option<&VersionToken>) -> StoreResult<()>;
     async fn list(&self, prefix: &str, page: Option<&str>) -> StoreResult<ListPage>;

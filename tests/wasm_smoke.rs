@@ -173,8 +173,8 @@ async fn missing_object_surfaces_as_not_found_with_its_key() {
 #[wasm_bindgen_test]
 async fn put_bytes_with_a_stale_token_fails_the_precondition() {
     let store = store();
-    let fresh = store.put_bytes("a/b.json", b"v2".to_vec(), &Precondition::IfMatch(VersionToken::new("tok-1"))).await;
-    let stale = store.put_bytes("a/b.json", b"v3".to_vec(), &Precondition::IfMatch(VersionToken::new("tok-1"))).await;
+    let fresh = store.put_bytes("a/b.json", b"v2", &Precondition::IfMatch(VersionToken::new("tok-1"))).await;
+    let stale = store.put_bytes("a/b.json", b"v3", &Precondition::IfMatch(VersionToken::new("tok-1"))).await;
 
     assert_eq!(fresh.unwrap(), VersionToken::new("tok-2"));
     assert_eq!(stale.unwrap_err(), StoreError::PreconditionFailed { key: "a/b.json".into() });

@@ -42,7 +42,7 @@ where
             index.set_last_pulled(self.now_iso());
             let bytes = index.to_json();
             let precondition = write_condition(token.as_ref());
-            match self.retry(|| self.store.put_bytes(INDEX_KEY, bytes.clone(), &precondition)).await {
+            match self.retry(|| self.store.put_bytes(INDEX_KEY, &bytes, &precondition)).await {
                 Ok(token) => return Ok(Written { index, token, bytes, rebased: attempt > 0 }),
                 // S3 answers If-Match on a vanished object with 404, GCS with 412: both mean "changed since read".
                 Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) if attempt + 1 < attempts => {

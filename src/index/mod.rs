@@ -209,10 +209,18 @@ impl RemoteIndex {
 
     /// 2-space pretty JSON: version 1, lastPulled, entries (valid and invalid, by key), then unknown fields.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + (self.entries.len() + self.invalid.len()) * 256);
+        let mut out = Vec::with_capacity(self.json_len_estimate());
         let mut serializer = serde_json::Serializer::with_formatter(&mut out, PrettyFormatter::with_indent(b"  "));
         self.serialize(&mut serializer).expect("serialising JSON values into memory cannot fail");
         out
+    }
+
+    /// `to_json`'s length or a little more when nothing needs escaping, so that the text is written into one
+    /// allocation: growing by doubling held 64 + 128 MB at once for a 72 MB index (wasm memory never shrinks).
+    fn json_len_estimate(&self) -> usize {
+        let valid: usize = self.entries.iter().map(|(rel, entry)| entry_json_len_estimate(rel, entry)).sum();
+        // Kept entries are small as a rule; a large one makes the text grow once, as would escapes.
+        valid + self.invalid.len() * 256 + 1024
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&str, &IndexEntry)> {
@@ -449,6 +457,24 @@ impl Serialize for EntriesOut<'_> {
     }
 }
 
+/// One entry as `EntryOut` writes it, 2-space pretty inside `entries`: lines of 6 spaces of indentation, name, value
+/// and `,\n`; the size as 20 digits at most; unknown fields guessed.
+fn entry_json_len_estimate(rel: &str, entry: &IndexEntry) -> usize {
+    let member = 4 + rel.len() + 2 + 4; // `    "rel": {\n`
+    let key_field = match &entry.key_field {
+        KeyField::SameAsPath => 15 + rel.len(), // `      "key": "rel",\n`
+        KeyField::Differs(key) => 15 + key.len(),
+        KeyField::Absent => 0,
+    };
+    let size = 16 + 20;
+    let last_modified = 26 + entry.last_modified.len();
+    let local_mtime = entry.local_mtime.as_ref().map_or(0, |stamp| 24 + stamp.len());
+    let sha256 = if entry.sha256.is_some() { 84 } else { 0 };
+    let extra = if entry.extra.is_some() { 256 } else { 0 };
+    member + key_field + size + last_modified + local_mtime + sha256 + extra + 7
+    // `    },\n`
+}
+
 struct EntryOut<'a> {
     rel: &'a str,
     entry: &'a IndexEntry,
@@ -529,6 +555,21 @@ mod tests {
     "files": 2
   }
 }"#;
+
+    #[test]
+    fn the_length_estimate_covers_the_text_without_overshooting_much() {
+        let mut index = parse(OFFICIAL_SAMPLE);
+        for n in 0..500u64 {
+            let sha = (n % 2 == 0).then_some([n as u8; 32]);
+            let mtime = (n % 3 != 0).then(|| "2026-04-24T19:45:19.500Z".to_string());
+            let entry = IndexEntry::new(n * 7919, "2026-04-24T19:45:20.123Z".to_string(), mtime, sha);
+            index.insert(format!("data/@acme/model-{n}/{}.json", "x".repeat(n as usize % 60)), entry);
+        }
+        let written = index.to_json().len();
+        let estimate = index.json_len_estimate();
+        assert!(written <= estimate, "{written} > {estimate}");
+        assert!(estimate <= written + written / 8, "{estimate} overshoots {written}");
+    }
 
     #[test]
     fn official_sample_round_trips_byte_for_byte() {

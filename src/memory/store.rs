@@ -259,9 +259,9 @@ impl ObjectStore for MemoryStore {
         settle(self.bucket.borrow_mut().write(key, body, precondition), fail_after)
     }
 
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken> {
+    async fn put_bytes(&self, key: &str, bytes: &[u8], precondition: &Precondition) -> StoreResult<VersionToken> {
         let fail_after = self.arrive(Kind::PutBytes, key).await?;
-        settle(self.bucket.borrow_mut().write(key, Rc::new(bytes), precondition), fail_after)
+        settle(self.bucket.borrow_mut().write(key, Rc::new(bytes.to_vec()), precondition), fail_after)
     }
 
     async fn delete(&self, key: &str, if_match: Option<&VersionToken>) -> StoreResult<()> {

@@ -23,10 +23,10 @@ fn transient() -> StoreError {
 #[test]
 fn s3_identical_bytes_give_identical_tokens() {
     let store = MemoryStore::new(TokenStyle::S3);
-    let first = block_on(store.put_bytes("a", b"same".to_vec(), &Precondition::None)).unwrap();
-    let second = block_on(store.put_bytes("a", b"same".to_vec(), &Precondition::None)).unwrap();
-    let other_key = block_on(store.put_bytes("b", b"same".to_vec(), &Precondition::None)).unwrap();
-    let changed = block_on(store.put_bytes("a", b"different".to_vec(), &Precondition::None)).unwrap();
+    let first = block_on(store.put_bytes("a", b"same", &Precondition::None)).unwrap();
+    let second = block_on(store.put_bytes("a", b"same", &Precondition::None)).unwrap();
+    let other_key = block_on(store.put_bytes("b", b"same", &Precondition::None)).unwrap();
+    let changed = block_on(store.put_bytes("a", b"different", &Precondition::None)).unwrap();
 
     assert_eq!(first, second);
     assert_eq!(first, other_key);
@@ -38,8 +38,8 @@ fn s3_identical_bytes_give_identical_tokens() {
 #[test]
 fn gcs_every_write_gets_a_new_generation() {
     let store = MemoryStore::new(TokenStyle::Gcs);
-    let first = block_on(store.put_bytes("a", b"same".to_vec(), &Precondition::None)).unwrap();
-    let second = block_on(store.put_bytes("a", b"same".to_vec(), &Precondition::None)).unwrap();
+    let first = block_on(store.put_bytes("a", b"same", &Precondition::None)).unwrap();
+    let second = block_on(store.put_bytes("a", b"same", &Precondition::None)).unwrap();
 
     assert_eq!(first.as_str(), FIRST_GCS_GENERATION.to_string());
     assert_eq!(second.as_str(), (FIRST_GCS_GENERATION + 1).to_string());
@@ -52,11 +52,11 @@ fn if_absent_fails_on_an_existing_key_and_keeps_it() {
         let store = MemoryStore::new(style);
         let original = store.put_raw("lock", "holder A");
 
-        let result = block_on(store.put_bytes("lock", b"holder B".to_vec(), &Precondition::IfAbsent));
+        let result = block_on(store.put_bytes("lock", b"holder B", &Precondition::IfAbsent));
 
         assert_eq!(result, Err(StoreError::PreconditionFailed { key: "lock".into() }));
         assert_eq!(store.object("lock"), Some((b"holder A".to_vec(), original)));
-        assert!(block_on(store.put_bytes("new", b"x".to_vec(), &Precondition::IfAbsent)).is_ok());
+        assert!(block_on(store.put_bytes("new", b"x", &Precondition::IfAbsent)).is_ok());
     }
 }
 
@@ -67,11 +67,11 @@ fn if_match_with_a_stale_token_fails() {
         let stale = store.put_raw("index", "v0");
         let current = store.put_raw("index", "v1");
 
-        let result = block_on(store.put_bytes("index", b"v2".to_vec(), &Precondition::IfMatch(stale)));
+        let result = block_on(store.put_bytes("index", b"v2", &Precondition::IfMatch(stale)));
         assert_eq!(result, Err(StoreError::PreconditionFailed { key: "index".into() }));
         assert_eq!(store.object("index").unwrap().0, b"v1");
 
-        let written = block_on(store.put_bytes("index", b"v2".to_vec(), &Precondition::IfMatch(current)));
+        let written = block_on(store.put_bytes("index", b"v2", &Precondition::IfMatch(current)));
         assert_eq!(store.token("index"), Some(written.unwrap()));
     }
 }
@@ -82,8 +82,8 @@ fn if_match_on_a_missing_key_fails_as_each_store_does() {
     let s3 = MemoryStore::new(TokenStyle::S3);
     let gcs = MemoryStore::new(TokenStyle::Gcs);
 
-    let s3_result = block_on(s3.put_bytes("index", b"x".to_vec(), &Precondition::IfMatch(token.clone())));
-    let gcs_result = block_on(gcs.put_bytes("index", b"x".to_vec(), &Precondition::IfMatch(token)));
+    let s3_result = block_on(s3.put_bytes("index", b"x", &Precondition::IfMatch(token.clone())));
+    let gcs_result = block_on(gcs.put_bytes("index", b"x", &Precondition::IfMatch(token)));
 
     assert_eq!(s3_result, Err(StoreError::NotFound { key: "index".into() }));
     assert_eq!(gcs_result, Err(StoreError::PreconditionFailed { key: "index".into() }));
@@ -215,11 +215,11 @@ fn put_raw_with_token_arranges_a_multipart_etag() {
 #[test]
 fn fail_nth_fires_on_exactly_the_nth_call() {
     let store = MemoryStore::new(TokenStyle::S3);
-    block_on(store.put_bytes("before", b"x".to_vec(), &Precondition::None)).unwrap();
+    block_on(store.put_bytes("before", b"x", &Precondition::None)).unwrap();
     store.faults().fail_nth(Kind::PutBytes, 2, transient());
 
     let results: Vec<_> =
-        (0..4).map(|i| block_on(store.put_bytes(&format!("k{i}"), b"x".to_vec(), &Precondition::None))).collect();
+        (0..4).map(|i| block_on(store.put_bytes(&format!("k{i}"), b"x", &Precondition::None))).collect();
 
     assert!(results[0].is_ok());
     assert_eq!(results[1], Err(transient()));
@@ -234,8 +234,8 @@ fn fail_after_effect_writes_but_reports_the_error() {
     let token = store.put_raw("index", "v0");
     store.faults().fail_nth_after_effect(Kind::PutBytes, 1, transient());
 
-    let lost = block_on(store.put_bytes("index", b"v1".to_vec(), &Precondition::IfMatch(token.clone())));
-    let retry = block_on(store.put_bytes("index", b"v1".to_vec(), &Precondition::IfMatch(token)));
+    let lost = block_on(store.put_bytes("index", b"v1", &Precondition::IfMatch(token.clone())));
+    let retry = block_on(store.put_bytes("index", b"v1", &Precondition::IfMatch(token)));
 
     assert_eq!(lost, Err(transient()));
     assert_eq!(store.object("index").unwrap().0, b"v1");
@@ -322,7 +322,7 @@ fn a_paused_call_waits_for_its_gate_under_the_scheduler() {
             })
             .actor("writer", async move {
                 writer_gate.reached().await;
-                writer.put_bytes("index", b"v1".to_vec(), &Precondition::None).await.unwrap();
+                writer.put_bytes("index", b"v1", &Precondition::None).await.unwrap();
                 writer_log.borrow_mut().push("wrote v1".to_string());
                 writer_gate.open();
             })

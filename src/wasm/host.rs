@@ -351,9 +351,8 @@ impl ObjectStore for JsStore {
         answer.token("token")
     }
 
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>, precondition: &Precondition) -> StoreResult<VersionToken> {
-        let args = [key.into(), bytes_to_js(&bytes), precondition_to_js(precondition)];
-        drop(bytes); // copied to JS: not held in wasm memory while the PUT is awaited
+    async fn put_bytes(&self, key: &str, bytes: &[u8], precondition: &Precondition) -> StoreResult<VersionToken> {
+        let args = [key.into(), bytes_to_js(bytes), precondition_to_js(precondition)];
         let value = self.host.call("putBytes", &args, key).await?;
         let call = self.host.call_name("putBytes", key);
         let answer = Answer::new(value, &call);
