@@ -102,6 +102,25 @@ export function packedCache(consistent) {
   return base;
 }
 
+// A packed walk of the given `files` (one size and mtime per NUL-separated path).
+export function packedCacheOf(files) {
+  const base = memoryCache();
+  const count = typeof files === "string" ? files.split("\0").length : 0;
+  base.walkPacked = async () => ({
+    files,
+    sizes: new Float64Array(count).fill(1),
+    mtimes: new Float64Array(count).fill(1000),
+    symlinks: [],
+    vanished: [],
+  });
+  return base;
+}
+
+// Paths with accents, a CJK name, an emoji (a surrogate pair) and a lone surrogate, joined as a walk joins them.
+export function unusualPaths() {
+  return ["a/caf\u00e9.json", "b/\u6587\u4ef6.yaml", "c/\u{1F600}.txt", "d/bad\uD800.txt", "e/plain.json"].join("\0");
+}
+
 export function env(aborted) {
   return {
     signal: { aborted },
@@ -131,6 +150,10 @@ extern "C" {
     fn memory_cache() -> JsValue;
     #[wasm_bindgen(js_name = packedCache)]
     fn packed_cache(consistent: bool) -> JsValue;
+    #[wasm_bindgen(js_name = packedCacheOf)]
+    fn packed_cache_of(files: JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = unusualPaths)]
+    fn unusual_paths() -> JsValue;
     fn env(aborted: bool) -> JsValue;
     #[wasm_bindgen(js_name = errorField)]
     fn error_field(error: &JsValue, name: &str) -> JsValue;
@@ -277,6 +300,22 @@ fn sha256_hex_round_trips_and_rejects_bad_input() {
     assert_eq!(sha256_hex(&digest), "0f".repeat(32));
     assert_eq!(parse_sha256_hex("abc"), None);
     assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
+}
+
+#[wasm_bindgen_test]
+async fn packed_walk_paths_read_as_the_glue_reads_strings_and_a_non_string_is_refused() {
+    let paths = unusual_paths();
+    let expected: Vec<String> = paths.as_string().expect("a string").split('\0').map(str::to_string).collect();
+    assert!(expected[3].contains('\u{FFFD}'), "a lone surrogate becomes U+FFFD: {expected:?}");
+    let walk = JsCache::from_js(packed_cache_of(paths)).unwrap().walk().await.unwrap();
+    let rels: Vec<&str> =
+        walk.iter().map(|item| if let WalkItem::File { rel, .. } = item { rel.as_str() } else { "" }).collect();
+    assert_eq!(rels, expected);
+    let refused = JsCache::from_js(packed_cache_of(JsValue::from_f64(7.0))).unwrap().walk().await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Io { message } if message.contains("`files` must be a string")),
+        "{refused:?}"
+    );
 }
 
 #[wasm_bindgen_test]
