@@ -632,9 +632,9 @@ if (blocks.some((b) => b.slowPath)) {
       }; \`find <cache> -printf '%s %T@\\n'\` ${timeCell(walkFloor.find)} (one thread, no JavaScript: the kernel's ` +
         "own cost of reading every directory and stat-ing every file on this machine). Every slow-path sync needs one " +
         "such walk (a pull and the push after it in the same service share it), and Deno offers no faster way to " +
-        `stat that many files from one thread. The walk child's peak RSS: ${mb(walkFloor.peakRssBytes)} (${
-          mb(walkFloor.peakRssBytes - idle.median)
-        } above an idle child).`,
+        `stat that many files from one thread. The walk child's peak RSS after its first walk: ${
+          mb(walkFloor.peakRssBytes)
+        } (${mb(walkFloor.peakRssBytes - idle.median)} above an idle child).`,
     );
     out();
   }
