@@ -16,6 +16,7 @@
  * @module
  */
 
+import process from "node:process";
 import { DenoCache } from "../js/cache.ts";
 import { makeEnv } from "../js/env.ts";
 import { FsStore } from "../js/fs_store.ts";
@@ -115,8 +116,21 @@ export interface PlanResult {
    * wasm and the parse, then the listing conversion and the decisions.
    */
   splits: { fetchMs: number; indexParseMs: number; listingAndDecideMs: number }[];
+  /**
+   * Per run: the process's CPU time (user + system, all threads) from the hand-over of the index bytes to the end,
+   * i.e. over the index parse + diff: other jobs on a shared machine stretch the wall time, much less this.
+   */
+  planCpuMs: number[];
+  /** The unmeasured first run of the child (cold: not yet optimised by the wasm engine), parse + diff, wall time. */
+  coldPlanMs: number;
   peakRssBytes: number;
   memory: MemoryFigures;
+}
+
+/** This process's CPU time so far (user + system, all threads), in ms. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
 }
 
 /** The kernel's high-water mark of this process's resident set (Linux); the current RSS elsewhere. */
@@ -273,6 +287,7 @@ class ListingCache implements MarshCache {
 /** The in-memory store, noting when it handed the index bytes over (where the core's own work on them starts). */
 class HandingStore extends MemoryStore {
   handedOver = 0;
+  handedOverCpu = 0;
 
   override async getBytes(
     key: string,
@@ -281,6 +296,7 @@ class HandingStore extends MemoryStore {
   ): Promise<FetchedBytes | NotModified> {
     const answer = await super.getBytes(key, ifNoneMatch, options);
     this.handedOver = performance.now();
+    this.handedOverCpu = cpuMs();
     return answer;
   }
 }
@@ -303,23 +319,38 @@ async function runPlan(spec: PlanSpec): Promise<PlanResult> {
   const service = new SyncService(store, cache, { dryRun: true });
   const runsMs: number[] = [];
   const splits: PlanResult["splits"] = [];
-  // One unmeasured run first: JIT and wasm tier-up, as in a long-running process.
+  const planCpuMs: number[] = [];
+  let coldPlanMs = 0;
+  // One unmeasured run first: JIT and wasm tier-up, as in a long-running process (its plan is kept as the cold one).
   for (let run = 0; run <= spec.runs; run++) {
     const started = performance.now();
     const report = await service.pullChanged(makeEnv());
     const ended = performance.now();
+    const endedCpu = cpuMs();
     if (report.planned.length !== 0 || report.indexEntries !== listing.length) {
       throw new Error(`dry run planned ${report.planned.length} downloads of ${report.indexEntries} entries`);
     }
-    if (run === 0) continue;
+    if (run === 0) {
+      coldPlanMs = ended - store.handedOver;
+      continue;
+    }
     runsMs.push(ended - started);
+    planCpuMs.push(endedCpu - store.handedOverCpu);
     splits.push({
       fetchMs: store.handedOver - started,
       indexParseMs: cache.walkReturned - store.handedOver,
       listingAndDecideMs: ended - cache.walkReturned,
     });
   }
-  return { runsMs, entries: listing.length, splits, peakRssBytes: peakRssBytes(), memory: memoryFigures() };
+  return {
+    runsMs,
+    entries: listing.length,
+    splits,
+    planCpuMs,
+    coldPlanMs,
+    peakRssBytes: peakRssBytes(),
+    memory: memoryFigures(),
+  };
 }
 
 async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: number; peakRssBytes: number }> {

@@ -459,7 +459,7 @@ if (only.has("2")) {
 const planChildren = 3;
 let planWasm: PlanResult | undefined;
 /** Per child: the median of its plans (index parse + diff), and its first plan (cold code). */
-const planPerChild: { medianMs: number; firstMs: number }[] = [];
+const planPerChild: { medianMs: number; coldMs: number }[] = [];
 let native: NativeBench[] = [];
 if (only.has("3")) {
   for (let child = 0; child < planChildren; child++) {
@@ -470,12 +470,13 @@ if (only.has("3")) {
     );
     const result = await runChild<PlanResult>({ kind: "plan-wasm", index: big.index, runs: settings.planRuns });
     const plans = result.splits.map((split) => split.indexParseMs + split.listingAndDecideMs);
-    planPerChild.push({ medianMs: stats(plans).median, firstMs: plans[0] });
+    planPerChild.push({ medianMs: stats(plans).median, coldMs: result.coldPlanMs });
     planWasm = planWasm
       ? {
         ...planWasm,
         runsMs: [...planWasm.runsMs, ...result.runsMs],
         splits: [...planWasm.splits, ...result.splits],
+        planCpuMs: [...planWasm.planCpuMs, ...result.planCpuMs],
         peakRssBytes: Math.max(planWasm.peakRssBytes, result.peakRssBytes),
       }
       : result;
@@ -546,7 +547,8 @@ const planMs = planWasm
   : undefined;
 const planRate = planWasm && planMs ? planWasm.entries / (planMs / 1000) : undefined;
 /** The first dry run of the child: the wasm engine has not optimised the code yet (a CLI sync plans once per process). */
-const planFirstMs = planPerChild.length ? stats(planPerChild.map((child) => child.firstMs)).median : undefined;
+const planColdMs = planPerChild.length ? stats(planPerChild.map((child) => child.coldMs)).median : undefined;
+const planCpuRate = planWasm ? planWasm.entries / (stats(planWasm.planCpuMs).median / 1000) : undefined;
 const met = (ok: boolean | undefined) => (ok === undefined ? "not measured" : ok ? "**met**" : "**not met**");
 out("## Targets");
 out();
@@ -573,9 +575,13 @@ if (wasmRate !== undefined) {
       millis(planMs!)
     } median of ${planWasm!.splits.length} plans in ${planPerChild.length} processes, per process ${
       planPerChild.map((child) => millis(child.medianMs)).join(", ")
-    }; a fresh process's first plan ${millis(planFirstMs!)}); the whole dry-run pull, with the JS store's part, ${
-      (wasmRate / 1e6).toFixed(2)
-    }M entries/s | ${met(planRate! >= 1e6)} |`,
+    }; a fresh process's first plan ${
+      millis(planColdMs!)
+    }; by the process's CPU time, which other jobs on the machine do not stretch as much, ${
+      (planCpuRate! / 1e6).toFixed(2)
+    }M entries/s); the whole dry-run pull, with the JS store's part, ${(wasmRate / 1e6).toFixed(2)}M entries/s | ${
+      met(planRate! >= 1e6)
+    } |`,
   );
 }
 if (rssBig && fileBig) {
