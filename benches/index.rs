@@ -40,8 +40,8 @@ mod native {
     fn synthetic_index(n: usize) -> RemoteIndex {
         let types = ["command/shell", "aws/ec2/instance", "@acme/k8s/deployment", "gcp/compute/instance"];
         let mut rng = SplitMix64::new(7);
-        let mut index = RemoteIndex::empty();
-        while index.len() < n {
+        let mut entries = Vec::with_capacity(n + 8);
+        while entries.len() < n {
             let kind = types[rng.below(types.len())];
             let id = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
             let id = format!("{}-{}-{}-{}-{}", &id[..8], &id[8..12], &id[12..16], &id[16..20], &id[20..32]);
@@ -49,9 +49,12 @@ mod native {
                 let mtime = EPOCH_MS - (rng.below(120 * 86_400) as i64) * 1000;
                 let size = 200 + rng.below(3_900) as u64;
                 let entry = IndexEntry::new(size, iso_from_ms(mtime + 1_000), Some(iso_from_ms(mtime)), None);
-                index.insert(format!("data/{kind}/{id}/{version}.json"), entry);
+                entries.push((format!("data/{kind}/{id}/{version}.json"), entry));
             }
         }
+        entries.truncate(n);
+        let mut index = RemoteIndex::empty();
+        index.insert_all(entries);
         index.set_last_pulled(iso_from_ms(EPOCH_MS));
         index
     }

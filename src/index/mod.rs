@@ -243,7 +243,8 @@ impl RemoteIndex {
         }
     }
 
-    /// `insert` for each of `entries` (sorted by key, one per key, as a `BTreeMap` iterates), in one pass.
+    /// `insert` for each of `entries`, in one merge pass (one sort first, a single check when they come in key order,
+    /// as from a `BTreeMap`). Of repeated keys the last one given wins, as with one `insert` after another.
     pub fn insert_all(&mut self, entries: Vec<(String, IndexEntry)>) {
         for (rel, _) in &entries {
             debug_assert!(check_rel(rel).is_ok(), "inserting an unsafe key {rel:?}");
@@ -767,14 +768,18 @@ mod tests {
     fn insert_all_merges_many_entries_in_one_pass_and_replaces_invalid_ones() {
         let mut index = parse(r#"{"version":1,"entries":{"b":{"size":"x"},"d":{"size":1,"lastModified":"t"}}}"#);
         let mut one_by_one = index.clone();
-        let added = vec![("a".to_string(), entry(10)), ("b".to_string(), entry(20)), ("d".to_string(), entry(40))];
+        // Out of order, and "a" twice: the later one wins, as with one insert after another.
+        let added: Vec<(String, IndexEntry)> = [("d", 40), ("a", 10), ("b", 20), ("a", 11)]
+            .iter()
+            .map(|(rel, size)| (rel.to_string(), entry(*size)))
+            .collect();
         for (rel, entry) in added.clone() {
             one_by_one.insert(rel, entry);
         }
         index.insert_all(added);
         assert_eq!(index, one_by_one);
         let sizes: Vec<(&str, u64)> = index.entries().map(|(rel, entry)| (rel, entry.size)).collect();
-        assert_eq!(sizes, [("a", 10), ("b", 20), ("d", 40)]);
+        assert_eq!(sizes, [("a", 11), ("b", 20), ("d", 40)]);
         assert!(index.invalid_entries().is_empty());
     }
 
