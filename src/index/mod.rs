@@ -243,9 +243,17 @@ impl RemoteIndex {
         }
     }
 
-    /// `insert` for each of `entries`, in one merge pass (one sort first, a single check when they come in key order,
-    /// as from a `BTreeMap`). Of repeated keys the last one given wins, as with one `insert` after another.
+    /// `insert` for each of `entries`; of repeated keys the last one given wins, as with one `insert` after another. A
+    /// few go in place (a push of a few files into 250k entries needs no second list); more are merged in one pass
+    /// (one sort first, a single check when they come in key order, as from a `BTreeMap`).
     pub fn insert_all(&mut self, entries: Vec<(String, IndexEntry)>) {
+        const IN_PLACE: usize = 8;
+        if entries.len() <= IN_PLACE {
+            for (rel, entry) in entries {
+                self.insert(rel, entry);
+            }
+            return;
+        }
         for (rel, _) in &entries {
             debug_assert!(check_rel(rel).is_ok(), "inserting an unsafe key {rel:?}");
             self.invalid.remove(rel);
@@ -780,6 +788,17 @@ mod tests {
         assert_eq!(index, one_by_one);
         let sizes: Vec<(&str, u64)> = index.entries().map(|(rel, entry)| (rel, entry.size)).collect();
         assert_eq!(sizes, [("a", 11), ("b", 20), ("d", 40)]);
+        assert!(index.invalid_entries().is_empty());
+        // Many (merged rather than inserted in place), in a scrambled order with repeats, over an invalid entry.
+        let mut index = parse(r#"{"version":1,"entries":{"k7":{"size":"x"},"k3":{"size":1,"lastModified":"t"}}}"#);
+        let mut one_by_one = index.clone();
+        let many: Vec<(String, IndexEntry)> = (0..40u64).map(|n| (format!("k{}", n * 7 % 13), entry(n))).collect();
+        for (rel, entry) in many.clone() {
+            one_by_one.insert(rel, entry);
+        }
+        index.insert_all(many);
+        assert_eq!(index, one_by_one);
+        assert_eq!(index.len(), 13);
         assert!(index.invalid_entries().is_empty());
     }
 
