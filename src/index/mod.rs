@@ -480,8 +480,8 @@ fn entry_json_len_estimate(rel: &str, entry: &IndexEntry) -> usize {
     let local_mtime = entry.local_mtime.as_ref().map_or(0, |stamp| 24 + stamp.len());
     let sha256 = if entry.sha256.is_some() { 84 } else { 0 };
     let extra = if entry.extra.is_some() { 256 } else { 0 };
-    member + key_field + size + last_modified + local_mtime + sha256 + extra + 7
-    // `    },\n`
+    let closing = 7; // `    },\n`
+    member + key_field + size + last_modified + local_mtime + sha256 + extra + closing
 }
 
 struct EntryOut<'a> {
