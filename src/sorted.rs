@@ -25,12 +25,16 @@ pub(crate) fn find<'a, V>(items: &'a [(String, V)], rel: &str) -> Option<&'a V> 
 
 /// Two lists made by `sorted_unique` as one; on a path found in both, `newer` wins.
 pub(crate) fn merge_sorted<V>(older: Vec<(String, V)>, newer: Vec<(String, V)>) -> Vec<(String, V)> {
-    merge_changes(older, newer.into_iter().map(|(rel, value)| (rel, Some(value))).collect())
+    merge_changes(older, newer.into_iter().map(|(rel, value)| (rel, Some(value))))
 }
 
-/// A list made by `sorted_unique` with changes applied (`changes` made by `sorted_unique` too): `Some` adds or replaces
-/// the value under its path, `None` removes it. One pass over both.
-pub(crate) fn merge_changes<V>(older: Vec<(String, V)>, changes: Vec<(String, Option<V>)>) -> Vec<(String, V)> {
+/// A list made by `sorted_unique` with changes applied (`changes` in path order, one per path, as `sorted_unique`
+/// leaves them): `Some` adds or replaces the value under its path, `None` removes it. One pass over both, and no list
+/// of the changes is built for it.
+pub(crate) fn merge_changes<V>(
+    older: Vec<(String, V)>,
+    changes: impl ExactSizeIterator<Item = (String, Option<V>)>,
+) -> Vec<(String, V)> {
     let mut merged = Vec::with_capacity(older.len() + changes.len());
     let mut older = older.into_iter().peekable();
     for (rel, change) in changes {
@@ -78,7 +82,10 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect();
-        assert_eq!(merge_changes(older.clone(), changes), list(&[("a", 10), ("b", 1), ("e", 50), ("f", 60)]));
+        assert_eq!(
+            merge_changes(older.clone(), changes.into_iter()),
+            list(&[("a", 10), ("b", 1), ("e", 50), ("f", 60)])
+        );
         assert_eq!(merge_sorted(older, list(&[("0", 0), ("d", 20)])), list(&[("0", 0), ("b", 1), ("d", 20), ("f", 3)]));
         assert_eq!(find::<u32>(&[], "a"), None);
     }

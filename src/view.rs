@@ -219,7 +219,7 @@ impl LocalView {
     /// updates and one merge pass (a first sync records every file: 250k tree inserts took longer than the plan).
     pub fn merge_into(updates: ViewUpdates, latest: LocalView) -> LocalView {
         // Of two updates of one file, the later wins.
-        LocalView { files: merge_changes(latest.files, sorted_unique(updates.items)) }
+        LocalView { files: merge_changes(latest.files, sorted_unique(updates.items).into_iter()) }
     }
 }
 

@@ -431,6 +431,19 @@ impl JsCache {
         JsCache { host: HostObject { signal, ..self.host.clone() } }
     }
 
+    /// `readInternal`'s answer, left in JS: `None` for a missing file.
+    async fn read_internal_in_js(&self, name: &str) -> StoreResult<Option<Uint8Array>> {
+        let value = self.host.call("readInternal", &[name.into()], name).await?;
+        if value.is_null() || value.is_undefined() {
+            return Ok(None);
+        }
+        if value.is_instance_of::<Uint8Array>() {
+            return Ok(Some(Uint8Array::from(value)));
+        }
+        let call = self.host.call_name("readInternal", name);
+        Err(Answer::new(value, &call).malformed("expected a Uint8Array or null"))
+    }
+
     /// A `PackedWalk`: NUL-joined rels plus parallel size and mtime arrays, read in a handful of boundary calls.
     fn packed_walk(answer: &Answer<'_>) -> StoreResult<Vec<WalkItem>> {
         answer.require_object()?;
@@ -517,25 +530,16 @@ impl LocalCache for JsCache {
     }
 
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        let value = self.host.call("readInternal", &[name.into()], name).await?;
-        if value.is_null() || value.is_undefined() {
-            return Ok(None);
-        }
-        if value.is_instance_of::<Uint8Array>() {
-            return Ok(Some(Uint8Array::from(value).to_vec()));
-        }
-        let call = self.host.call_name("readInternal", name);
-        Err(Answer::new(value, &call).malformed("expected a Uint8Array or null"))
+        Ok(self.read_internal_in_js(name).await?.map(|bytes| bytes.to_vec()))
     }
 
     /// The file stays in JS: it is fed through a 1 MB buffer (the default would copy a 40 MB view into wasm memory,
     /// which never shrinks, just to fingerprint it).
     async fn fingerprint_internal(&self, name: &str) -> u64 {
         const PIECE: usize = 1 << 20;
-        let value = match self.host.call("readInternal", &[name.into()], name).await {
-            Ok(value) if value.is_instance_of::<Uint8Array>() => Uint8Array::from(value),
+        let Ok(Some(value)) = self.read_internal_in_js(name).await else {
             // Missing, unreadable or malformed: as with `read_internal`, no file.
-            _ => return fingerprint(None),
+            return fingerprint(None);
         };
         let length = value.length() as usize;
         let mut hasher = Fingerprinter::new(length);
