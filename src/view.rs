@@ -103,7 +103,7 @@ impl ViewRecord {
 /// The view exactly as `to_json` writes it (compact, fields in order, no escapes), read in one pass; `None` for
 /// anything else, which `serde_json` then reads (a hand-edited or older view still works, only slower). The scanner
 /// accepts only valid JSON, so the two readers agree on every text this one accepts (tested below).
-fn read_as_written(text: &str) -> Option<Vec<(String, ViewEntry)>> {
+fn read_as_written(text: &[u8]) -> Option<Vec<(String, ViewEntry)>> {
     let mut scan = Scan::new(text);
     if !scan.literal(r#"{"version":1,"files":{"#) {
         return None;
@@ -169,7 +169,7 @@ impl LocalView {
     /// Never fails: an unreadable view is an empty one (every file then falls back to hash or size checks).
     pub fn parse(bytes: Option<&[u8]>) -> LocalView {
         let Some(bytes) = bytes else { return LocalView::default() };
-        let records = match std::str::from_utf8(bytes).ok().and_then(read_as_written) {
+        let records = match read_as_written(bytes) {
             Some(records) => records,
             None => match serde_json::from_slice::<ViewFile>(bytes) {
                 Ok(parsed) if parsed.version == 1 => parsed.files.into_iter().map(ViewRecord::into_entry).collect(),
@@ -318,10 +318,10 @@ mod tests {
         let view = sample_view();
         let bytes = view.to_json();
         let text = std::str::from_utf8(&bytes).unwrap();
-        assert!(read_as_written(text).is_some(), "{text}");
+        assert!(read_as_written(text.as_bytes()).is_some(), "{text}");
         assert_eq!(LocalView::parse(Some(&bytes)), view);
         assert_eq!(parse_with_serde(&bytes), view);
-        assert!(read_as_written(r#"{"version":1,"files":{}}"#).is_some_and(|records| records.is_empty()));
+        assert!(read_as_written(br#"{"version":1,"files":{}}"#).is_some_and(|records| records.is_empty()));
         // Other spellings of the same view go to serde_json, and still read the same.
         let others = [
             text.replace(r#""a/b.json""#, r#""a\/b.json""#),
@@ -329,7 +329,7 @@ mod tests {
             text.replace(r#""size":12"#, r#""size": 12"#),
         ];
         for other in others {
-            assert!(read_as_written(&other).is_none(), "{other}");
+            assert!(read_as_written(other.as_bytes()).is_none(), "{other}");
             assert_eq!(LocalView::parse(Some(other.as_bytes())), view, "{other}");
         }
     }
@@ -342,7 +342,9 @@ mod tests {
         let mut tried = 0;
         for at in 0..bytes.len() {
             let mut variants = vec![bytes[..at].to_vec()];
-            for replacement in [&b"0"[..], b"00", b"\x01", b"\"", b",", b"}", b"-", b"\xff", b" ", b"\\"] {
+            for replacement in
+                [&b"0"[..], b"00", b"\x01", b"\"", b",", b"}", b"-", b"\xff", b"\xc3", b"\xc3\xa9", b" ", b"\\"]
+            {
                 let mut broken = bytes[..at].to_vec();
                 broken.extend_from_slice(replacement);
                 broken.extend_from_slice(&bytes[at + 1..]);

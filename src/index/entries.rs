@@ -192,7 +192,7 @@ mod tests {
 
     /// A whole text holding one entries object, every entry in file order.
     fn read_entries_text(text: &str) -> Result<Vec<ReadEntry>, String> {
-        let mut scan = Scan::new(text);
+        let mut scan = Scan::new(text.as_bytes());
         let read = match read_entries(&mut scan)? {
             Read::InOrder(valid) => valid.into_iter().map(|(rel, entry)| (rel, Ok(entry))).collect(),
             Read::AsWritten(read) => read,
@@ -201,7 +201,7 @@ mod tests {
     }
 
     fn plain(rel: &str, json: &str) -> Option<IndexEntry> {
-        Scan::new(json).plain_entry(rel, true)
+        Scan::new(json.as_bytes()).plain_entry(rel, true)
     }
 
     #[test]
@@ -272,7 +272,7 @@ mod tests {
                 keys.iter().enumerate().map(|(n, key)| format!("\"{key}\":{}", entry(n as u64))).collect();
             format!("{{{}}}", fields.join(","))
         };
-        let in_order = read_entries(&mut Scan::new(&text(&["a", "a/b", "b"]))).expect("reads");
+        let in_order = read_entries(&mut Scan::new(text(&["a", "a/b", "b"]).as_bytes())).expect("reads");
         let Read::InOrder(valid) = in_order else { panic!("sorted, valid entries are kept as read: {in_order:?}") };
         assert_eq!(
             valid.iter().map(|(rel, e)| (rel.as_str(), e.size)).collect::<Vec<_>>(),
@@ -280,7 +280,7 @@ mod tests {
         );
         // Out of order, repeated, or an entry that is set aside: from there on everything is kept in file order.
         for keys in [&["a", "c", "b", "d"][..], &["a", "b", "b", "c"], &["a", "../x", "b", "c"], &["b", "a"]] {
-            let read = read_entries(&mut Scan::new(&text(keys))).expect("reads");
+            let read = read_entries(&mut Scan::new(text(keys).as_bytes())).expect("reads");
             let Read::AsWritten(read) = read else { panic!("{keys:?} must be kept in file order: {read:?}") };
             let order: Vec<&str> = read.iter().map(|(rel, _)| rel.as_str()).collect();
             assert_eq!(order, keys);

@@ -181,8 +181,7 @@ impl RemoteIndex {
                 Err(err) => Err(IndexError::NotJson(err.to_string())),
             };
         }
-        let text = std::str::from_utf8(bytes).map_err(|err| IndexError::NotJson(err.to_string()))?;
-        let parsed = read_top_level(text).map_err(IndexError::NotJson)?;
+        let parsed = read_top_level(bytes).map_err(IndexError::NotJson)?;
         match parsed.version {
             None => return Err(IndexError::MissingVersion),
             Some(version) if !is_supported_version(&version) => {
@@ -358,7 +357,7 @@ enum EntriesField {
 
 /// The top-level object (the text starts, after whitespace, with `{`). A field given twice keeps its last value, as
 /// with `JSON.parse`; every value but `entries` is small and read by serde_json.
-fn read_top_level(text: &str) -> Result<ParsedIndex, String> {
+fn read_top_level(text: &[u8]) -> Result<ParsedIndex, String> {
     let mut parsed = ParsedIndex { version: None, last_pulled: None, entries: None, extra: Map::new() };
     let mut scan = Scan::new(text);
     scan.whitespace();
@@ -886,7 +885,9 @@ mod tests {
         for at in 0..sample.len() {
             let prefix = &sample.as_bytes()[..at];
             let mut variants = vec![prefix.to_vec()];
-            for replacement in [&b"0"[..], b"00", b"\x01", b"\"", b",", b"}", b"x", b"\xff", b" ", b"\\", b"-"] {
+            for replacement in
+                [&b"0"[..], b"00", b"\x01", b"\"", b",", b"}", b"x", b"\xff", b"\xc3", b"\xc3\xa9", b" ", b"\\", b"-"]
+            {
                 let mut broken = prefix.to_vec();
                 broken.extend_from_slice(replacement);
                 broken.extend_from_slice(&sample.as_bytes()[at + 1..]);
