@@ -134,12 +134,18 @@ export interface ListPage {
 export interface MarshStore {
   /** GET a body with its token; with `ifNoneMatch`, answer `{ notModified: true }` when the token is unchanged. */
   get(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBody | NotModified>;
-  /** GET a small object (index, lock) as bytes. */
+  /**
+   * GET a small object (index, lock) as bytes. The bytes are handed over: once the core has copied them it frees their
+   * buffer (detaches it), so answer a buffer of your own making, never one you keep.
+   */
   getBytes(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBytes | NotModified>;
   head(key: string, options?: CallOptions): Promise<ObjectMeta>;
   /** PUT a body prepared by the cache; answers the new token. */
   put(key: string, body: Body, precondition: Precondition, options?: CallOptions): Promise<{ token: VersionToken }>;
-  /** PUT a small object (index, lock) from bytes; answers the new token. */
+  /**
+   * PUT a small object (index, lock) from bytes; answers the new token. The bytes are the core's copy, freed (detached)
+   * once the call succeeds: copy what you keep.
+   */
   putBytes(
     key: string,
     bytes: Uint8Array,
@@ -208,9 +214,15 @@ export interface MarshCache {
    * arrays instead of one object per file; a 250k-file cache crosses in a few calls, not a million).
    */
   walkPacked?(options?: CallOptions): Promise<PackedWalk>;
-  /** A small internal file at the root (index, sidecar); `null` when missing. */
+  /**
+   * A small internal file at the root (index, sidecar); `null` when missing. Handed over like `getBytes`' answer: the
+   * core frees the buffer once it has read it.
+   */
   readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null>;
-  /** Replace a small internal file atomically (temp file in the same directory, then rename). */
+  /**
+   * Replace a small internal file atomically (temp file in the same directory, then rename). Like `putBytes`, the bytes
+   * are freed once the call succeeds: copy what you keep.
+   */
   writeInternal(name: string, bytes: Uint8Array, options?: CallOptions): Promise<void>;
   /** Stat, hash and open a file for upload; `null` when it vanished. */
   prepareUpload(rel: string, options?: CallOptions): Promise<PreparedUpload | null>;

@@ -1,6 +1,9 @@
 // The wasm core loads through js/wasm.ts and calls an async JS store through the Rust `ObjectStore` trait.
 import assert from "node:assert/strict";
-import { type MarshError, type MarshStore, probeGet, version } from "../js/wasm.ts";
+import { DenoCache } from "../js/cache.ts";
+import { makeEnv } from "../js/env.ts";
+import { MemoryStore } from "../js/memory_store.ts";
+import { type MarshError, type MarshStore, probeGet, SyncService, version } from "../js/wasm.ts";
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, 1));
 
@@ -63,4 +66,38 @@ Deno.test("an object that is not a store is rejected before any call", async () 
     kind: "InvalidArgument",
     message: /missing method\(s\) get/,
   });
+});
+
+Deno.test("a pull frees the index answer and the local copy it wrote once done with them (the host keeps its own)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const index = new TextEncoder().encode('{"version":1,"entries":{}}');
+    const store = new MemoryStore();
+    store.seed(".datastore-index.json", index);
+    const handed: Uint8Array[] = [];
+    const answered = store.getBytes.bind(store);
+    store.getBytes = async (...args: Parameters<MarshStore["getBytes"]>) => {
+      const answer = await answered(...args);
+      if ("bytes" in answer) handed.push(answer.bytes);
+      return answer;
+    };
+    const cache = new DenoCache(dir);
+    const written = cache.writeInternal.bind(cache);
+    cache.writeInternal = async (name, bytes, options) => {
+      handed.push(bytes);
+      await written(name, bytes, options);
+    };
+    const report = await new SyncService(store, cache, undefined).pullChanged(makeEnv());
+    assert.equal(report.indexEntries, 0);
+    // The index GET's answer and the bytes of the local index copy (and the sidecar) were handed over and are freed.
+    assert.ok(handed.length >= 2, `${handed.length} buffers handed over`);
+    for (const bytes of handed) assert.equal(bytes.byteLength, 0);
+    // What the store and the cache keep are their own copies.
+    assert.deepEqual(await Deno.readFile(`${dir}/.datastore-index.json`), index);
+    const again = await answered(".datastore-index.json");
+    assert.ok("bytes" in again);
+    assert.deepEqual(again.bytes, index);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -9,7 +9,7 @@
 //! Every call made for an operation carries that operation's abort signal as a last `{ signal }` argument (B15), so
 //! adapters can cancel their fetch/SDK requests.
 
-use js_sys::{Array, Float64Array, Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Float64Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -158,8 +158,29 @@ fn long_string(value: &JsValue) -> Option<String> {
     encoded.or_else(|| value.as_string())
 }
 
-fn bytes_to_js(bytes: &[u8]) -> JsValue {
-    Uint8Array::from(bytes).into()
+/// Free a byte buffer the core is done with now, instead of when V8's collector gets to it: on a 250k-file slow path the
+/// index answer (72 MB) and the copy handed to `writeInternal` as the local index (72 MB) were both still allocated,
+/// unreachable, through the whole walk. Released: what a host hands over (`getBytes` and `readInternal` answers) once it
+/// is copied into wasm or fingerprinted, and the glue's own copies once `writeInternal` or `putBytes` has succeeded
+/// (hosts copy what they keep: `js/host.ts`). Only a `Uint8Array` spanning a whole `ArrayBuffer` is released, since a
+/// view may share its buffer with other data (a pooled Node `Buffer`).
+fn release(bytes: &Uint8Array) {
+    let buffer = bytes.buffer();
+    if !buffer.is_instance_of::<ArrayBuffer>()
+        || bytes.byte_offset() != 0
+        || bytes.byte_length() != buffer.byte_length()
+    {
+        return;
+    }
+    let function = |target: &JsValue, name: &str| Reflect::get(target, &name.into()).ok()?.dyn_into::<Function>().ok();
+    // `transfer(0)` (Deno, Node 21+) moves the contents to a new empty buffer and frees this one's memory at once.
+    // Elsewhere `structuredClone` with a transfer list detaches it too, and its memory goes when the collector finds the
+    // unreachable clone. Either way the buffer is left empty; a failure leaves it as it was.
+    if let Some(transfer) = function(&buffer, "transfer") {
+        let _ = transfer.call1(&buffer, &JsValue::from(0));
+    } else if let Some(clone) = function(&js_sys::global(), "structuredClone") {
+        let _ = clone.call2(&JsValue::UNDEFINED, &buffer, &object(&[("transfer", Array::of1(&buffer).into())]));
+    }
 }
 
 /// The wire form of a [`Precondition`]: `{ kind: "none" } | { kind: "ifAbsent" } | { kind: "ifMatch", token }`.
@@ -242,7 +263,10 @@ impl<'a> Answer<'a> {
     fn bytes(&self, name: &str) -> StoreResult<Vec<u8>> {
         let value = self.field(name);
         if value.is_instance_of::<Uint8Array>() {
-            Ok(Uint8Array::from(value).to_vec())
+            let bytes = Uint8Array::from(value);
+            let copy = bytes.to_vec();
+            release(&bytes);
+            Ok(copy)
         } else {
             Err(self.malformed(&format!("`{name}` must be a Uint8Array")))
         }
@@ -371,8 +395,10 @@ impl ObjectStore for JsStore {
     }
 
     async fn put_bytes(&self, key: &str, bytes: &[u8], precondition: &Precondition) -> StoreResult<VersionToken> {
-        let args = [key.into(), bytes_to_js(bytes), precondition_to_js(precondition)];
+        let copy = Uint8Array::from(bytes);
+        let args = [key.into(), copy.clone().into(), precondition_to_js(precondition)];
         let value = self.host.call("putBytes", &args, key).await?;
+        release(&copy);
         let call = self.host.call_name("putBytes", key);
         let answer = Answer::new(value, &call);
         answer.require_object()?;
@@ -530,7 +556,11 @@ impl LocalCache for JsCache {
     }
 
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.read_internal_in_js(name).await?.map(|bytes| bytes.to_vec()))
+        Ok(self.read_internal_in_js(name).await?.map(|bytes| {
+            let copy = bytes.to_vec();
+            release(&bytes);
+            copy
+        }))
     }
 
     /// The file stays in JS: it is fed through a 1 MB buffer (the default would copy a 40 MB view into wasm memory,
@@ -550,14 +580,17 @@ impl LocalCache for JsCache {
             value.subarray(start as u32, end as u32).copy_to(piece);
             hasher.update(piece);
         }
+        release(&value);
         hasher.finish()
     }
 
     async fn write_internal(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()> {
-        let copy = bytes_to_js(&bytes);
+        let copy = Uint8Array::from(bytes.as_slice());
         // Freed before the write is awaited (a 72 MB index copy would otherwise stay in wasm memory meanwhile).
         drop(bytes);
-        self.host.call("writeInternal", &[name.into(), copy], name).await.map(drop)
+        self.host.call("writeInternal", &[name.into(), copy.clone().into()], name).await?;
+        release(&copy);
+        Ok(())
     }
 
     async fn prepare_upload(&self, rel: &str) -> StoreResult<Option<Prepared<JsValue>>> {
