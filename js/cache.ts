@@ -30,6 +30,7 @@ import type {
   UploadBody,
   WalkItem,
 } from "./host.ts";
+import { readWhole } from "./streams.ts";
 
 /** Basename prefix of our temp files; the core treats any file named so as internal (src/path.rs `TEMP_PREFIX`). */
 export const TEMP_PREFIX = ".marsh-tmp-";
@@ -224,7 +225,14 @@ export class DenoCache implements MarshCache {
     checkAborted(options, name);
     const path = this.#pathOf(name, { internal: true });
     try {
-      return await Deno.readFile(path, { signal: options?.signal });
+      const file = await Deno.open(path);
+      try {
+        const bytes = await readWhole(file);
+        checkAborted(options, name);
+        return bytes;
+      } finally {
+        file.close();
+      }
     } catch (error) {
       if (isMissing(error)) return null;
       throw fsError(error, `cannot read ${name}`, name, path);

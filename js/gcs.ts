@@ -210,8 +210,8 @@ export class GcsStore implements MarshStore {
   async getBytes(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBytes | NotModified> {
     const answer = await this.#download("getBytes", key, ifNoneMatch, options);
     if ("notModified" in answer) return answer;
-    const { response, guard, context, token } = answer;
-    const bytes = await readAll(guardedBody(response, guard, (error) => this.#thrown(context, guard, error)));
+    const { response, guard, context, token, size } = answer;
+    const bytes = await readAll(guardedBody(response, guard, (error) => this.#thrown(context, guard, error)), size);
     return { token, size: bytes.byteLength, bytes };
   }
 

@@ -288,7 +288,7 @@ export class S3Store implements MarshStore {
     const exchange = this.#exchange("getBytes", key, options);
     const answer = await this.#fetch(exchange, key, ifNoneMatch);
     if ("notModified" in answer) return answer;
-    const bytes = await readAll(this.#guardedBody(answer.Body, exchange));
+    const bytes = await readAll(this.#guardedBody(answer.Body, exchange), answer.size);
     return { bytes, token: unquoteEtag(answer.ETag), size: bytes.byteLength };
   }
 
