@@ -14,6 +14,7 @@ import type {
   FetchedBytes,
   FileStat,
   HashedFile,
+  InternalStream,
   ListPage,
   MarshCache,
   MarshStore,
@@ -176,7 +177,20 @@ export class CountingStore implements MarshStore {
 
 /** Wraps a cache: every call lands on the timeline (internal files by name: sidecar, view, index copy). */
 export class TimedCache implements MarshCache {
-  constructor(readonly inner: MarshCache, readonly timeline: Timeline) {}
+  // The optional methods exist only when the wrapped cache has them, so the core takes the same paths as without the
+  // wrapper. Only the opening of a stream is timed: its chunks are read as the core takes them.
+  readonly walkPacked?: (options?: CallOptions) => Promise<PackedWalk>;
+  readonly readInternalStream?: (name: string, options?: CallOptions) => Promise<InternalStream | null>;
+
+  constructor(readonly inner: MarshCache, readonly timeline: Timeline) {
+    const walkPacked = inner.walkPacked?.bind(inner);
+    if (walkPacked) this.walkPacked = (options) => timeline.record("cache", "walk", () => walkPacked(options));
+    const stream = inner.readInternalStream?.bind(inner);
+    if (stream) {
+      this.readInternalStream = (name, options) =>
+        timeline.record("cache", `readInternalStream ${name}`, () => stream(name, options));
+    }
+  }
 
   stat(rel: string, options?: CallOptions): Promise<FileStat | null> {
     return this.timeline.record("cache", "stat", () => this.inner.stat(rel, options));
@@ -185,13 +199,6 @@ export class TimedCache implements MarshCache {
   walk(options?: CallOptions): Promise<WalkItem[]> {
     return this.timeline.record("cache", "walk", () => this.inner.walk(options));
   }
-
-  // Forwarded only when the wrapped cache has it, so the core takes the same walk path as without the wrapper.
-  walkPacked = (options?: CallOptions): Promise<PackedWalk> => {
-    const inner = this.inner;
-    if (!inner.walkPacked) return Promise.reject(new Error("walkPacked called on a cache without it"));
-    return this.timeline.record("cache", "walk", () => inner.walkPacked!(options));
-  };
 
   readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null> {
     return this.timeline.record("cache", `readInternal ${name}`, () => this.inner.readInternal(name, options));

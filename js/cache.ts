@@ -21,6 +21,7 @@ import type {
   ExpectedDownload,
   FileStat,
   HashedFile,
+  InternalStream,
   MarshCache,
   MarshErrorKind,
   MarshHostError,
@@ -235,6 +236,26 @@ export class DenoCache implements MarshCache {
       }
     } catch (error) {
       if (isMissing(error)) return null;
+      throw fsError(error, `cannot read ${name}`, name, path);
+    }
+  }
+
+  async readInternalStream(name: string, options?: CallOptions): Promise<InternalStream | null> {
+    checkAborted(options, name);
+    const path = this.#pathOf(name, { internal: true });
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path);
+    } catch (error) {
+      if (isMissing(error)) return null;
+      throw fsError(error, `cannot read ${name}`, name, path);
+    }
+    try {
+      const { size } = await file.stat();
+      // The stream closes the file when it ends, fails or is cancelled.
+      return { size, stream: file.readable };
+    } catch (error) {
+      file.close();
       throw fsError(error, `cannot read ${name}`, name, path);
     }
   }

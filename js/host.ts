@@ -186,6 +186,12 @@ export interface PackedWalk {
   vanished: string[];
 }
 
+/** An internal file being read (`readInternalStream`): its size when opened, and its bytes. */
+export interface InternalStream {
+  size: number;
+  stream: ReadableStream<Uint8Array>;
+}
+
 /** A file opened for upload: stat and hash taken before the body is read. */
 export interface PreparedUpload extends FileStat {
   body: Body;
@@ -219,6 +225,12 @@ export interface MarshCache {
    * core frees the buffer once it has read it.
    */
   readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null>;
+  /**
+   * Optional, preferred when present: the same file as a stream of chunks with the size it had when opened (`null` when
+   * missing). The core copies or hashes the chunks as they come, so a large internal file (a 250k-file view is 38 MB)
+   * is never whole in JS memory.
+   */
+  readInternalStream?(name: string, options?: CallOptions): Promise<InternalStream | null>;
   /**
    * Replace a small internal file atomically (temp file in the same directory, then rename). Like `putBytes`, the bytes
    * are freed once the call succeeds: copy what you keep.

@@ -412,6 +412,25 @@ Deno.test("writeInternal replaces the file atomically and leaves no temp file", 
   });
 });
 
+Deno.test("readInternalStream answers the size and the bytes of an internal file, null when it is missing", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    const bytes = Uint8Array.from({ length: 300_001 }, (_, i) => i % 253);
+    await cache.writeInternal(".marsh-view.json", bytes.slice());
+
+    const read = await cache.readInternalStream(".marsh-view.json");
+    assert.ok(read);
+    assert.equal(read.size, bytes.length);
+    // Read to its end, the stream closes the file (the test's resource check would fail otherwise).
+    assert.deepEqual(new Uint8Array(await new Response(read.stream).arrayBuffer()), bytes);
+    assert.equal(await cache.readInternalStream(".datastore-sync-state.json"), null);
+    await assert.rejects(
+      cache.readInternalStream("../outside.json"),
+      (error: MarshHostError) => error.kind === "InvalidKey",
+    );
+  });
+});
+
 Deno.test("writeInternal creates a missing cache root and refuses names outside the root", async () => {
   await withTempDir(async (dir) => {
     const cache = new DenoCache(`${dir}/fresh`);

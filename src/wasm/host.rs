@@ -437,6 +437,50 @@ impl ObjectStore for JsStore {
 // ---------------------------------------------------------------------------------------------------------------------
 // The cache
 
+/// An internal file as the host reads it, chunk by chunk (`readInternalStream`): the size it had when opened, and a
+/// reader of its `ReadableStream`.
+struct InternalChunks {
+    size: usize,
+    reader: JsValue,
+    call: String,
+}
+
+impl InternalChunks {
+    /// The next chunk, `None` at the end. A chunk that is not a `Uint8Array` cancels the stream (closing the file).
+    async fn next(&self) -> StoreResult<Option<Uint8Array>> {
+        let read: Function = get(&self.reader, "read").unchecked_into();
+        let pending = read.call0(&self.reader).map_err(|thrown| store_error_from_js(&thrown, &self.call))?;
+        let result = JsFuture::from(Promise::resolve(&pending))
+            .await
+            .map_err(|thrown| store_error_from_js(&thrown, &self.call))?;
+        if get(&result, "done").is_truthy() {
+            return Ok(None);
+        }
+        let chunk = get(&result, "value");
+        if chunk.is_instance_of::<Uint8Array>() {
+            return Ok(Some(chunk.unchecked_into()));
+        }
+        if let Ok(cancel) = get(&self.reader, "cancel").dyn_into::<Function>() {
+            let _ = cancel.call0(&self.reader);
+        }
+        Err(Answer::new(chunk, &self.call).malformed("stream chunks must be Uint8Arrays"))
+    }
+}
+
+/// Feed bytes that stay in JS to `hasher` through `buffer`, at most 1 MB at a time; answers how many.
+fn feed(hasher: &mut Fingerprinter, bytes: &Uint8Array, buffer: &mut Vec<u8>) -> usize {
+    const PIECE: usize = 1 << 20;
+    let length = bytes.length() as usize;
+    buffer.resize(PIECE.min(length).max(buffer.len()), 0);
+    for start in (0..length).step_by(PIECE) {
+        let end = (start + PIECE).min(length);
+        let piece = &mut buffer[..end - start];
+        bytes.subarray(start as u32, end as u32).copy_to(piece);
+        hasher.update(piece);
+    }
+    length
+}
+
 /// A host `MarshCache` (see `js/host.ts`) seen as a [`LocalCache`]. Upload bodies it prepares are handed to
 /// [`JsStore::put`] untouched; bodies from [`JsStore::get`] come back to `download`.
 pub struct JsCache {
@@ -455,6 +499,30 @@ impl JsCache {
     /// The same cache, passing `signal` to every call (one per operation).
     pub fn with_signal(&self, signal: JsValue) -> Self {
         JsCache { host: HostObject { signal, ..self.host.clone() } }
+    }
+
+    /// The file's chunks straight from the host's reads, when the host has `readInternalStream` (`Ok(None)`: no such
+    /// method; `Ok(Some(None))`: no file). Read this way, a large internal file (a 250k-file view: 38 MB) is never whole
+    /// in JS memory.
+    async fn internal_chunks(&self, name: &str) -> StoreResult<Option<Option<InternalChunks>>> {
+        if !get(&self.host.target, "readInternalStream").is_function() {
+            return Ok(None);
+        }
+        let value = self.host.call("readInternalStream", &[name.into()], name).await?;
+        let call = self.host.call_name("readInternalStream", name);
+        let answer = Answer::new(value, &call);
+        if answer.is_nullish() {
+            return Ok(Some(None));
+        }
+        answer.require_object()?;
+        let size = answer.size("size")? as usize;
+        let stream = answer.field("stream");
+        let reader = get(&stream, "getReader")
+            .dyn_into::<Function>()
+            .ok()
+            .and_then(|get_reader| get_reader.call0(&stream).ok())
+            .ok_or_else(|| answer.malformed("`stream` must be a ReadableStream"))?;
+        Ok(Some(Some(InternalChunks { size, reader, call })))
     }
 
     /// `readInternal`'s answer, left in JS: `None` for a missing file.
@@ -556,6 +624,17 @@ impl LocalCache for JsCache {
     }
 
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(chunks) = self.internal_chunks(name).await? {
+            let Some(chunks) = chunks else { return Ok(None) };
+            let mut bytes = Vec::with_capacity(chunks.size);
+            while let Some(chunk) = chunks.next().await? {
+                let at = bytes.len();
+                bytes.resize(at + chunk.length() as usize, 0);
+                chunk.copy_to(&mut bytes[at..]);
+                release(&chunk);
+            }
+            return Ok(Some(bytes));
+        }
         Ok(self.read_internal_in_js(name).await?.map(|bytes| {
             let copy = bytes.to_vec();
             release(&bytes);
@@ -564,22 +643,38 @@ impl LocalCache for JsCache {
     }
 
     /// The file stays in JS: it is fed through a 1 MB buffer (the default would copy a 40 MB view into wasm memory,
-    /// which never shrinks, just to fingerprint it).
+    /// which never shrinks, just to fingerprint it), chunk by chunk as the host reads it when it can.
     async fn fingerprint_internal(&self, name: &str) -> u64 {
-        const PIECE: usize = 1 << 20;
+        let mut buffer = Vec::new();
+        match self.internal_chunks(name).await {
+            Ok(Some(Some(chunks))) => {
+                let mut hasher = Fingerprinter::new(chunks.size);
+                let mut total = 0;
+                loop {
+                    match chunks.next().await {
+                        Ok(Some(chunk)) => {
+                            total += feed(&mut hasher, &chunk, &mut buffer);
+                            release(&chunk);
+                        }
+                        Ok(None) => break,
+                        // Unreadable: as with `read_internal`, no file.
+                        Err(_) => return fingerprint(None),
+                    }
+                }
+                if total == chunks.size {
+                    return hasher.finish();
+                }
+                // The file changed size while it was read: read it again, whole.
+            }
+            Ok(Some(None)) | Err(_) => return fingerprint(None),
+            Ok(None) => {}
+        }
         let Ok(Some(value)) = self.read_internal_in_js(name).await else {
             // Missing, unreadable or malformed: as with `read_internal`, no file.
             return fingerprint(None);
         };
-        let length = value.length() as usize;
-        let mut hasher = Fingerprinter::new(length);
-        let mut buffer = vec![0u8; PIECE.min(length)];
-        for start in (0..length).step_by(PIECE) {
-            let end = (start + PIECE).min(length);
-            let piece = &mut buffer[..end - start];
-            value.subarray(start as u32, end as u32).copy_to(piece);
-            hasher.update(piece);
-        }
+        let mut hasher = Fingerprinter::new(value.length() as usize);
+        feed(&mut hasher, &value, &mut buffer);
         release(&value);
         hasher.finish()
     }
