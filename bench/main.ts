@@ -793,7 +793,9 @@ out(
   "- Breakdowns: trace phases are the engine's `MARSH_SYNC_TRACE` lines (durations between consecutive lines); " +
     '"time by host call" is the union of the intervals spent inside each store/cache method (e.g. `cache.walk` is ' +
     'the Deno directory walk, `store.getBytes` the index GET), and "wasm core + boundary" the remainder (index ' +
-    "parse and serialisation, planning, view/sidecar JSON, and converting values across the wasm boundary).",
+    "parse and serialisation, planning, view/sidecar JSON, and converting values across the wasm boundary). A " +
+    "streamed internal file (`cache.readInternalStream`, the view) counts only its opening there: its chunks are read " +
+    "as the core takes them, in the remainder.",
 );
 out(
   "- Trace phases are named by the engine and each covers the time since the previous line: `pull: index read, walk " +
