@@ -31,7 +31,7 @@ import type {
   UploadBody,
   WalkItem,
 } from "./host.ts";
-import { readWhole } from "./streams.ts";
+import { readAll } from "./streams.ts";
 
 /** Basename prefix of our temp files; the core treats any file named so as internal (src/path.rs `TEMP_PREFIX`). */
 export const TEMP_PREFIX = ".marsh-tmp-";
@@ -222,21 +222,16 @@ export class DenoCache implements MarshCache {
     return packWalk(rels, sizes, mtimes, symlinks, vanished, unsorted);
   }
 
+  /** Read through `readInternalStream` into one buffer of the file's size (`Deno.readFile` peaks at twice the file). */
   async readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null> {
-    checkAborted(options, name);
-    const path = this.#pathOf(name, { internal: true });
+    const read = await this.readInternalStream(name, options);
+    if (read === null) return null;
     try {
-      const file = await Deno.open(path);
-      try {
-        const bytes = await readWhole(file);
-        checkAborted(options, name);
-        return bytes;
-      } finally {
-        file.close();
-      }
+      const bytes = await readAll(read.stream, read.size);
+      checkAborted(options, name);
+      return bytes;
     } catch (error) {
-      if (isMissing(error)) return null;
-      throw fsError(error, `cannot read ${name}`, name, path);
+      throw fsError(error, `cannot read ${name}`, name, this.#pathOf(name, { internal: true }));
     }
   }
 

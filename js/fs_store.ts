@@ -36,7 +36,6 @@ import { join, resolve } from "node:path";
 
 import { abortableSleep } from "./env.ts";
 import { abortedError, StoreError, throwIfAborted } from "./errors.ts";
-import { readFull } from "./streams.ts";
 import type {
   Body,
   CallOptions,
@@ -114,6 +113,16 @@ function codePointRank(codeUnit: number): number {
 function encodeHeader(token: VersionToken, size: number): Uint8Array {
   const line = `marsh-fs v1 token=${token} size=${size}`;
   return new TextEncoder().encode(line.padEnd(HEADER_BYTES - 1, " ") + "\n");
+}
+
+async function readFull(file: Deno.FsFile, buffer: Uint8Array): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const read = await file.read(buffer.subarray(filled));
+    if (read === null) break;
+    filled += read;
+  }
+  return filled;
 }
 
 function readFullSync(file: Deno.FsFile, buffer: Uint8Array): number {

@@ -412,6 +412,19 @@ Deno.test("writeInternal replaces the file atomically and leaves no temp file", 
   });
 });
 
+Deno.test("readInternal reads an internal file into one buffer of exactly its size", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    for (const length of [0, 5, 200_003]) {
+      const bytes = Uint8Array.from({ length }, (_, i) => i % 251);
+      await cache.writeInternal(".marsh-view.json", bytes.slice());
+      const read = await cache.readInternal(".marsh-view.json");
+      assert.deepEqual(read, bytes);
+      assert.equal(read?.buffer.byteLength, length);
+    }
+  });
+});
+
 Deno.test("readInternalStream answers the size and the bytes of an internal file, null when it is missing", async () => {
   await withTempDir(async (dir) => {
     const cache = new DenoCache(dir);

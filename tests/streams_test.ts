@@ -1,6 +1,6 @@
 // Reading objects and internal files whole: one buffer of the announced size, any length actually read.
 import assert from "node:assert/strict";
-import { readAll, readWhole } from "../js/streams.ts";
+import { readAll } from "../js/streams.ts";
 
 function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
   return new ReadableStream({
@@ -53,40 +53,4 @@ Deno.test("readAll passes on a stream's error", async () => {
     },
   });
   await assert.rejects(readAll(failing, 10), /connection reset/);
-});
-
-Deno.test("readWhole reads a file into one buffer of its size, and to its end when it changed after its stat", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    for (const length of [0, 5, 200_003]) {
-      const path = `${dir}/f${length}`;
-      const body = joined(chunked(7, length, 8192));
-      await Deno.writeFile(path, body);
-      const file = await Deno.open(path);
-      try {
-        const bytes = await readWhole(file);
-        assert.deepEqual(bytes, body);
-        assert.equal(bytes.buffer.byteLength, length);
-      } finally {
-        file.close();
-      }
-      // The file as a stat taken before it grew or shrank would size it: still read whole, and only it.
-      for (const statSize of [0, Math.floor(length / 2), length + 100]) {
-        const file = await Deno.open(path);
-        try {
-          const changed = {
-            stat: () => Promise.resolve({ size: statSize }),
-            read: (into: Uint8Array) => file.read(into),
-          };
-          const bytes = await readWhole(changed as unknown as Deno.FsFile);
-          assert.deepEqual(bytes, body, `length ${length}, stat size ${statSize}`);
-          assert.equal(bytes.buffer.byteLength, length);
-        } finally {
-          file.close();
-        }
-      }
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });
