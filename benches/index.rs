@@ -17,15 +17,15 @@ mod native {
     use std::time::Duration;
 
     use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
+    use marsh::encoding::time::{iso_from_ms, ms_from_iso};
+    use marsh::engine::plan::{pull_decision, push_decision};
     use marsh::engine::{Engine, EngineConfig, Instance};
     use marsh::index::{IndexEntry, RemoteIndex};
-    use marsh::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
+    use marsh::local::view::ViewEntry;
     use marsh::path::INDEX_KEY;
-    use marsh::plan::{pull_decision, push_decision};
-    use marsh::sim::{block_on, SplitMix64};
     use marsh::store::FileStat;
-    use marsh::time::{iso_from_ms, ms_from_iso};
-    use marsh::view::ViewEntry;
+    use marsh::testing::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
+    use marsh::testing::sim::{block_on, SplitMix64};
 
     /// Entries of the synthetic index used by the micro-benchmarks.
     const MICRO_ENTRIES: usize = 10_000;

@@ -5,19 +5,19 @@
 //! (the planning scenario).
 use std::time::Instant;
 
+use marsh::encoding::time::ms_from_iso;
 use marsh::engine::{Engine, EngineConfig, Instance};
 use marsh::index::RemoteIndex;
-use marsh::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
 use marsh::path::{INDEX_KEY, SIDECAR_NAME};
-use marsh::sim::block_on;
-use marsh::time::ms_from_iso;
+use marsh::testing::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
+use marsh::testing::sim::block_on;
 
 fn main() {
     if let Some(view) = std::env::var_os("VIEW_ONLY") {
         let bytes = std::fs::read(view).expect("view readable");
         for _ in 0..3 {
             let started = Instant::now();
-            let view = marsh::view::LocalView::parse(Some(&bytes));
+            let view = marsh::local::view::LocalView::parse(Some(&bytes));
             println!("view parse: {:?} for {} records", started.elapsed(), view.len());
         }
         return;

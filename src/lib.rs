@@ -1,30 +1,33 @@
 //! marsh: the sync engine of swamp's S3 and GCS datastores.
 //!
-//! Swamp keeps a repo's data in a local cache directory and mirrors it to a bucket through an index object
-//! (`.datastore-index.json`). This crate decides what to pull, what to push and what may be recorded as verified, and
-//! sequences every request through two small traits (`store::ObjectStore`, `store::LocalCache`) so that the same core
-//! runs natively under a deterministic simulator and in WebAssembly behind Deno adapters for S3 and GCS. Only the
-//! index, the sidecar and small internal files cross the boundary; file bodies stay in the host.
+//! Swamp keeps a repo's data in a local cache directory and mirrors it to a bucket described by an index. This crate
+//! decides what to pull, what to push and what may be recorded as verified, and sequences every request through small
+//! traits (`store::ObjectStore`, `store::LocalCache`, `store::Env`), so the same core runs natively under a
+//! deterministic simulator and in WebAssembly behind Deno adapters for S3 and GCS. Only index objects, the sidecar
+//! and small internal files cross the boundary; file bodies stay in the host.
+//!
+//! Layout by concern:
+//! - `store`: the traits the core talks through, version tokens, the retry policy;
+//! - `path`: which cache paths are safe and which are internal;
+//! - `index`: the remote index (entries, the JSON formats, reading and compare-and-swap writing);
+//! - `local`: what the cache directory remembers (sidecar, dirty marker, local view);
+//! - `engine`: pull, push and markDirty, and the pure per-file decisions they make;
+//! - `lock`: the distributed lock protocol;
+//! - `encoding`: the byte-level helpers underneath (JSON scanner, word masks, timestamps, fingerprints);
+//! - `wasm` (wasm32 only): the boundary, the one module that knows about JavaScript;
+//! - `testing` (feature `testing`): in-memory doubles, fault injection and the simulator.
 
-pub mod dirty;
+pub mod encoding;
 pub mod engine;
-pub mod fingerprint;
 pub mod index;
+pub mod local;
 pub mod lock;
-pub mod memory;
 pub mod path;
-pub mod plan;
-pub mod retry;
-mod scan;
-pub mod sidecar;
-pub mod sim;
 mod sorted;
-pub mod stamp;
 pub mod store;
-mod swar;
-pub mod time;
-pub mod token;
-pub mod view;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -21,7 +21,7 @@ const CATALOG_NAME: &str = "_catalog.db";
 /// Internal files that only count at the cache root: a data file of the same name deeper down is user data.
 const ROOT_INTERNAL_NAMES: [&str; 6] = [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME];
 
-use crate::swar::{bytes_below_0x20, bytes_equal};
+use crate::encoding::swar::{bytes_below_0x20, bytes_equal};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid key {key:?}: {reason}")]

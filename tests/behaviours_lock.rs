@@ -4,10 +4,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use marsh::encoding::time::iso_from_ms;
 use marsh::lock::{Attempt, Lock, LockConfig, LockError, LockIdentity, DEFAULT_LOCK_KEY};
-use marsh::memory::{MemoryStore, TestEnv, TokenStyle, VirtualClock};
-use marsh::sim::{block_on, Scenario, Sim};
-use marsh::time::iso_from_ms;
+use marsh::testing::memory::{MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::testing::sim::{block_on, Scenario, Sim};
 
 const NOW: i64 = 1_780_000_000_000;
 

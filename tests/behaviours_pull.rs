@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use common::{remote_index, s3_bucket, Machine};
 use marsh::engine::SyncError;
-use marsh::memory::Kind;
 use marsh::path::{INDEX_KEY, SIDECAR_NAME};
+use marsh::store::token::VersionToken;
 use marsh::store::StoreError;
-use marsh::token::VersionToken;
+use marsh::testing::memory::Kind;
 
 /// A bucket holding `files`, pushed by a machine that then goes away.
-fn populated(files: &[(&str, &[u8])]) -> marsh::memory::MemoryStore {
+fn populated(files: &[(&str, &[u8])]) -> marsh::testing::memory::MemoryStore {
     let bucket = s3_bucket();
     let writer = Machine::new(&bucket, 99);
     for (rel, bytes) in files {

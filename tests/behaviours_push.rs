@@ -5,9 +5,9 @@ mod common;
 
 use common::{remote_index, remote_keys, s3_bucket, Machine};
 use marsh::engine::SyncError;
-use marsh::memory::{sha256, Kind};
 use marsh::path::{INDEX_KEY, SIDECAR_NAME};
 use marsh::store::StoreError;
+use marsh::testing::memory::{sha256, Kind};
 
 #[test]
 fn b2_push_after_a_verified_sync_with_no_local_change_makes_no_request() {

@@ -12,8 +12,8 @@
 
 mod sim_world;
 
-use marsh::memory::TokenStyle;
-use marsh::sim::Sim;
+use marsh::testing::memory::TokenStyle;
+use marsh::testing::sim::Sim;
 use sim_world::{build, check_end, check_step, scenarios, Plan};
 
 /// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one corner

@@ -7,9 +7,9 @@ mod common;
 use std::rc::Rc;
 
 use common::{gcs_bucket, remote_keys, s3_bucket, Machine};
-use marsh::memory::{Kind, MemoryStore};
 use marsh::path::INDEX_KEY;
-use marsh::sim::block_on;
+use marsh::testing::memory::{Kind, MemoryStore};
+use marsh::testing::sim::block_on;
 
 /// The seed (../shared/seed/): A's slow pull GETs the index at G1 and finds nothing to download; B pushes a new file
 /// (index → G2) before A's pull ends; A must record G1, not G2, so that A's next pull takes the slow path and gets B's

@@ -7,8 +7,8 @@ mod sim_world;
 
 use std::time::Instant;
 
-use marsh::memory::TokenStyle;
-use marsh::sim::{Exploration, Sim};
+use marsh::testing::memory::TokenStyle;
+use marsh::testing::sim::{Exploration, Sim};
 use sim_world::scenarios;
 use sim_world::{build, check_end, check_step, Plan};
 

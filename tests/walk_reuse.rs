@@ -10,7 +10,7 @@ use marsh::path::SIDECAR_NAME;
 
 /// A machine whose cache holds `files`, pushed and pulled once, then with its sidecar deleted: its next sync takes the
 /// full path on both sides (the slow-path benchmark).
-fn synced_machine_without_sidecar(bucket: &marsh::memory::MemoryStore, files: &[&str]) -> Machine {
+fn synced_machine_without_sidecar(bucket: &marsh::testing::memory::MemoryStore, files: &[&str]) -> Machine {
     let machine = Machine::new(bucket, 1);
     for rel in files {
         machine.write(rel, rel.as_bytes());

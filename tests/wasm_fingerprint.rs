@@ -6,7 +6,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Function, Object, Reflect, Uint8Array};
-use marsh::fingerprint::fingerprint;
+use marsh::encoding::fingerprint::fingerprint;
 use marsh::store::LocalCache;
 use marsh::wasm::JsCache;
 use wasm_bindgen::prelude::*;

@@ -5,7 +5,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Function, Object, Reflect, Uint8Array};
-use marsh::fingerprint::fingerprint;
+use marsh::encoding::fingerprint::fingerprint;
 use marsh::store::{Fetched, LocalCache, ObjectStore, Precondition};
 use marsh::wasm::{JsCache, JsStore};
 use wasm_bindgen::prelude::*;

@@ -2,8 +2,8 @@
 #![cfg(target_arch = "wasm32")]
 
 use marsh::index::{parse_sha256_hex, sha256_hex};
+use marsh::store::token::VersionToken;
 use marsh::store::{Env, Fetched, LocalCache, ObjectStore, Precondition, StoreError, WalkItem};
-use marsh::token::VersionToken;
 use marsh::wasm::{store_error_to_js, JsCache, JsEnv, JsStore};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;

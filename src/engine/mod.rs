@@ -6,7 +6,8 @@
 
 mod cursor;
 mod error;
-mod local;
+mod listing;
+pub mod plan;
 mod pull;
 mod push;
 mod transfer;
@@ -18,13 +19,15 @@ pub use error::{FileFailure, SyncError};
 pub use pull::PullReport;
 pub use push::PushReport;
 
-use crate::dirty::{Marker, DIRTY_NAME};
+use crate::encoding::time::iso_from_ms;
+use crate::index;
+use crate::local::marker::{Marker, DIRTY_NAME};
+use crate::local::sidecar::SyncState;
+use crate::local::view;
 use crate::path::INDEX_KEY;
-use crate::retry::{with_retry, RetryPolicy};
-use crate::sidecar::SyncState;
+use crate::store::retry::{with_retry, RetryPolicy};
+use crate::store::token;
 use crate::store::{Env, LocalCache, ObjectStore, StoreError};
-use crate::time::iso_from_ms;
-use crate::{index, token, view};
 
 /// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
 /// extensions' way) wait for the slowest of each group of `n` — kept only so the benchmark can compare.
@@ -87,7 +90,7 @@ pub(crate) struct Walked {
     view_fingerprint: u64,
     view: view::LocalView,
     /// The walk, with the pull's downloads applied.
-    listing: local::LocalListing,
+    listing: listing::LocalListing,
     /// The index the pull compared, with the token of that GET.
     index: Option<(token::VersionToken, index::RemoteIndex)>,
 }

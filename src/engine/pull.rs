@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 use futures_util::future::{join, try_join};
 
 use super::cursor::Cursor;
-use super::local::{LocalListing, ReadView};
+use super::listing::{LocalListing, ReadView};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
+use crate::engine::plan::{pull_after_hash, pull_decision, PullDecision};
 use crate::index::{IndexEntry, RemoteIndex};
+use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::{is_internal, INDEX_KEY};
-use crate::plan::{pull_after_hash, pull_decision, PullDecision};
+use crate::store::token::VersionToken;
 use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, StoreError};
-use crate::token::VersionToken;
-use crate::view::{LocalView, ViewEntry, ViewUpdates};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullReport {

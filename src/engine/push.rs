@@ -14,13 +14,13 @@ use super::cursor::Cursor;
 use super::pull::IndexRead;
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
-use crate::dirty::Marker;
+use crate::encoding::time::iso_from_ms;
+use crate::engine::plan::{push_after_hash, push_decision, PushDecision};
 use crate::index::{IndexEntry, RemoteIndex};
+use crate::local::marker::Marker;
+use crate::local::view::{ViewEntry, ViewUpdates};
 use crate::path::{INDEX_KEY, VIEW_NAME};
-use crate::plan::{push_after_hash, push_decision, PushDecision};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
-use crate::time::iso_from_ms;
-use crate::view::{ViewEntry, ViewUpdates};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {

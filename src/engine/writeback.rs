@@ -11,8 +11,8 @@ use super::pull::IndexRead;
 use super::{Engine, SyncError};
 use crate::index::{IndexEntry, RemoteIndex};
 use crate::path::INDEX_KEY;
+use crate::store::token::VersionToken;
 use crate::store::{Env, LocalCache, ObjectStore, Precondition, StoreError};
-use crate::token::VersionToken;
 
 pub(super) struct Written {
     pub index: RemoteIndex,

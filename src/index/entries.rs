@@ -11,9 +11,9 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{parse_sha256_hex, IndexEntry, InvalidRaw, KeyField};
+use crate::encoding::scan::Scan;
+use crate::encoding::stamp::Stamp;
 use crate::path::check_rel;
-use crate::scan::Scan;
-use crate::stamp::Stamp;
 
 /// One entry as read, in file order: usable, or set aside with the reason.
 pub(super) type ReadEntry = (String, Result<IndexEntry, InvalidRaw>);

@@ -15,10 +15,10 @@ use serde_json::ser::PrettyFormatter;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::encoding::scan::Scan;
+use crate::encoding::stamp::Stamp;
 use crate::path::{check_rel, is_internal};
-use crate::scan::Scan;
 use crate::sorted::{find, merge_sorted, sorted_unique};
-use crate::stamp::Stamp;
 
 /// The only index version we read and write.
 const INDEX_VERSION: u64 = 1;

@@ -13,13 +13,13 @@ use js_sys::{Array, ArrayBuffer, Float64Array, Function, Object, Promise, Reflec
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::fingerprint::{fingerprint, Fingerprinter};
+use crate::encoding::fingerprint::{fingerprint, Fingerprinter};
 use crate::index::{parse_sha256_hex, sha256_hex};
+use crate::store::token::VersionToken;
 use crate::store::{
     Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
     Precondition, Prepared, Progress, StoreError, StoreResult, WalkItem,
 };
-use crate::token::VersionToken;
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Errors

@@ -12,7 +12,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
 use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError, TransferMode};
-use crate::sidecar::SidecarOrigin;
+use crate::local::sidecar::SidecarOrigin;
 
 struct Service {
     store: JsStore,

@@ -4,10 +4,10 @@
 
 use marsh::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, SyncError};
 use marsh::index::RemoteIndex;
-use marsh::memory::{MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::local::sidecar::SyncState;
 use marsh::path::{INDEX_KEY, SIDECAR_NAME};
-use marsh::sidecar::SyncState;
-use marsh::sim::block_on;
+use marsh::testing::memory::{MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::testing::sim::block_on;
 
 pub struct Machine {
     pub store: MemoryStore,

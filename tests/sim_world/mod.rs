@@ -24,10 +24,10 @@ use std::task::{Context, Poll};
 
 use marsh::engine::{Engine, EngineConfig, Instance, TransferMode};
 use marsh::index::RemoteIndex;
-use marsh::memory::{sha256, Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::local::sidecar::SyncState;
 use marsh::path::{is_internal, INDEX_KEY, SIDECAR_NAME};
-use marsh::sidecar::SyncState;
-use marsh::sim::{block_on, Scenario};
+use marsh::testing::memory::{sha256, Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::testing::sim::{block_on, Scenario};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {

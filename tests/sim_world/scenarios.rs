@@ -1,6 +1,6 @@
 //! The scenarios the simulator explores. Names say which race each one invites.
 
-use marsh::memory::TokenStyle;
+use marsh::testing::memory::TokenStyle;
 
 use super::{ActorPlan, Op, Plan};
 

@@ -1,11 +1,11 @@
 //! The local side of an operation: listing the cache, and the local view.
 
 use super::{Engine, FileFailure, SyncError};
-use crate::fingerprint::fingerprint;
+use crate::encoding::fingerprint::fingerprint;
+use crate::local::view::{LocalView, ViewUpdates};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
 use crate::sorted::{find, merge_sorted, sorted_unique};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
-use crate::view::{LocalView, ViewUpdates};
 
 /// The cache as one walk saw it. Internal files are left out; symlinks and vanished files are listed, not followed.
 #[derive(Debug, Default)]

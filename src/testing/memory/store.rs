@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use super::faults::settle;
 use super::*;
+use crate::store::token::VersionToken;
 use crate::store::{Fetched, ListPage, ListedObject, ObjectMeta, ObjectStore, Precondition, StoreError, StoreResult};
-use crate::token::VersionToken;
 
 /// Which real store's version tokens to imitate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use crate::sim::{yield_now, SplitMix64};
 use crate::store::{StoreError, StoreResult};
+use crate::testing::sim::{yield_now, SplitMix64};
 
 /// The kind of a store or cache call, for fault rules and counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -258,7 +258,7 @@ struct GateState {
 }
 
 /// A pause point: matching calls wait here until [`Gate::open`]. Under the scheduler a held actor is simply not
-/// runnable; under [`block_on`](crate::sim::block_on) a call held forever is reported as a deadlock.
+/// runnable; under [`block_on`](crate::testing::sim::block_on) a call held forever is reported as a deadlock.
 #[derive(Clone, Default)]
 pub struct Gate(Rc<GateState>);
 

@@ -18,9 +18,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::time::{iso_from_ms, ms_from_iso};
+use crate::store::token::VersionToken;
 use crate::store::{Env, Fetched, ObjectStore, Precondition, StoreError};
-use crate::time::{iso_from_ms, ms_from_iso};
-use crate::token::VersionToken;
 
 /// Key of the global lock (under the datastore prefix).
 pub const DEFAULT_LOCK_KEY: &str = ".datastore.lock";
@@ -482,7 +482,7 @@ fn is_stale(info: &LockInfo, now_ms: i64) -> bool {
 
 /// Only failures the retry policy would retry are worth another attempt inside `acquire`.
 fn is_transient(error: &StoreError) -> bool {
-    crate::retry::is_retryable(error)
+    crate::store::retry::is_retryable(error)
 }
 
 fn fresh_nonce<E: Env>(env: &E) -> String {

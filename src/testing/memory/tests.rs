@@ -2,12 +2,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::sim::{block_on, Scenario, Sim};
+use crate::store::token::VersionToken;
 use crate::store::{
     Env, Expected, Fetched, FileStat, LocalCache, ObjectMeta, ObjectStore, Precondition, StoreError, StoreResult,
     WalkItem,
 };
-use crate::token::VersionToken;
+use crate::testing::sim::{block_on, Scenario, Sim};
 
 fn found_token<B>(fetched: Fetched<B>) -> VersionToken {
     match fetched {
@@ -332,7 +332,7 @@ fn a_paused_call_waits_for_its_gate_under_the_scheduler() {
     exploration.assert_clean();
     assert!(exploration.complete);
     for seed in 0..20 {
-        let run = sim.run(&crate::sim::Chooser::Random(seed));
+        let run = sim.run(&crate::testing::sim::Chooser::Random(seed));
         assert_eq!(*run.world.borrow(), ["wrote v1", "read v1"]);
     }
 }
@@ -498,7 +498,7 @@ fn env_abort_during_a_sleep_is_reported_when_it_wakes() {
             .actor("aborter", async move { aborter.abort() })
     });
     // sleeper starts the sleep (step 1), the aborter aborts (step 2), the sleeper wakes (step 3).
-    let run = sim.run(&crate::sim::Chooser::Replay("0 1 0".parse().unwrap()));
+    let run = sim.run(&crate::testing::sim::Chooser::Replay("0 1 0".parse().unwrap()));
     assert_eq!(*run.world.borrow(), Some(Err(StoreError::Aborted)));
 }
 

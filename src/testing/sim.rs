@@ -10,8 +10,8 @@
 //! after every step and at quiescence, and shrinks a violating schedule to a short one that still violates.
 //!
 //! ```
-//! use marsh::memory::{MemoryStore, TokenStyle};
-//! use marsh::sim::{Scenario, Sim};
+//! use marsh::testing::memory::{MemoryStore, TokenStyle};
+//! use marsh::testing::sim::{Scenario, Sim};
 //! use marsh::store::{ObjectStore, Precondition};
 //!
 //! let mut sim = Sim::new(|| {
@@ -899,8 +899,8 @@ fn names_of(scheduler: &Scheduler, set: ActorSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{MemoryStore, TokenStyle};
     use crate::store::{Fetched, ObjectStore, Precondition};
+    use crate::testing::memory::{MemoryStore, TokenStyle};
     use std::rc::Rc;
 
     type Log = Rc<RefCell<Vec<String>>>;
@@ -1103,7 +1103,7 @@ mod tests {
     fn a_deadlock_is_reported_with_the_blocked_actors() {
         let mut sim = Sim::new(|| {
             let store = MemoryStore::new(TokenStyle::S3);
-            let _never_opened = store.faults().pause_nth(crate::memory::Kind::Head, 1);
+            let _never_opened = store.faults().pause_nth(crate::testing::memory::Kind::Head, 1);
             Scenario::new(()).actor("stuck", async move {
                 let _ = store.head("index").await;
             })

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::token::VersionToken;
+use crate::store::token::VersionToken;
 
 pub const SIDECAR_VERSION: u64 = 2;
 

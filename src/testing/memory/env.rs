@@ -5,8 +5,8 @@ use std::fmt;
 use std::rc::Rc;
 
 use super::*;
-use crate::sim::{yield_now, SplitMix64};
 use crate::store::{Env, StoreError, StoreResult};
+use crate::testing::sim::{yield_now, SplitMix64};
 
 /// A test [`Env`]: virtual clock, seeded randomness, an abort flag, recorded sleeps and trace lines. Clones share all
 /// of it.

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::swar::{bytes_below_0x20, bytes_equal, word_at};
+use crate::encoding::swar::{bytes_below_0x20, bytes_equal, word_at};
 
 pub(crate) struct Scan<'a> {
     text: &'a [u8],

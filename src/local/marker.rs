@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::iso_from_ms;
+use crate::encoding::time::iso_from_ms;
 
 pub use crate::path::DIRTY_NAME;
 

@@ -5,8 +5,11 @@
 //! Keys are always cache-relative (`a/b.json`); a store adapter adds its bucket prefix. File bodies are opaque
 //! `Body` handles that the store and the cache pass between each other: the core never reads them.
 
-use crate::fingerprint::fingerprint;
-use crate::token::VersionToken;
+pub mod retry;
+pub mod token;
+
+use crate::encoding::fingerprint::fingerprint;
+use token::VersionToken;
 
 /// Typed failures of a store or cache call. `Transient` and (some) `Http` errors are retried by `retry`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! environment with a virtual clock. All single-threaded (`Rc`/`RefCell`); handles are cheap clones of shared state,
 //! so several engines can share one bucket.
 //!
-//! Every store and cache call first awaits [`sim::yield_now`](crate::sim::yield_now): under the simulator's scheduler
+//! Every store and cache call first awaits [`sim::yield_now`](crate::testing::sim::yield_now): under the simulator's scheduler
 //! that is where another actor may run. Then it passes through its [`Faults`] controller (pause gates, hooks, injected
 //! failures), then it acts. A call is atomic once past its yield point.
 
@@ -24,7 +24,7 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use crate::token::VersionToken;
+use crate::store::token::VersionToken;
 
 /// A file or object body, shared between store and cache without copying.
 pub type Body = Rc<Vec<u8>>;

@@ -4,10 +4,10 @@
 //! Principles: content (size + sha256) beats clocks (W18); a file edited here since its last sync is never
 //! overwritten by a pull (it is pushed next); a file untouched here is never pushed over a newer remote version.
 
+use crate::encoding::time::is_iso_of_ms;
 use crate::index::IndexEntry;
+use crate::local::view::ViewEntry;
 use crate::store::FileStat;
-use crate::time::is_iso_of_ms;
-use crate::view::ViewEntry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullDecision {
@@ -107,7 +107,7 @@ fn same_size_and_recorded_mtime(entry: &IndexEntry, stat: &FileStat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::iso_from_ms;
+    use crate::encoding::time::iso_from_ms;
 
     const T1: &str = "2026-11-24T10:00:00.000Z";
     const T2: &str = "2026-11-24T11:00:00.000Z";

@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::scan::Scan;
+use crate::encoding::stamp::Stamp;
 use crate::index::{parse_sha256_hex, sha256_hex, IndexEntry};
-use crate::scan::Scan;
 use crate::sorted::{find, merge_changes, sorted_unique};
-use crate::stamp::Stamp;
 use crate::store::FileStat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
