@@ -46,9 +46,9 @@ stage "build wasm" bash scripts/build-wasm.sh
 stage "build extensions (dist/)" bash scripts/build-extensions.sh --skip-wasm
 stage "deno fmt --check" deno fmt --config pkg.json --check
 stage "deno lint" deno lint --config pkg.json
-stage "deno check" deno check "${deno_flags[@]}" js/ tests/ bench/
+stage "deno check" deno check "${deno_flags[@]}" js/ tests/deno/ bench/ scripts/
 stage "deno test (with emulators)" bash scripts/with-emulators.sh \
-  deno test "${deno_flags[@]}" --allow-env --allow-net=127.0.0.1 --allow-read --allow-write --allow-run --allow-sys tests/
+  deno test "${deno_flags[@]}" --allow-env --allow-net=127.0.0.1 --allow-read --allow-write --allow-run --allow-sys tests/deno/
 
 printf '\ntest: stages\n'
 printf '  %s\n' "${summary[@]}"

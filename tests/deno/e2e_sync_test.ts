@@ -20,7 +20,7 @@ import {
   within,
   WrappedStore,
   writeFiles,
-} from "./e2e_support.ts";
+} from "./support/e2e_support.ts";
 
 const FIVE_FILES = {
   "data/one.json": '{"one":1}',

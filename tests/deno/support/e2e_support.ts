@@ -20,9 +20,9 @@ import {
   S3ServiceException,
 } from "npm:@aws-sdk/client-s3@3.1173.0";
 
-import { datastore as gcsDatastore } from "../js/datastore_gcs.ts";
-import { datastore as s3Datastore } from "../js/datastore_s3.ts";
-import { classifyGcsFailure, GCS_AUTH_HINT, GcsStore } from "../js/gcs.ts";
+import { datastore as gcsDatastore } from "../../../js/datastore_gcs.ts";
+import { datastore as s3Datastore } from "../../../js/datastore_s3.ts";
+import { classifyGcsFailure, GCS_AUTH_HINT, GcsStore } from "../../../js/gcs.ts";
 import type {
   Body,
   CallOptions,
@@ -34,10 +34,10 @@ import type {
   ObjectMeta,
   Precondition,
   VersionToken,
-} from "../js/host.ts";
-import { makeProvider } from "../js/provider.ts";
-import { classifyS3Error, S3Store } from "../js/s3.ts";
-import type { DatastoreProvider, DatastoreSyncService } from "../js/swamp.ts";
+} from "../../../js/host.ts";
+import { makeProvider } from "../../../js/provider.ts";
+import { classifyS3Error, S3Store } from "../../../js/s3.ts";
+import type { DatastoreProvider, DatastoreSyncService } from "../../../js/swamp.ts";
 
 export const INDEX_KEY = ".datastore-index.json";
 export const SIDECAR = ".datastore-sync-state.json";

@@ -24,7 +24,7 @@ declare global {
   var __swamp_zod: typeof zod | undefined;
 }
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const encoder = new TextEncoder();
 
 function emulator(name: "MARSH_S3_ENDPOINT" | "MARSH_GCS_ENDPOINT"): string {

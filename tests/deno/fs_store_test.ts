@@ -6,9 +6,9 @@ import { Buffer } from "node:buffer";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { FsStore } from "../js/fs_store.ts";
-import type { FetchedBody, FetchedBytes, NotModified } from "../js/host.ts";
-import { readStream, storeConformance, uploadBodyOf } from "./store_conformance.ts";
+import { FsStore } from "../../js/fs_store.ts";
+import type { FetchedBody, FetchedBytes, NotModified } from "../../js/host.ts";
+import { readStream, storeConformance, uploadBodyOf } from "./support/store_conformance.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -275,7 +275,7 @@ Deno.test("four processes incrementing one counter with ifMatch lose no update",
         args: [
           "run",
           "--config",
-          join(here, "..", "pkg.json"),
+          join(here, "..", "..", "pkg.json"),
           `--allow-read=${dir}`,
           `--allow-write=${dir}`,
           join(here, "fixtures", "fs_store_counter.ts"),

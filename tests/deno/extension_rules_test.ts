@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "npm:yaml@2.8.1";
-import { EXTENSIONS } from "../scripts/build_extensions.ts";
-import { checkExtension, LIMITS, type Rule } from "./extension_rules.ts";
+import { EXTENSIONS } from "../../scripts/build_extensions.ts";
+import { checkExtension, LIMITS, type Rule } from "./support/extension_rules.ts";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 function builtFolder(folder: string): string {
   const dir = join(root, "dist", folder);

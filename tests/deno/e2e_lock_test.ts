@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
 
-import { e2eTest, IGNORES_CONDITIONAL_DELETE, LOCK_KEY, sleep, type Target, within } from "./e2e_support.ts";
-import type { LockOptions } from "../js/swamp.ts";
+import { e2eTest, IGNORES_CONDITIONAL_DELETE, LOCK_KEY, sleep, type Target, within } from "./support/e2e_support.ts";
+import type { LockOptions } from "../../js/swamp.ts";
 
-const repoRoot = fromFileUrl(new URL("..", import.meta.url));
+const repoRoot = fromFileUrl(new URL("../..", import.meta.url));
 const fixture = fromFileUrl(new URL("./fixtures/lock_holder.ts", import.meta.url));
 
 interface Line {

@@ -13,7 +13,7 @@ import {
   emulatorEndpoint,
   LOCK_KEY,
   WrappedStore,
-} from "./e2e_support.ts";
+} from "./support/e2e_support.ts";
 
 const TYPE_PATTERN = /^@?[a-z0-9_-]+\/[a-z0-9_-]+$/;
 

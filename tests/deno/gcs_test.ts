@@ -19,10 +19,10 @@ import {
   normalizeGcsPrefix,
   previewGcsErrorBody,
   type TokenSource,
-} from "../js/gcs.ts";
-import { AdcTokenSource, CredentialsError } from "../js/gcs_auth.ts";
-import type { FetchedBody, FetchedBytes, MarshErrorKind, NotModified, UploadBody } from "../js/host.ts";
-import { storeConformance } from "./store_conformance.ts";
+} from "../../js/gcs.ts";
+import { AdcTokenSource, CredentialsError } from "../../js/gcs_auth.ts";
+import type { FetchedBody, FetchedBytes, MarshErrorKind, NotModified, UploadBody } from "../../js/host.ts";
+import { storeConformance } from "./support/store_conformance.ts";
 
 // ---- helpers ----
 

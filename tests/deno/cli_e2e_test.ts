@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 
-const cli = new URL("../js/cli.ts", import.meta.url).pathname;
-const config = new URL("../pkg.json", import.meta.url).pathname;
+const cli = new URL("../../js/cli.ts", import.meta.url).pathname;
+const config = new URL("../../pkg.json", import.meta.url).pathname;
 
 async function marsh(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const flags = ["--allow-read", "--allow-write", "--allow-env", "--allow-net", "--allow-sys"];

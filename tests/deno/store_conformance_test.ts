@@ -1,7 +1,7 @@
 // The conformance suite against the in-memory store, in both token styles, plus the in-memory store's own test hooks.
 import assert from "node:assert/strict";
-import { MemoryStore } from "../js/memory_store.ts";
-import { expectStoreError, readStream, storeConformance } from "./store_conformance.ts";
+import { MemoryStore } from "../../js/memory_store.ts";
+import { expectStoreError, readStream, storeConformance } from "./support/store_conformance.ts";
 
 const encoder = new TextEncoder();
 

@@ -9,9 +9,9 @@ import {
   S3Client,
   S3ServiceException,
 } from "npm:@aws-sdk/client-s3@3.1173.0";
-import type { MarshErrorKind } from "../js/host.ts";
-import { classifyS3Error, S3Store, type S3StoreOptions } from "../js/s3.ts";
-import { expectStoreError, readStream, storeConformance, uploadBodyOf } from "./store_conformance.ts";
+import type { MarshErrorKind } from "../../js/host.ts";
+import { classifyS3Error, S3Store, type S3StoreOptions } from "../../js/s3.ts";
+import { expectStoreError, readStream, storeConformance, uploadBodyOf } from "./support/store_conformance.ts";
 
 const encoder = new TextEncoder();
 

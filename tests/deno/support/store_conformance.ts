@@ -20,9 +20,9 @@
  * @module
  */
 
-import { readAll } from "../js/streams.ts";
+import { readAll } from "../../../js/streams.ts";
 import assert from "node:assert/strict";
-import type { MarshErrorKind, MarshStore, UploadBody } from "../js/host.ts";
+import type { MarshErrorKind, MarshStore, UploadBody } from "../../../js/host.ts";
 
 export interface StoreLimits {
   /** The page size the store lists with (the paging test creates 2 × this + 1 objects). Default 1000. */

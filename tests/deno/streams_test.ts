@@ -1,6 +1,6 @@
 // Reading objects and internal files whole: one buffer of the announced size, any length actually read.
 import assert from "node:assert/strict";
-import { readAll } from "../js/streams.ts";
+import { readAll } from "../../js/streams.ts";
 
 function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
   return new ReadableStream({

@@ -1,9 +1,9 @@
 // DenoCache against real files in a temp directory: walks, atomic writes, verified downloads, uploads, path safety.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { CacheError, DenoCache, TEMP_PREFIX, type WalkFs } from "../js/cache.ts";
-import { readAll } from "../js/streams.ts";
-import type { MarshHostError, UploadBody, WalkItem } from "../js/host.ts";
+import { CacheError, DenoCache, TEMP_PREFIX, type WalkFs } from "../../js/cache.ts";
+import { readAll } from "../../js/streams.ts";
+import type { MarshHostError, UploadBody, WalkItem } from "../../js/host.ts";
 
 const encoder = new TextEncoder();
 

@@ -1,9 +1,9 @@
 // The wasm core loads through js/wasm.ts and calls an async JS store through the Rust `ObjectStore` trait.
 import assert from "node:assert/strict";
-import { DenoCache } from "../js/cache.ts";
-import { makeEnv } from "../js/env.ts";
-import { MemoryStore } from "../js/memory_store.ts";
-import { type MarshError, type MarshStore, probeGet, SyncService, version } from "../js/wasm.ts";
+import { DenoCache } from "../../js/cache.ts";
+import { makeEnv } from "../../js/env.ts";
+import { MemoryStore } from "../../js/memory_store.ts";
+import { type MarshError, type MarshStore, probeGet, SyncService, version } from "../../js/wasm.ts";
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, 1));
 
@@ -13,7 +13,7 @@ function storeWith(get: MarshStore["get"]): MarshStore {
 }
 
 Deno.test("version matches the package version", async () => {
-  const pkg = JSON.parse(await Deno.readTextFile(new URL("../pkg.json", import.meta.url)));
+  const pkg = JSON.parse(await Deno.readTextFile(new URL("../../pkg.json", import.meta.url)));
   assert.equal(version(), pkg.version);
 });
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { EXIT, exitCodeFor } from "../js/cli_exit.ts";
-import { formatBytes, formatDuration, progressLine } from "../js/cli_progress.ts";
-import { openStore, UsageError } from "../js/cli_store.ts";
-import { parseArgs } from "../js/cli.ts";
+import { EXIT, exitCodeFor } from "../../js/cli_exit.ts";
+import { formatBytes, formatDuration, progressLine } from "../../js/cli_progress.ts";
+import { openStore, UsageError } from "../../js/cli_store.ts";
+import { parseArgs } from "../../js/cli.ts";
 
 Deno.test("exit codes tell conflict, auth, not found, transient and partial failures apart", () => {
   assert.deepEqual(exitCodeFor({ name: "MarshError", kind: "IndexContended" }), EXIT.conflict);
