@@ -169,7 +169,7 @@ where
     /// GET the index (with retries, W14). `if_none_match` is the verified token, if any.
     pub(super) async fn read_index(&self, if_none_match: Option<&VersionToken>) -> Result<IndexRead, SyncError> {
         match self.retry(|| self.store.get_bytes(INDEX_KEY, if_none_match)).await {
-            Ok(Fetched::NotModified) | Err(StoreError::NotModified { .. }) => Ok(IndexRead::NotModified),
+            Ok(Fetched::NotModified) => Ok(IndexRead::NotModified),
             // A store that ignores the condition (some emulators) answers with the same token: still unchanged.
             Ok(Fetched::Found { token, .. }) if if_none_match.is_some_and(|known| *known == token) => {
                 Ok(IndexRead::NotModified)

@@ -106,7 +106,8 @@ where
             (IndexRead::Missing, _) => (RemoteIndex::empty(), None),
             (IndexRead::NotModified, Some((token, index))) => (index, Some(token)),
             (IndexRead::NotModified, None) => {
-                return Err(SyncError::IndexUnreadable(StoreError::NotModified { key: INDEX_KEY.into() }))
+                let message = format!("{INDEX_KEY}: \"not modified\" to an unconditional GET");
+                return Err(SyncError::IndexUnreadable(StoreError::Io { message }));
             }
         };
         self.trace("push", "index read", started);

@@ -444,7 +444,9 @@ impl<S: ObjectStore> Lock<S> {
             Ok(Fetched::Found { body, token, .. }) => Ok(Some(StoredLock { token, info: decode_lock_info(&body) })),
             Err(StoreError::NotFound { .. }) => Ok(None),
             // We sent no If-None-Match, so a "not modified" answer is a broken adapter.
-            Ok(Fetched::NotModified) => Err(StoreError::NotModified { key: self.config.key.clone() }),
+            Ok(Fetched::NotModified) => Err(StoreError::Io {
+                message: format!("{}: \"not modified\" to an unconditional GET", self.config.key),
+            }),
             Err(e) => Err(e),
         }
     }

@@ -11,16 +11,15 @@ pub mod token;
 use crate::encoding::fingerprint::fingerprint;
 use token::VersionToken;
 
-/// Typed failures of a store or cache call. `Transient` and (some) `Http` errors are retried by `retry`.
+/// Typed failures of a store or cache call. Only `Transient` is retried (`retry::is_retryable`). "Not modified" is not
+/// a failure: it is the `Fetched::NotModified` answer of a conditional GET.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("not found: {key}")]
     NotFound { key: String },
     #[error("precondition failed for {key} (another writer changed it)")]
     PreconditionFailed { key: String },
-    #[error("not modified: {key}")]
-    NotModified { key: String },
-    /// Timeouts, 429, 5xx, 409 conditional-request conflicts, transport errors without a status.
+    /// Timeouts, 429, 5xx, 409 conditional-request conflicts, transport errors without a status: retried.
     #[error("transient failure{}: {message}", status_suffix(*status))]
     Transient { status: Option<u16>, message: String },
     /// 401/403 and missing credentials: never retried, surfaced with a hint.

@@ -34,8 +34,7 @@ impl RetryPolicy {
     }
 }
 
-/// Transient → true; everything else (NotFound, PreconditionFailed, NotModified, Auth, Http, Aborted, InvalidKey,
-/// Io) → false.
+/// Transient → true; everything else (NotFound, PreconditionFailed, Auth, Http, Aborted, InvalidKey, Io) → false.
 ///
 /// The store adapters decide what is transient (timeouts, 429, 5xx, transport errors without a status); auth errors in
 /// particular must surface at once with their hint instead of being retried (W14).
@@ -190,7 +189,6 @@ mod tests {
         let permanent = [
             StoreError::NotFound { key: "k".to_string() },
             StoreError::PreconditionFailed { key: "k".to_string() },
-            StoreError::NotModified { key: "k".to_string() },
             forbidden(),
             StoreError::Http { status: 400, message: "bad request".to_string() },
             StoreError::Aborted,

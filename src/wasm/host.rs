@@ -29,7 +29,6 @@ pub fn store_error_kind(error: &StoreError) -> &'static str {
     match error {
         StoreError::NotFound { .. } => "NotFound",
         StoreError::PreconditionFailed { .. } => "PreconditionFailed",
-        StoreError::NotModified { .. } => "NotModified",
         StoreError::Transient { .. } => "Transient",
         StoreError::Auth { .. } => "Auth",
         StoreError::Http { .. } => "Http",
@@ -46,10 +45,9 @@ pub fn store_error_to_js(error: &StoreError) -> JsValue {
     js_error.set_name("MarshError");
     set(&js_error, "kind", &JsValue::from_str(store_error_kind(error)));
     let (status, key) = match error {
-        StoreError::NotFound { key } | StoreError::PreconditionFailed { key } | StoreError::NotModified { key } => {
+        StoreError::NotFound { key } | StoreError::PreconditionFailed { key } | StoreError::InvalidKey { key, .. } => {
             (None, Some(key.as_str()))
         }
-        StoreError::InvalidKey { key, .. } => (None, Some(key.as_str())),
         StoreError::Transient { status, .. } | StoreError::Auth { status, .. } => (*status, None),
         StoreError::Http { status, .. } => (Some(*status), None),
         StoreError::Aborted | StoreError::Io { .. } => (None, None),
@@ -83,7 +81,6 @@ pub fn store_error_from_js(thrown: &JsValue, key: &str) -> StoreError {
     match kind.as_deref() {
         Some("NotFound") => StoreError::NotFound { key },
         Some("PreconditionFailed") => StoreError::PreconditionFailed { key },
-        Some("NotModified") => StoreError::NotModified { key },
         Some("Transient") => StoreError::Transient { status, message },
         Some("Auth") => StoreError::Auth { status, message },
         Some("Http") => StoreError::Http { status: status.unwrap_or(0), message },

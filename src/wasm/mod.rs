@@ -61,7 +61,9 @@ pub async fn probe_get(
             set(&answer, "size", &JsValue::from_f64(size as f64));
             Ok(answer.into())
         }
-        Ok(Fetched::NotModified) => Err(store_error_to_js(&StoreError::NotModified { key })),
+        Ok(Fetched::NotModified) => Err(store_error_to_js(&StoreError::Io {
+            message: format!("{key}: \"not modified\" to an unconditional GET"),
+        })),
         Err(error) => Err(store_error_to_js(&error)),
     }
 }
