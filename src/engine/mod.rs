@@ -11,7 +11,6 @@ pub mod plan;
 mod pull;
 mod push;
 mod transfer;
-mod writeback;
 
 use std::cell::{Cell, RefCell};
 
@@ -24,9 +23,7 @@ use crate::index;
 use crate::local::marker::{Marker, DIRTY_NAME};
 use crate::local::sidecar::SyncState;
 use crate::local::view;
-use crate::path::INDEX_KEY;
 use crate::store::retry::{with_retry, RetryPolicy};
-use crate::store::token;
 use crate::store::{Env, LocalCache, ObjectStore, StoreError};
 
 /// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
@@ -91,8 +88,8 @@ pub(crate) struct Walked {
     view: view::LocalView,
     /// The walk, with the pull's downloads applied.
     listing: listing::LocalListing,
-    /// The index the pull compared, with the token of that GET.
-    index: Option<(token::VersionToken, index::RemoteIndex)>,
+    /// The index the pull compared, when it had a commit token (the push reads it again only if that token changed).
+    snapshot: Option<index::Snapshot>,
 }
 
 impl Instance {
@@ -164,15 +161,12 @@ where
         let state = self.read_state().await;
         let marker = self.read_marker().await;
         let locally_dirty = !state.is_clean_at(marker.id().as_deref()) || self.instance.marked_since_push.get();
-        let head = self.retry(|| self.store.head(INDEX_KEY)).await;
-        let (pull_fast_path, remote_index_size) = match head {
-            Ok(meta) => (
+        let (pull_fast_path, remote_index_size) = match self.index_layer().head().await? {
+            Some(meta) => (
                 state.verified_token.as_ref().map(|verified| meta.token.is_fingerprint() && *verified == meta.token),
                 Some(meta.size),
             ),
-            Err(StoreError::NotFound { .. }) => (Some(false), None),
-            Err(StoreError::Aborted) => return Err(SyncError::Aborted),
-            Err(other) => return Err(SyncError::IndexUnreadable(other)),
+            None => (Some(false), None),
         };
         Ok(Status { state, marker, locally_dirty, pull_fast_path, remote_index_size })
     }
@@ -183,6 +177,11 @@ where
         } else {
             Ok(())
         }
+    }
+
+    /// The remote index of this engine's store.
+    fn index_layer(&self) -> index::IndexLayer<'_, S, E> {
+        index::IndexLayer::new(self.store, self.env, &self.config.retry, self.config.index_cas_attempts)
     }
 
     async fn retry<T, F, Fut>(&self, op: F) -> Result<T, StoreError>

@@ -18,9 +18,9 @@ use super::listing::{LocalListing, ReadView};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::engine::plan::{pull_after_hash, pull_decision, PullDecision};
-use crate::index::{IndexEntry, RemoteIndex};
+use crate::index::{IndexEntry, Read, RemoteIndex, Snapshot};
 use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
-use crate::path::{is_internal, INDEX_KEY};
+use crate::path::is_internal;
 use crate::store::token::VersionToken;
 use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, StoreError};
 
@@ -41,13 +41,6 @@ pub struct PullReport {
     pub planned: Vec<String>,
 }
 
-/// The index as a GET found it.
-pub(super) enum IndexRead {
-    NotModified,
-    Missing,
-    Found { index: RemoteIndex, token: VersionToken, bytes: Vec<u8> },
-}
-
 impl<S, C, E> Engine<'_, S, C, E>
 where
     S: ObjectStore,
@@ -62,33 +55,33 @@ where
         let verified = state.verified_token.filter(VersionToken::is_fingerprint);
         // The walk and the view read run alongside the index GET (its I/O, and the write of the local copy, overlap the
         // walk), except when a verified token may make the whole pull one "not modified" answer.
-        let (read, marker, (mut listing, view_read)) = if verified.is_some() {
-            let mut read = self.read_index(verified.as_ref()).await?;
-            if matches!(read, IndexRead::NotModified) {
+        let (snapshot, marker, (mut listing, view_read)) = if verified.is_some() {
+            let Read::Found(mut snapshot) = self.index_layer().read(verified.as_ref()).await? else {
                 self.trace("pull", "fast path (index not modified)", started);
                 return Ok(PullReport { fast_path: true, verified: true, ..PullReport::default() });
-            }
+            };
             self.check_abort()?;
             // Captured before the walk: the push that may reuse this walk checks that it is still current.
             let marker = self.read_marker().await.id();
-            let (_, local) = try_join(self.keep_index_copy(&mut read), self.read_local()).await?;
-            (read, marker, local)
+            let (_, local) = try_join(self.keep_index_copy(&mut snapshot), self.read_local()).await?;
+            (snapshot, marker, local)
         } else {
             let marker = self.read_marker().await.id();
             let index = async {
-                let mut read = self.read_index(None).await?;
-                self.keep_index_copy(&mut read).await?;
-                Ok(read)
+                let mut snapshot = match self.index_layer().read(None).await? {
+                    Read::Found(snapshot) => snapshot,
+                    Read::NotModified => Snapshot::empty(),
+                };
+                self.keep_index_copy(&mut snapshot).await?;
+                Ok(snapshot)
             };
-            let (read, local) = try_join(index, self.read_local()).await?;
-            (read, marker, local)
+            let (snapshot, local) = try_join(index, self.read_local()).await?;
+            (snapshot, marker, local)
         };
         self.trace("pull", "index read, walk and view read", started);
         self.check_abort()?;
-        let (index, token) = match read {
-            IndexRead::Found { index, token, .. } => (index, Some(token)),
-            IndexRead::Missing | IndexRead::NotModified => (RemoteIndex::empty(), None),
-        };
+        let token = snapshot.commit_token().cloned();
+        let index = &snapshot.index;
 
         let mut report = PullReport { index_entries: index.len(), ..PullReport::default() };
         let mut failures: Vec<FileFailure> = index
@@ -101,7 +94,7 @@ where
             .collect();
         let mut updates = ViewUpdates::new();
         let to_download =
-            self.plan_pull(&index, &listing, &view_read.view, &mut report, &mut failures, &mut updates).await?;
+            self.plan_pull(index, &listing, &view_read.view, &mut report, &mut failures, &mut updates).await?;
         self.trace("pull", "plan", started);
         if self.config.dry_run {
             report.planned = to_download.into_iter().map(|(rel, _)| rel).collect();
@@ -159,39 +152,22 @@ where
             Some(saved) => (saved.base == view_read.fingerprint).then_some((saved.written, saved.view)),
         };
         if let (Some(marker), Some((view_fingerprint, view))) = (marker, view) {
-            let index = token.map(|token| (token, index));
-            self.instance.keep_walk(Walked { marker, view_fingerprint, view, listing, index });
+            let snapshot = token.is_some().then_some(snapshot);
+            self.instance.keep_walk(Walked { marker, view_fingerprint, view, listing, snapshot });
         }
         self.trace("pull", "done", started);
         Ok(report)
     }
 
-    /// GET the index (with retries, W14). `if_none_match` is the verified token, if any.
-    pub(super) async fn read_index(&self, if_none_match: Option<&VersionToken>) -> Result<IndexRead, SyncError> {
-        match self.retry(|| self.store.get_bytes(INDEX_KEY, if_none_match)).await {
-            Ok(Fetched::NotModified) => Ok(IndexRead::NotModified),
-            // A store that ignores the condition (some emulators) answers with the same token: still unchanged.
-            Ok(Fetched::Found { token, .. }) if if_none_match.is_some_and(|known| *known == token) => {
-                Ok(IndexRead::NotModified)
+    /// Write the index bytes just read as the cache's local copy and let them go: they are not held through the plan
+    /// and the downloads. Not in a dry run.
+    async fn keep_index_copy(&self, snapshot: &mut Snapshot) -> Result<(), SyncError> {
+        match snapshot.take_local_copy() {
+            Some(copy) if !self.config.dry_run => {
+                self.cache.write_internal(copy.name, copy.bytes).await.map_err(SyncError::from_store)
             }
-            Ok(Fetched::Found { body, token, .. }) => {
-                let index = RemoteIndex::parse(&body).map_err(|e| SyncError::IndexCorrupt(e.to_string()))?;
-                Ok(IndexRead::Found { index, token, bytes: body })
-            }
-            Err(StoreError::NotFound { .. }) => Ok(IndexRead::Missing),
-            Err(StoreError::Aborted) => Err(SyncError::Aborted),
-            Err(other) => Err(SyncError::IndexUnreadable(other)),
+            _ => Ok(()),
         }
-    }
-
-    /// Write the index bytes just read as the local copy ("the last index seen", never read back for a decision: B4),
-    /// and let them go: they are not held through the plan and the downloads. Not in a dry run.
-    async fn keep_index_copy(&self, read: &mut IndexRead) -> Result<(), SyncError> {
-        if let (IndexRead::Found { bytes, .. }, false) = (read, self.config.dry_run) {
-            let bytes = std::mem::take(bytes);
-            self.cache.write_internal(INDEX_KEY, bytes).await.map_err(SyncError::from_store)?;
-        }
-        Ok(())
     }
 
     /// The walk and the view, read side by side (the view's I/O overlaps the walk).
@@ -284,7 +260,7 @@ where
     async fn record_verified(&self, token: VersionToken) -> Result<bool, SyncError> {
         // The seed's flaw, kept only to prove the simulator catches it: the token of a later HEAD.
         #[cfg(feature = "flaw-post-walk-head")]
-        let token = self.retry(|| self.store.head(INDEX_KEY)).await.map(|meta| meta.token).unwrap_or(token);
+        let token = self.index_layer().head().await.ok().flatten().map_or(token, |meta| meta.token);
         if !token.is_fingerprint() {
             return Ok(false);
         }

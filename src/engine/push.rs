@@ -11,15 +11,14 @@
 use std::collections::BTreeMap;
 
 use super::cursor::Cursor;
-use super::pull::IndexRead;
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::encoding::time::iso_from_ms;
 use crate::engine::plan::{push_after_hash, push_decision, PushDecision};
-use crate::index::{IndexEntry, RemoteIndex};
+use crate::index::{Changes, IndexEntry, Read, RemoteIndex, Snapshot};
 use crate::local::marker::Marker;
 use crate::local::view::{ViewEntry, ViewUpdates};
-use crate::path::{INDEX_KEY, VIEW_NAME};
+use crate::path::VIEW_NAME;
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +92,7 @@ where
         let walk_reused = walked.is_some();
         // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
         let (listing, known, view) = match walked {
-            Some(Walked { listing, index, view, .. }) => (listing, index, view),
+            Some(Walked { listing, snapshot, view, .. }) => (listing, snapshot, view),
             None => {
                 let view = self.read_view().await.view;
                 (self.list_local().await?, None, view)
@@ -101,18 +100,18 @@ where
         };
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
-        let (mut index, token) = match (self.read_index(known.as_ref().map(|(token, _)| token)).await?, known) {
-            (IndexRead::Found { index, token, .. }, _) => (index, Some(token)),
-            (IndexRead::Missing, _) => (RemoteIndex::empty(), None),
-            (IndexRead::NotModified, Some((token, index))) => (index, Some(token)),
-            (IndexRead::NotModified, None) => {
-                let message = format!("{INDEX_KEY}: \"not modified\" to an unconditional GET");
-                return Err(SyncError::IndexUnreadable(StoreError::Io { message }));
-            }
-        };
+        let mut snapshot =
+            match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
+                (Read::Found(snapshot), _) => snapshot,
+                (Read::NotModified, Some(known)) => known,
+                // Only a conditional read can answer "not modified".
+                (Read::NotModified, None) => {
+                    unreachable!("the index layer answered not-modified to an unconditional read")
+                }
+            };
         self.trace("push", "index read", started);
         let mut report = PushReport {
-            scrubbed: index.scrub_internal(),
+            scrubbed: snapshot.index.scrub_internal(),
             symlinks: listing.symlinks.clone(),
             vanished: listing.vanished.clone(),
             walk_reused,
@@ -123,7 +122,7 @@ where
         // Files equal to their entry in the index we read, in path order (for the "verified" decision).
         let mut in_sync: Vec<&str> = Vec::new();
         let mut to_check = Vec::new();
-        let mut entries = Cursor::new(index.entries());
+        let mut entries = Cursor::new(snapshot.index.entries());
         let mut records = Cursor::new(view.iter());
         for (rel, stat) in &listing.files {
             let entry = entries.seek(rel);
@@ -154,7 +153,8 @@ where
             (rel, entry, outcome)
         })
         .await;
-        let mut pushed: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        // What this push adds to the index: the files uploaded, with the entries written.
+        let mut changes = Changes::default();
         // Files found equal to their entry after hashing.
         let mut unchanged: BTreeMap<String, IndexEntry> = BTreeMap::new();
         for (rel, entry, outcome) in results {
@@ -166,7 +166,7 @@ where
                         report.conflicts.push(rel.clone());
                     }
                     updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &new_entry)));
-                    pushed.insert(rel, new_entry);
+                    changes.upserts.insert(rel, new_entry);
                 }
                 Ok(Pushed::Unchanged { stat, sha256 }) => {
                     let entry = entry.expect("unchanged implies an entry");
@@ -181,23 +181,25 @@ where
         self.trace("push", "uploads", started);
 
         // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index.
-        let (index, token, rebased) = if !pushed.is_empty() || !report.scrubbed.is_empty() {
-            let written = self.write_back(index, token, &pushed).await?;
+        let (snapshot, rebased) = if !changes.upserts.is_empty() || !report.scrubbed.is_empty() {
+            let mut committed = self.index_layer().commit(snapshot, &changes).await?;
             report.index_written = true;
-            self.cache.write_internal(INDEX_KEY, written.bytes).await.map_err(SyncError::from_store)?;
-            (written.index, Some(written.token), written.rebased)
+            if let Some(copy) = committed.snapshot.take_local_copy() {
+                self.cache.write_internal(copy.name, copy.bytes).await.map_err(SyncError::from_store)?;
+            }
+            (committed.snapshot, committed.rebased)
         } else {
-            (index, token, false)
+            (snapshot, false)
         };
         self.trace("push", "index write-back", started);
         self.save_view(updates).await?;
 
         // After a rebase the index holds other writers' entries, which the in-sync files were not compared with: not
         // verified (the next pull takes the full path; cheaper than keeping a copy of every entry compared).
-        let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &pushed };
-        report.verified = failures.is_empty() && !rebased && every_entry_matches(&index, &known);
-        let verified_token = match token {
-            Some(token) if report.verified && token.is_fingerprint() => Some(token),
+        let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &changes.upserts };
+        report.verified = failures.is_empty() && !rebased && every_entry_matches(&snapshot.index, &known);
+        let verified_token = match snapshot.commit_token() {
+            Some(token) if report.verified && token.is_fingerprint() => Some(token.clone()),
             _ => {
                 report.verified = false;
                 None
