@@ -1,4 +1,4 @@
-//! B-list behaviours of `pull_changed` (../shared/spec/BEHAVIOURS.md), one scenario each.
+//! B-list behaviours of `pull_changed` (catalogue: docs/behaviours.md), one scenario each.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;

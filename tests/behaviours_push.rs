@@ -1,4 +1,4 @@
-//! B- and W-list behaviours of `push_changed` and `mark_dirty` (../shared/spec/BEHAVIOURS.md), one scenario each.
+//! B- and W-list behaviours of `push_changed` and `mark_dirty` (catalogue: docs/behaviours.md), one scenario each.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -325,4 +325,19 @@ fn b6_files_found_equal_by_hash_count_towards_verified() {
 
     assert_eq!(push.uploaded, 0, "equal by hash: nothing to upload");
     assert!(push.verified);
+}
+
+/// W1 with a lost reply: A's index PUT lands but its answer times out; the retry meets its own write (precondition
+/// failed), re-reads, and finds its entries already there.
+#[test]
+fn w1_index_write_whose_reply_was_lost_is_merged_not_duplicated() {
+    let bucket = s3_bucket();
+    let a = Machine::new(&bucket, 1);
+    a.write("a.json", b"1");
+    let timeout = marsh::store::StoreError::Transient { status: None, message: "timeout".into() };
+    a.store.faults().fail_nth_after_effect(Kind::PutBytes, 1, timeout);
+
+    a.push().unwrap();
+
+    assert_eq!(remote_keys(&bucket), ["a.json"]);
 }

@@ -7,7 +7,9 @@
     feature = "flaw-post-walk-head",
     feature = "flaw-blind-index-put",
     feature = "flaw-pull-clears-dirty",
-    feature = "flaw-stale-walk-reuse"
+    feature = "flaw-stale-walk-reuse",
+    feature = "flaw-clean-at-current-marker",
+    feature = "flaw-ignore-instance-mark"
 ))]
 
 mod sim_world;
@@ -76,6 +78,33 @@ fn stale_walk_reuse_is_caught() {
             &scenarios::writer_and_syncer_share_a_cache(style),
             2_000,
             "invariant 3",
+        );
+    }
+}
+
+#[cfg(feature = "flaw-clean-at-current-marker")]
+#[test]
+fn w3_flaw_clean_at_current_marker_is_caught() {
+    // A1's markDirty and write land while A2 pushes; A2 records clean at A1's marker; the quiescent push skips w1.
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught(
+            "flaw-clean-at-current-marker",
+            &scenarios::writer_and_syncer_share_a_cache(style),
+            2_000,
+            "invariant 3",
+        );
+    }
+}
+
+#[cfg(feature = "flaw-ignore-instance-mark")]
+#[test]
+fn ignored_instance_mark_is_caught() {
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught(
+            "flaw-ignore-instance-mark",
+            &scenarios::late_write_and_its_own_push(style),
+            2_000,
+            "invariant 1",
         );
     }
 }

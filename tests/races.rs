@@ -1,5 +1,6 @@
-//! The races the official extensions shipped, each replayed at its exact moment with a fault hook. Each test fails on
-//! the flawed variant named in its comment (the mutation tests in `mutations.rs` prove it with the simulator).
+//! The races the official extensions shipped (and two of our own near misses), each replayed at its exact moment with a
+//! fault hook. Every test here names the flawed engine variant it catches ("Fails on `flaw-…`"), and the test command
+//! shows it: `scripts/check-flaw.sh` runs this file with each flaw and requires exactly those tests to fail.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -11,7 +12,7 @@ use marsh::path::INDEX_KEY;
 use marsh::testing::memory::{Kind, MemoryStore};
 use marsh::testing::sim::block_on;
 
-/// The seed (../shared/seed/): A's slow pull GETs the index at G1 and finds nothing to download; B pushes a new file
+/// The seed (the official extensions' first shipped race): A's slow pull GETs the index at G1 and finds nothing to download; B pushes a new file
 /// (index → G2) before A's pull ends; A must record G1, not G2, so that A's next pull takes the slow path and gets B's
 /// file. The flawed variant (feature `flaw-post-walk-head`) HEADs the index at the end and records G2: A's next pull
 /// then answers "not modified" and B's file stays invisible.
@@ -46,11 +47,13 @@ fn seed_scenario(bucket: MemoryStore) {
     assert_eq!(a.cache.file("b-new.json").as_deref(), Some(&b"from B"[..])); // 5. …and B's file is pulled.
 }
 
+/// Fails on `flaw-post-walk-head`.
 #[test]
 fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_s3() {
     seed_scenario(s3_bucket());
 }
 
+/// Fails on `flaw-post-walk-head`.
 #[test]
 fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_gcs() {
     seed_scenario(gcs_bucket());
@@ -72,8 +75,8 @@ fn push_when_index_is_written(a: &Machine, writer: Rc<Machine>) {
 }
 
 /// W1: A and B read the same index, each uploads a file, each writes the index back. With the compare-and-swap, A's
-/// write-back fails its precondition, re-reads B's index and merges: both entries survive. The flawed variant
-/// (`flaw-blind-index-put`) overwrites B's index and B's entry is lost.
+/// write-back fails its precondition, re-reads B's index and merges: both entries survive.
+/// Fails on `flaw-blind-index-put`, which overwrites B's index: B's entry is lost.
 #[test]
 fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
     for bucket in [s3_bucket(), gcs_bucket()] {
@@ -95,8 +98,7 @@ fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
 /// x.json while A's own push (of a-only.json) is writing the index back. A re-reads, merges, writes: the index it wrote
 /// carries B's x.json, which A's cache does not have, though A's walk found its x.json "in sync" with the index it had
 /// read. Without the rebase check (`rebased` in `push.rs`), A recorded that index as verified, its next pull took the
-/// fast path and A kept the old x.json for good: the seed's outcome by another road. (The simulator's writers use
-/// distinct names, so this one is pinned here.)
+/// fast path and A kept the old x.json for good: the seed's outcome by another road. Fails on `flaw-verify-rebased`.
 #[test]
 fn a_rebased_write_back_is_not_verified_against_entries_it_never_compared() {
     for bucket in [s3_bucket(), gcs_bucket()] {
@@ -118,23 +120,8 @@ fn a_rebased_write_back_is_not_verified_against_entries_it_never_compared() {
     }
 }
 
-/// W1 with a lost reply: A's index PUT lands but its answer times out; the retry meets its own write (precondition
-/// failed), re-reads, and finds its entries already there.
-#[test]
-fn w1_index_write_whose_reply_was_lost_is_merged_not_duplicated() {
-    let bucket = s3_bucket();
-    let a = Machine::new(&bucket, 1);
-    a.write("a.json", b"1");
-    let timeout = marsh::store::StoreError::Transient { status: None, message: "timeout".into() };
-    a.store.faults().fail_nth_after_effect(Kind::PutBytes, 1, timeout);
-
-    a.push().unwrap();
-
-    assert_eq!(remote_keys(&bucket), ["a.json"]);
-}
-
-/// W2: markDirty (and a write) in one process, then a full pull in another. The pull must not mark the cache clean;
-/// the flawed variant (`flaw-pull-clears-dirty`) does, and the next push takes the fast path and skips the file.
+/// W2: markDirty (and a write) in one process, then a full pull in another. The pull must not mark the cache clean.
+/// Fails on `flaw-pull-clears-dirty`, which does: the next push takes the fast path and skips the file.
 #[test]
 fn w2_a_pull_after_mark_dirty_does_not_clear_dirtiness() {
     let bucket = s3_bucket();
@@ -157,6 +144,7 @@ fn w2_a_pull_after_mark_dirty_does_not_clear_dirtiness() {
 
 /// W3: a markDirty (and write) landing while a push runs, after its walk, must leave the cache dirty. The push
 /// captured the marker before the walk and finds it replaced at the end, so it records nothing clean.
+/// Fails on `flaw-clean-at-current-marker`.
 #[test]
 fn w3_mark_dirty_during_a_push_keeps_the_cache_dirty() {
     let bucket = s3_bucket();
@@ -187,6 +175,7 @@ fn w3_mark_dirty_during_a_push_keeps_the_cache_dirty() {
 
 /// W11 + instance marks: a write whose markDirty landed *before* another instance's push captured the marker, but
 /// whose bytes landed after that push walked, is still pushed by the writing instance's own push.
+/// Fails on `flaw-ignore-instance-mark`.
 #[test]
 fn a_writers_own_push_walks_even_if_another_instance_marked_the_cache_clean() {
     let bucket = s3_bucket();

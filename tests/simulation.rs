@@ -59,6 +59,7 @@ fn random_schedules_find_no_violation() {
         plans.push((format!("busy ({style:?})"), scenarios::busy(style)));
         plans.push((format!("shared cache ({style:?})"), scenarios::writer_and_syncer_share_a_cache(style)));
         plans.push((format!("2x3 ({style:?})"), scenarios::two_by_three(style)));
+        plans.push((format!("late write ({style:?})"), scenarios::late_write_and_its_own_push(style)));
         for polls in [2, 4, 6, 9, 13] {
             plans.push((format!("killed after {polls} polls ({style:?})"), scenarios::crash_during_push(style, polls)));
         }

@@ -63,6 +63,10 @@ where
         let marker = self.read_marker().await;
         let state = self.read_state().await;
         let marked_here = self.instance.take_marked();
+        // The flaw `flaw-ignore-instance-mark`, kept only to prove the tests catch it: this instance's own markDirty
+        // no longer forces its next push onto the full path.
+        #[cfg(feature = "flaw-ignore-instance-mark")]
+        let marked_here = false;
         let walked = self.instance.take_walk();
         if !marked_here && state.is_clean_at(marker.id().as_deref()) {
             return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
@@ -197,6 +201,9 @@ where
         // After a rebase the index holds other writers' entries, which the in-sync files were not compared with: not
         // verified (the next pull takes the full path; cheaper than keeping a copy of every entry compared).
         let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &changes.upserts };
+        // The flaw `flaw-verify-rebased`, kept only to prove the tests catch it: a rebased index counts as compared.
+        #[cfg(feature = "flaw-verify-rebased")]
+        let rebased = false;
         report.verified = failures.is_empty() && !rebased && every_entry_matches(&snapshot.index, &known);
         let verified_token = match snapshot.commit_token() {
             Some(token) if report.verified && token.is_fingerprint() => Some(token.clone()),
@@ -208,6 +215,13 @@ where
         // W3: clean only for the marker captured before the walk, and only if no markDirty replaced it since. (A reused
         // walk was made after the same marker was captured: `Walked`.)
         report.clean = failures.is_empty() && captured_id.is_some() && self.read_marker().await.id() == captured_id;
+        // W3's flaw, kept only to prove the tests catch it: clean at whatever marker is current at the end, erasing a
+        // markDirty that landed during the push.
+        #[cfg(feature = "flaw-clean-at-current-marker")]
+        let (captured_id, _) = {
+            report.clean = failures.is_empty();
+            (self.read_marker().await.id(), &captured_id)
+        };
         if verified_token.is_some() || report.clean {
             let (verified_at, clean) = (self.now_iso(), report.clean);
             self.update_state(|state| {

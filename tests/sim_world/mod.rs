@@ -27,7 +27,7 @@ use marsh::index::RemoteIndex;
 use marsh::local::sidecar::SyncState;
 use marsh::path::{is_internal, INDEX_KEY, SIDECAR_NAME};
 use marsh::testing::memory::{sha256, Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
-use marsh::testing::sim::{block_on, Scenario};
+use marsh::testing::sim::{block_on, yield_now, Scenario};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -35,6 +35,10 @@ pub enum Op {
     Push,
     /// markDirty, then write this (new) file.
     Write(&'static str),
+    /// markDirty, then (after a scheduling point, so another process may push in between) write this file. Only for
+    /// actors that push afterwards: a process that marks, writes late and never pushes may have its write recorded
+    /// clean by another process's push (the marker cannot know when the write lands).
+    WriteLate(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -156,8 +160,11 @@ async fn run_actor(
                 engine.push_changed().await.map_err(|e| format!("push: {e}"))?;
                 committed.borrow_mut().extend(written.iter().cloned());
             }
-            Op::Write(rel) => {
+            Op::Write(rel) | Op::WriteLate(rel) => {
                 engine.mark_dirty().await.map_err(|e| format!("markDirty: {e}"))?;
+                if matches!(op, Op::WriteLate(_)) {
+                    yield_now().await;
+                }
                 machine.cache.write_file(rel, format!("{rel} written by its actor").into_bytes());
                 written.push(rel.to_string());
             }

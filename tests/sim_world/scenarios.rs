@@ -83,3 +83,18 @@ pub fn crash_during_push(style: TokenStyle, polls: usize) -> Plan {
     crashing.crash_after = Some(polls);
     plan(style, 2, true, vec![crashing, ActorPlan::new("B write,push,pull", 1, &[Op::Write("b1"), Op::Push, Op::Pull])])
 }
+
+/// A process marks the cache dirty, another process on the same cache pushes before the write lands, then the first
+/// process writes and pushes: its own push must walk although the sidecar says clean.
+pub fn late_write_and_its_own_push(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new("A1 write late,push", 0, &[Op::WriteLate("w1"), Op::Push]),
+            ActorPlan::new("A2 pull,push", 0, &[Op::Pull, Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
