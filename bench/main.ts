@@ -680,7 +680,7 @@ if (planWasm || native.length) {
       "sidecar whose verified token is stale, so the index is read first, then the listing, and every entry is decided " +
       "by size and recorded mtime). wasm: `SyncService` with an in-memory JS store " +
       "holding the index bytes and a JS cache whose `walk` answers a prepared listing (no I/O). Native: the same " +
-      "dry run on `marsh::memory::{MemoryStore, MemoryCache}` (`benches/index.rs`, criterion).",
+      "dry run on `marsh::testing::memory::{MemoryStore, MemoryCache}` (`benches/index.rs`, criterion).",
   );
   out();
   out("| engine | entries | runs | time per dry run | entries/s | split |");

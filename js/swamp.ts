@@ -1,5 +1,5 @@
 /**
- * The shapes swamp calls on a datastore extension (CONTRACT.md §1). Extensions cannot import swamp, so they are
+ * The shapes swamp calls on a datastore extension (docs/host-contract.md). Extensions cannot import swamp, so they are
  * declared here; only types.
  *
  * @module

@@ -11,7 +11,7 @@
  * ```
  *
  * Every copied file starts with a "Generated" line. The output is checked against swamp's shipping rules by
- * `tests/extension_rules_test.ts`; the build itself refuses glue that breaks them, since that is the one input we do
+ * `tests/deno/extension_rules_test.ts`; the build itself refuses glue that breaks them, since that is the one input we do
  * not write.
  *
  * Usage: `deno run --allow-read --allow-write --allow-env scripts/build_extensions.ts [OUT_DIR]`. The version is

@@ -1,4 +1,5 @@
-//! The sync engine: `pull_changed`, `push_changed`, `mark_dirty`, `status`. The only place that sequences I/O.
+//! The sync engine: `pull_changed`, `push_changed`, `mark_dirty`, `status`. It sequences every file transfer and local
+//! state update; the index objects themselves are read and written through the index layer (`crate::index`).
 //!
 //! Every operation re-reads its state from disk (W11), checks the abort flag before any request and between phases
 //! (B15), sends every store request through the retry policy (B14, W14), and moves file bodies only between the store

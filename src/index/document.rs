@@ -1,6 +1,6 @@
-//! The remote index (`.datastore-index.json`) in the official JSON shape (CONTRACT.md §3).
+//! One index document in the official JSON shape (docs/formats.md): version 1, `entries` by path, other fields kept.
 //!
-//! Other writers (the official extensions, older or newer marsh) share this file, so a rewrite must not lose what we
+//! Other writers (the official extensions, older or newer marsh) share these objects, so a rewrite must not lose what we
 //! do not understand: unknown fields at the top level and inside entries are kept and written back, and entries we
 //! cannot use (unsafe keys, wrong types) are kept verbatim and reported instead of dropped (W17). Indexes reach 250k
 //! entries, so entries are parsed one at a time and stored compactly (W15).

@@ -5,7 +5,7 @@
 //! - `verifiedToken`: the remote index token whose every entry was found (or made) present locally with matching size
 //!   and hash. Written by pull and push, only with the token of the response whose bytes were compared, or of our own
 //!   successful index PUT (B5, the seed rule: never a token from a later HEAD/GET).
-//! - `cleanMarker`: the dirty marker (see `dirty`) that was current when a complete push found nothing left to upload.
+//! - `cleanMarker`: the dirty marker (see `marker`) that was current when a complete push found nothing left to upload.
 //!   The cache is locally clean only while the marker file still has that identity. Pulls never write it.
 //!
 //! We write version 2. Official version 1 files are read (and shown by `status`) but not trusted: their token may

@@ -1,6 +1,6 @@
 //! The two small traits through which the core talks to the world (an object store and a local cache directory),
 //! plus the host environment (clock, sleep, randomness, abort, tracing). Implementations live elsewhere: the wasm
-//! boundary wraps JS host objects; `memory` has in-memory ones with fault injection for tests and the simulator.
+//! boundary wraps JS host objects; `testing::memory` has in-memory ones with fault injection for tests and the simulator.
 //!
 //! Keys are always cache-relative (`a/b.json`); a store adapter adds its bucket prefix. File bodies are opaque
 //! `Body` handles that the store and the cache pass between each other: the core never reads them.

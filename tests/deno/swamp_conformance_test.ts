@@ -1,4 +1,4 @@
-// The behaviours swamp's public testing package checks on a datastore extension (CONTRACT.md §1), as our own tests, for
+// The behaviours swamp's public testing package checks on a datastore extension (docs/host-contract.md), as our own tests, for
 // both `datastore` exports: export conformance, lock conformance on the emulators, verifier. Run under
 // scripts/with-emulators.sh: without the emulator endpoints the emulator tests fail.
 import assert from "node:assert/strict";

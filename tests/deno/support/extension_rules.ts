@@ -1,5 +1,5 @@
 /**
- * swamp's shipping rules for an extension folder (CONTRACT.md §1 "Shipping rules"), as a checker that lists every
+ * swamp's shipping rules for an extension folder (docs/host-contract.md, "Shipping rules"), as a checker that lists every
  * violation instead of stopping at the first. Used on `dist/*` by `extension_rules_test.ts`, which also feeds it one
  * bad fixture per rule so that each rule is shown to fire.
  *
