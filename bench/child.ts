@@ -1,8 +1,8 @@
 /**
  * One measured benchmark run, in its own process so that its peak RSS is its own (read from `/proc/self/status`
  * VmHWM at the end). Started by `bench/main.ts` as `deno run -A bench/child.ts '<spec JSON>'`; prints one JSON line
- * with the result. Process start-up and wasm instantiation (about 0.1–0.2 s) are outside the timed region: the timer
- * covers the operations only, as a long-running swamp process would see them.
+ * with the result. Process start-up and wasm instantiation are outside the timed region: the timer covers the
+ * operations only, as a long-running swamp process would see them.
  *
  * Kinds:
  * - `sync`: pull and/or push through `SyncService` against a `file://` store or S3 (moto), the store wrapped in the

@@ -6,7 +6,7 @@
  * Layout (what a swamp repository holds): most files are versioned model data, `data/<model type>/<uuid>/<n>.json`,
  * several versions per model; then model definitions `models/<model type>/<uuid>.yaml`, workflow runs
  * `workflow-runs/<workflow>/<uuid>.yaml`, workflow definitions `workflows/<name>.yaml` and run outputs
- * `outputs/<model type>/<uuid>/<n>/<name>.log`. Keys are 23–93 characters, 68 on average (250k entries: a 72 MB index).
+ * `outputs/<model type>/<uuid>/<n>/<name>.log`, so keys run from short hand-named definitions to long nested paths.
  * Sizes are log-uniform between 200 B and 4 KB, except 1 % between 8 KB and 256 KB (about 2 KB per file on average).
  *
  * A generated cache file has exactly the size and mtime its index entry records (`localMtime`), so an official-format
@@ -219,8 +219,8 @@ export async function ensureDataset(dir: string, n: number, seed: number, log = 
   const index = `${dir}/index.json`;
   const existing = await readManifest(`${dir}/manifest.json`);
   if (existing?.generator === GENERATOR_VERSION && existing.n === n && existing.seed === seed) {
-    // A reused dataset is checked file by file (about 1 s at 250k): an interrupted run or a manual sync against
-    // another store may have left a file edited, and a zero-diff scenario would then not be one.
+    // A reused dataset is checked file by file: an interrupted run or a manual sync against another store may have
+    // left a file edited, and a zero-diff scenario would then not be one.
     const repaired = repairFiles(cache, entries, fillerFor(seed));
     if (repaired > 0) log(`restored ${repaired} file(s) of ${dir} to their generated content`);
     return { dir, cache, index, manifest: existing, entries };

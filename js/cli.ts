@@ -1,15 +1,6 @@
 /**
  * The marsh command line: the same sync engine as the swamp extensions, for operators (inspect, repair, try it
- * locally with a `file://` store and no cloud account).
- *
- *   marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json]
- *   marsh mark-dirty --store URL --cache DIR      (what swamp does before writing into the cache)
- *   marsh status --store URL --cache DIR [--json]
- *   marsh lock status|release --force --store URL [--lock-key KEY] [--json]
- *   marsh verify --store URL [--json]
- *   marsh version
- *
- * Exit codes: see `cli_exit.ts` (0 ok, 2 usage, 3 conflict, 4 auth, 5 not found, 6 transient, 7 some files failed).
+ * locally with a `file://` store and no cloud account). Commands and options: `USAGE` below; exit codes: `cli_exit.ts`.
  *
  * @module
  */

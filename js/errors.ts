@@ -1,7 +1,8 @@
 /**
- * Typed errors thrown by the store adapters (S3, GCS, in-memory) across the wasm boundary, and the helpers the adapters
- * share to build them. The core reads `kind`, `status`, `key` and `message` (see {@link MarshHostError}); it retries
- * only `Transient`, so an adapter must never report a local bug or a permission problem as `Transient`.
+ * Typed errors thrown by the store adapters (S3, file, in-memory; GCS has its own `GcsError`) across the wasm boundary,
+ * and the helpers the adapters share to build them. The core reads `kind`, `status`, `key` and `message` (see
+ * {@link MarshHostError}); it retries only `Transient`, so an adapter must never report a local bug or a permission
+ * problem as `Transient`.
  *
  * @module
  */

@@ -13,9 +13,10 @@ export function isUploadBody(body: Body | unknown): body is UploadBody {
 }
 
 /**
- * Read a stream to the end into one buffer (small objects and the index, never file bodies). Given the size the response
- * announced, the chunks are copied into a buffer of that size as they come: collecting them first and joining them at
- * the end holds the body twice (a 72 MB index). A body longer or shorter than announced is still read whole.
+ * Read a stream to the end into one buffer (small objects and the index, never file bodies). Given the size the
+ * response announced, the chunks are copied into a buffer of that size as they come: collecting them first and joining
+ * them at the end holds the body twice, which for a large index is a lot. A body longer or shorter than announced is
+ * still read whole.
  */
 export async function readAll(stream: ReadableStream<Uint8Array>, expectedSize?: number): Promise<Uint8Array> {
   if (expectedSize === undefined || !Number.isSafeInteger(expectedSize) || expectedSize <= 0) {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # THE benchmark command (not part of scripts/test.sh): builds the release wasm, starts moto through
 # scripts/with-emulators.sh, runs every scenario and rewrites bench/results/RESULTS.md.
-#   bash scripts/bench.sh            # full run: 10k and 250k files, 3–10 runs per figure (about 12 minutes on 2 cores)
-#   bash scripts/bench.sh --quick    # development: 2k and 20k files, 2–3 runs (a few minutes)
+#   bash scripts/bench.sh            # full run: 10k and 250k files, 3–10 runs per figure
+#   bash scripts/bench.sh --quick    # development: 2k and 20k files, 2–3 runs (much shorter)
 #   bash scripts/bench.sh --only 2,3 # some scenarios (1 zero-diff, 2 slow path, 3 planning, 4 transfers,
 #                                    # 5 one changed file, micro = criterion only); combine with --quick
-# Generated datasets are kept in bench/tmp/ (git-ignored, about 1.5 GB for the full run) and reused by later runs.
+# Generated datasets are kept in bench/tmp/ (git-ignored; the full run's are large) and reused by later runs.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -52,7 +52,7 @@ if command -v wasm-bindgen >/dev/null 2>&1 && command -v wasm-bindgen-test-runne
   say "wasm-bindgen-cli $wasm_bindgen_version: present"
 else
   say "wasm-bindgen-cli $wasm_bindgen_version: installing (about 3 minutes)"
-  # Not --locked: one of its locked dependencies is no longer on the registry.
+  # Not --locked: one of its locked dependencies is not on the registry.
   cargo install --quiet wasm-bindgen-cli --version "$wasm_bindgen_version" --force
 fi
 

@@ -1,10 +1,10 @@
-//! Path-keyed lists kept sorted instead of trees: the listing and the view are built once from input that is nearly
-//! always in order already, then read in order (merge-joins) or looked up now and then. A sorted `Vec` costs one pass
-//! to build and no per-node allocation; a `BTreeMap` of 250k paths cost a tree build and a pointer chase per step.
+//! Path-keyed lists kept sorted instead of trees: the index, the listing and the view are built once from input that
+//! is nearly always in order already, then read in order (merge-joins) or looked up now and then. A sorted `Vec` costs
+//! one pass to build and no per-node allocation, where a tree costs both and a pointer chase per step.
 
-/// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep). Input
-/// already in order, one item per path (the common case: our own files, a walk of sorted directories), is checked in one
-/// pass and returned as it is, without a move.
+/// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep).
+/// Input already in order, one item per path (the common case: our own files, a walk of sorted directories), is checked
+/// in one pass and returned as it is, without a move.
 pub(crate) fn sorted_unique<V>(mut items: Vec<(String, V)>) -> Vec<(String, V)> {
     if items.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         return items;

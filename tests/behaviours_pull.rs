@@ -265,7 +265,7 @@ fn w5_pull_keeps_an_unpushed_local_edit_and_reports_the_conflict() {
 
 #[test]
 fn w9_a_locally_deleted_file_comes_back_on_the_next_full_pull() {
-    // Documented limitation: deletions are not propagated yet (a later issue brings tombstones).
+    // Documented limitation: deletions are not propagated (the index records no tombstones).
     let bucket = populated(&[("f.json", b"1")]);
     let a = Machine::new(&bucket, 1);
     a.pull().unwrap();

@@ -1,6 +1,6 @@
 //! Mutation proof: each deliberately flawed engine variant (a `flaw-*` cargo feature) must be caught by the simulator,
 //! which prints a minimal violating schedule. Run one feature at a time, e.g.
-//! `cargo test --features flaw-post-walk-head --test mutations -- --nocapture` (scripts/test.sh runs all four).
+//! `cargo test --features flaw-post-walk-head --test mutations -- --nocapture` (scripts/test.sh runs every one).
 //! Without a flaw feature this file has nothing to prove and holds no test.
 #![cfg(not(target_arch = "wasm32"))]
 #![cfg(any(
@@ -18,8 +18,8 @@ use marsh::testing::memory::TokenStyle;
 use marsh::testing::sim::Sim;
 use sim_world::{build, check_end, check_step, scenarios, Plan};
 
-/// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one corner
-/// of a large scope), require a violation, and print the shrunk schedule.
+/// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one
+/// corner of a large scope), require a violation, and print the shrunk schedule.
 fn assert_caught(flaw: &str, plan: &Plan, cap: usize, expected_invariant: &str) {
     let mut sim = Sim::new(|| build(plan, 7)).check_each_step(check_step).check_at_end(check_end);
     let mut result = sim.explore_exhaustive(cap);

@@ -1,6 +1,7 @@
-//! The races the official extensions shipped (and two of our own near misses), each replayed at its exact moment with a
-//! fault hook. Every test here names the flawed engine variant it catches ("Fails on `flaw-…`"), and the test command
-//! shows it: `scripts/check-flaw.sh` runs this file with each flaw and requires exactly those tests to fail.
+//! The races the official extensions shipped, and two that marsh's own design invites, each replayed at its exact
+//! moment with a fault hook. Every test here names the flawed engine variant it catches ("Fails on `flaw-…`"), and the
+//! test command shows it: `scripts/check-flaw.sh` runs this file with each flaw and requires exactly those tests to
+//! fail.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -12,10 +13,10 @@ use marsh::path::INDEX_KEY;
 use marsh::testing::memory::{Kind, MemoryStore};
 use marsh::testing::sim::block_on;
 
-/// The seed (the official extensions' first shipped race): A's slow pull GETs the index at G1 and finds nothing to download; B pushes a new file
-/// (index → G2) before A's pull ends; A must record G1, not G2, so that A's next pull takes the slow path and gets B's
-/// file. The flawed variant (feature `flaw-post-walk-head`) HEADs the index at the end and records G2: A's next pull
-/// then answers "not modified" and B's file stays invisible.
+/// The seed (the official extensions' first shipped race): A's slow pull GETs the index at G1 and finds nothing to
+/// download; B pushes a new file (index → G2) before A's pull ends; A must record G1, not G2, so that A's next pull
+/// takes the slow path and gets B's file. The flawed variant (feature `flaw-post-walk-head`) HEADs the index at the end
+/// and records G2: A's next pull then answers "not modified" and B's file stays invisible.
 fn seed_scenario(bucket: MemoryStore) {
     let a = Machine::new(&bucket, 1);
     let b = Rc::new(Machine::new(&bucket, 2));
@@ -97,8 +98,9 @@ fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
 /// A write-back that had to rebase must not record the merged index as verified. A and B share x.json; B pushes a new
 /// x.json while A's own push (of a-only.json) is writing the index back. A re-reads, merges, writes: the index it wrote
 /// carries B's x.json, which A's cache does not have, though A's walk found its x.json "in sync" with the index it had
-/// read. Without the rebase check (`rebased` in `push.rs`), A recorded that index as verified, its next pull took the
-/// fast path and A kept the old x.json for good: the seed's outcome by another road. Fails on `flaw-verify-rebased`.
+/// read. Without the rebase check (`rebased` in `push.rs`), A would record that index as verified, its next pull would
+/// take the fast path and A would keep its own x.json for good: the seed's outcome by another road.
+/// Fails on `flaw-verify-rebased`.
 #[test]
 fn a_rebased_write_back_is_not_verified_against_entries_it_never_compared() {
     for bucket in [s3_bucket(), gcs_bucket()] {

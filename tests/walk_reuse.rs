@@ -137,8 +137,8 @@ fn local_files_the_pull_found_are_uploaded_by_the_push_without_a_second_walk() {
 
 #[test]
 fn files_the_pull_downloaded_are_not_uploaded_back() {
-    // The listing kept for the push carries the stats of the pull's downloads; with the walk's stale stats the push would
-    // see c.json as edited here.
+    // The listing kept for the push carries the stats of the pull's downloads; with the walk's stale stats the push
+    // would see c.json as edited here.
     let bucket = s3_bucket();
     let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
     let remote_writer = Machine::new(&bucket, 2);

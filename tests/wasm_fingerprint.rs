@@ -1,8 +1,8 @@
 //! `JsCache::fingerprint_internal` (an internal file fed from JS through a small buffer) against the core's one-shot
 //! `fingerprint` of the same bytes, run by `wasm-pack test --node`: files of 0 bytes, under one piece, and over several
-//! 1 MB pieces with a length that is not a multiple of 8, so piece and word boundaries fall everywhere they can. A missing
-//! file, a malformed answer and a rejection all count as no file, as `read_internal` failures do. A host that streams
-//! the file (`readInternalStream`) is read chunk by chunk to the same bytes and fingerprint.
+//! 1 MB pieces with a length that is not a multiple of 8, so piece and word boundaries fall everywhere they can. A
+//! missing file, a malformed answer and a rejection all count as no file, as `read_internal` failures do. A host that
+//! streams the file (`readInternalStream`) is read chunk by chunk to the same bytes and fingerprint.
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Function, Object, Reflect, Uint8Array};

@@ -4,8 +4,8 @@
 //!
 //! An FNV-style hash over the bytes, 8 at a time, seeded with the length. Each step is a bijection of the state for a
 //! given word (xor, odd multiply, rotate), so files of one length that differ in a single word never collide; a
-//! collision needs several words to differ in a way that cancels exactly. A SHA-256 of a 250k-file view would cost
-//! ~0.2 s in wasm per check. A missing file has its own value, 0.
+//! collision needs several words to differ in a way that cancels exactly. A SHA-256 of the view of a 250k-file cache
+//! would be too slow in wasm to run on every check. A missing file has its own value, 0.
 
 const PRIME: u64 = 0x0000_0100_0000_01b3;
 

@@ -4,9 +4,9 @@
 //! does not apply returns `None` and the caller re-reads the same value with serde_json, which decides (and reports
 //! broken JSON).
 //!
-//! The scanner works on bytes and never checks the whole text for UTF-8 first (a 72 MB index took ~20 ms for that in
-//! wasm): outside strings it accepts only ASCII punctuation, digits and literals, and each string is checked on its own,
-//! for free when it is ASCII (the check is part of looking for its end), with `str::from_utf8` otherwise. Values handed to
+//! The scanner works on bytes and never checks the whole text for UTF-8 first (a second pass over a large index):
+//! outside strings it accepts only ASCII punctuation, digits and literals, and each string is checked on its own, for
+//! free when it is ASCII (the check is part of looking for its end), with `str::from_utf8` otherwise. Values handed to
 //! serde_json are read from bytes, where serde_json checks UTF-8 itself.
 
 use std::borrow::Cow;
@@ -171,8 +171,8 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Where a string's text stops being plain: the first `"`, `\\` or control character, eight bytes at a time (JSON
-/// strings in an index are ~70 bytes); and whether every byte before it is ASCII.
+/// Where a string's text stops being plain: the first `"`, `\\` or control character, eight bytes at a time (an
+/// index's strings, paths and timestamps, are several words long); and whether every byte before it is ASCII.
 fn string_stop(bytes: &[u8]) -> Option<(usize, bool)> {
     let mut ascii = true;
     let words = bytes.len() / 8;

@@ -25,8 +25,8 @@ enum Repr {
 impl Stamp {
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            // SAFETY: the only `Inline` is built in `From<&str>` from a `str`'s bytes, which are valid UTF-8. (A checked
-            // conversion here ran for every timestamp a plan compares.)
+            // SAFETY: the only `Inline` is built in `From<&str>` from a `str`'s bytes, which are valid UTF-8. (A
+            // checked conversion here would run for every timestamp a plan compares.)
             Repr::Inline(bytes) => unsafe { std::str::from_utf8_unchecked(bytes) },
             Repr::Heap(text) => text,
         }

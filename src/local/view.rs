@@ -54,7 +54,7 @@ pub struct LocalView {
 #[derive(Deserialize)]
 struct ViewFile {
     version: u32,
-    /// In file order; the map is built from it in one go (see `parse`).
+    /// In file order; `parse` sorts it in one go.
     #[serde(deserialize_with = "records_in_order")]
     files: Vec<(String, ViewRecord)>,
 }
@@ -108,7 +108,7 @@ fn read_as_written(text: &[u8]) -> Option<Vec<(String, ViewEntry)>> {
     if !scan.literal(r#"{"version":1,"files":{"#) {
         return None;
     }
-    // A record takes about 155 bytes.
+    // Records with a hash and an ISO timestamp are longer than 128 bytes: room for all of them.
     let mut records = Vec::with_capacity(text.len() / 128);
     if !scan.literal("}") {
         loop {
@@ -181,7 +181,7 @@ impl LocalView {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        // Written into one allocation: grown by doubling, a 40 MB view held 32 + 64 MB at once.
+        // Written into one allocation sized up front: a buffer grown by doubling holds two copies at once.
         let mut out = Vec::with_capacity(self.json_len_estimate());
         serde_json::to_writer(&mut out, &ViewFileOut { version: 1, files: FilesOut(&self.files) })
             .expect("view serialises");
@@ -216,7 +216,8 @@ impl LocalView {
 
     /// Apply this operation's findings on top of the view as it is on disk now (another instance may have written it
     /// since we read it): our records win for the files we looked at, theirs are kept for the rest. One sort of our
-    /// updates and one merge pass (a first sync records every file: 250k tree inserts took longer than the plan).
+    /// updates and one merge pass: a first sync records every file, and inserting them one by one costs more than the
+    /// plan.
     pub fn merge_into(updates: ViewUpdates, latest: LocalView) -> LocalView {
         // Of two updates of one file, the later wins.
         LocalView { files: merge_changes(latest.files, sorted_unique(updates.items).into_iter()) }
@@ -287,7 +288,7 @@ mod tests {
         assert!(LocalView::default().to_json().len() <= LocalView::default().json_len_estimate());
     }
 
-    /// The view as the serde_json reader alone reads it (what `parse` did before the one-pass reader).
+    /// The view as the serde_json reader alone reads it: the reference the one-pass reader must agree with.
     fn parse_with_serde(bytes: &[u8]) -> LocalView {
         match serde_json::from_slice::<ViewFile>(bytes) {
             Ok(parsed) if parsed.version == 1 => {
@@ -334,8 +335,8 @@ mod tests {
         }
     }
 
-    /// The one-pass reader sees a view no serde_json would not: every prefix of a written view, and every byte replaced
-    /// by bytes that break it, read the same through `parse` as through serde_json alone.
+    /// The one-pass reader accepts nothing serde_json would refuse: every prefix of a written view, and every byte
+    /// replaced by bytes that break it, read the same through `parse` as through serde_json alone.
     #[test]
     fn damaged_views_read_as_serde_json_reads_them() {
         let bytes = sample_view().to_json();

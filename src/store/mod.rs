@@ -1,6 +1,7 @@
 //! The two small traits through which the core talks to the world (an object store and a local cache directory),
 //! plus the host environment (clock, sleep, randomness, abort, tracing). Implementations live elsewhere: the wasm
-//! boundary wraps JS host objects; `testing::memory` has in-memory ones with fault injection for tests and the simulator.
+//! boundary wraps JS host objects; `testing::memory` has in-memory ones with fault injection for tests and the
+//! simulator.
 //!
 //! Keys are always cache-relative (`a/b.json`); a store adapter adds its bucket prefix. File bodies are opaque
 //! `Body` handles that the store and the cache pass between each other: the core never reads them.
@@ -96,7 +97,7 @@ pub trait ObjectStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta>;
     /// PUT a file body handed over by the cache.
     async fn put(&self, key: &str, body: Self::Body, precondition: &Precondition) -> StoreResult<VersionToken>;
-    /// PUT a small object (index, lock) from bytes (borrowed: a retry sends the same bytes again, and a 72 MB index is
+    /// PUT a small object (index, lock) from bytes (borrowed: a retry sends the same bytes again, and a large index is
     /// not copied for each attempt).
     async fn put_bytes(&self, key: &str, bytes: &[u8], precondition: &Precondition) -> StoreResult<VersionToken>;
     /// DELETE, optionally only if the object still has `if_match`. Deleting a missing object is `NotFound`.
@@ -162,7 +163,7 @@ pub trait LocalCache {
     /// Read a small internal file at the root; `None` if missing.
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// `fingerprint::fingerprint` of an internal file at the root (0: missing or unreadable). A host may feed a large
-    /// file (the view of a 250k-file cache is ~40 MB) through a small buffer instead of handing it over whole.
+    /// file (the view of a 250k-file cache) through a small buffer instead of handing it over whole.
     async fn fingerprint_internal(&self, name: &str) -> u64 {
         fingerprint(self.read_internal(name).await.ok().flatten().as_deref())
     }

@@ -34,10 +34,8 @@ impl RetryPolicy {
     }
 }
 
-/// Transient → true; everything else (NotFound, PreconditionFailed, Auth, Http, Aborted, InvalidKey, Io) → false.
-///
-/// The store adapters decide what is transient (timeouts, 429, 5xx, transport errors without a status); auth errors in
-/// particular must surface at once with their hint instead of being retried (W14).
+/// Only `Transient` is worth another attempt. The store adapters decide what is transient; auth errors in particular
+/// must surface at once with their hint instead of being retried (W14).
 pub fn is_retryable(err: &StoreError) -> bool {
     matches!(err, StoreError::Transient { .. })
 }

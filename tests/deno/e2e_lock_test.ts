@@ -1,6 +1,6 @@
-// The datastore lock end to end on both emulators: contention between two real processes (tests/fixtures/
-// lock_holder.ts, spawned with `deno run`), stale take-over, forceRelease by nonce, and a holder whose lock was taken
-// over. Run under scripts/with-emulators.sh: without the emulator endpoints every test fails.
+// The datastore lock end to end on both emulators: contention between two real processes
+// (tests/deno/fixtures/lock_holder.ts, spawned with `deno run`), stale take-over, forceRelease by nonce, and a holder
+// whose lock was taken over. Run under scripts/with-emulators.sh: without the emulator endpoints every test fails.
 import assert from "node:assert/strict";
 import { fileURLToPath as fromFileUrl } from "node:url";
 

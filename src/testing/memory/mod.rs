@@ -2,9 +2,9 @@
 //! environment with a virtual clock. All single-threaded (`Rc`/`RefCell`); handles are cheap clones of shared state,
 //! so several engines can share one bucket.
 //!
-//! Every store and cache call first awaits [`sim::yield_now`](crate::testing::sim::yield_now): under the simulator's scheduler
-//! that is where another actor may run. Then it passes through its [`Faults`] controller (pause gates, hooks, injected
-//! failures), then it acts. A call is atomic once past its yield point.
+//! Every store and cache call first awaits [`sim::yield_now`](crate::testing::sim::yield_now): under the simulator's
+//! scheduler that is where another actor may run. Then it passes through its [`Faults`] controller (pause gates, hooks,
+//! injected failures), then it acts. A call is atomic once past its yield point.
 
 mod cache;
 mod clock;
