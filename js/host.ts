@@ -54,7 +54,10 @@ export interface MarshError extends Error {
   key?: string;
 }
 
-/** How a `SyncService` operation fails. Aborts are named `AbortError` (kind `Aborted`). */
+/**
+ * How a `SyncService` operation fails. Aborts are named `AbortError` (kind `Aborted`); a lost lock of the service's
+ * scope fails it as a {@link MarshLockError} named `LockLostError` (kind `LockLost`).
+ */
 export interface MarshSyncError extends Error {
   name: "MarshError" | "AbortError";
   kind: "Aborted" | "IndexUnreadable" | "IndexCorrupt" | "IndexContended" | "IndexWrite" | "Local" | "Files";
@@ -269,6 +272,12 @@ export interface SyncOptions {
   casAttempts?: number;
   /** Plan only: report what would move, write nothing. */
   dryRun?: boolean;
+  /**
+   * The datastore these operations sync (`s3://bucket/prefix`, as given to `LockClient`): once a heartbeat finds a
+   * lock of this scope held by this process taken over, every operation rejects with `LockLostError` before any
+   * request. Absent: no lock is watched.
+   */
+  scope?: string;
 }
 
 /** What `MarshEnv.progress` receives. */

@@ -38,7 +38,7 @@ stage "cargo fmt --check" cargo fmt --check
 stage "cargo clippy (native)" cargo clippy --quiet --all-targets -- -D warnings
 stage "cargo clippy (wasm32)" cargo clippy --quiet --all-targets --target wasm32-unknown-unknown -- -D warnings
 stage "cargo test (native, incl. simulator)" cargo test --quiet
-for flaw in flaw-post-walk-head flaw-blind-index-put flaw-pull-clears-dirty flaw-stale-walk-reuse; do
+for flaw in flaw-post-walk-head flaw-blind-index-put flaw-pull-clears-dirty flaw-stale-walk-reuse flaw-ignore-lost-lock; do
   stage "simulator catches $flaw" cargo test --quiet --features "$flaw" --test mutations
 done
 stage "wasm-pack test --node" wasm-pack --log-level warn test --node

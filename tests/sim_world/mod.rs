@@ -9,10 +9,13 @@
 //! 3. after a quiescent round (every machine pushes, then every machine pulls, each with a fresh instance) every cache
 //!    and the remote index agree.
 //!
+//! Invariant 5 (a process writes nothing after it found its lock lost) has a world of its own: `lost_lock`.
+//!
 //! Model assumptions: a swamp write is `markDirty` immediately followed by the file write (the simulator cannot
 //! interleave between the marker write and the file write); file names written by different actors are distinct.
 #![allow(dead_code)]
 
+pub mod lost_lock;
 pub mod scenarios;
 
 use std::cell::RefCell;
