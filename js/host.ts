@@ -266,8 +266,6 @@ export interface MarshEnv {
 export interface SyncOptions {
   /** Transfers in flight at once (sliding window; default 16). */
   concurrency?: number;
-  /** Schedule transfers in batches instead of a sliding window (benchmark comparison only). */
-  batches?: boolean;
   /** Index compare-and-swap attempts before giving up (default 8). */
   casAttempts?: number;
   /** Plan only: report what would move, write nothing. */

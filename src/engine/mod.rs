@@ -30,17 +30,11 @@ use crate::store::retry::{with_retry, RetryPolicy};
 use crate::store::token;
 use crate::store::{Env, LocalCache, ObjectStore, StoreError};
 
-/// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
-/// extensions' way) wait for the slowest of each group of `n` — kept only so the benchmark can compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferMode {
-    Window(usize),
-    Batches(usize),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
-    pub transfers: TransferMode,
+    /// Transfers in flight at once: a sliding window, a new one starting as soon as any one finishes (batches, the
+    /// official extensions' way, wait for the slowest of each group).
+    pub transfers: usize,
     pub retry: RetryPolicy,
     /// Index compare-and-swap attempts before giving up (W1).
     pub index_cas_attempts: u32,
@@ -50,12 +44,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            transfers: TransferMode::Window(16),
-            retry: RetryPolicy::default(),
-            index_cas_attempts: 8,
-            dry_run: false,
-        }
+        EngineConfig { transfers: 16, retry: RetryPolicy::default(), index_cas_attempts: 8, dry_run: false }
     }
 }
 

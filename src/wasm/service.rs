@@ -13,7 +13,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
 use super::lock::{held_locks, lock_error_to_js};
-use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError, TransferMode};
+use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError};
 use crate::local::sidecar::SidecarOrigin;
 
 struct Service {
@@ -47,8 +47,7 @@ where
 
 #[wasm_bindgen]
 impl SyncService {
-    /// `options`: `{ concurrency?: number (default 16), batches?: boolean, casAttempts?: number, dryRun?: boolean,
-    /// scope?: string }`.
+    /// `options`: `{ concurrency?: number (default 16), casAttempts?: number, dryRun?: boolean, scope?: string }`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
@@ -56,13 +55,9 @@ impl SyncService {
         #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
     ) -> Result<SyncService, JsValue> {
         let mut config = EngineConfig::default();
-        let concurrency = get(&options, "concurrency").as_f64().map(|n| n.clamp(1.0, 256.0) as usize);
-        let n = concurrency.unwrap_or(16);
-        config.transfers = if get(&options, "batches").as_bool() == Some(true) {
-            TransferMode::Batches(n)
-        } else {
-            TransferMode::Window(n)
-        };
+        if let Some(concurrency) = get(&options, "concurrency").as_f64() {
+            config.transfers = concurrency.clamp(1.0, 256.0) as usize;
+        }
         config.dry_run = get(&options, "dryRun").as_bool() == Some(true);
         if let Some(attempts) = get(&options, "casAttempts").as_f64() {
             config.index_cas_attempts = attempts.clamp(1.0, 100.0) as u32;

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use marsh::engine::{Engine, EngineConfig, Instance, SyncError, TransferMode};
+use marsh::engine::{Engine, EngineConfig, Instance, SyncError};
 use marsh::index::RemoteIndex;
 use marsh::lock::{HeldLocks, Lock, LockConfig, LockError, LockIdentity};
 use marsh::path::INDEX_KEY;
@@ -51,7 +51,7 @@ impl Process {
             // Cache calls yield too, so no write of a flawed operation can hide in the step that found the loss.
             cache: MemoryCache::with_clock(clock.clone()).with_faults(Faults::new()),
             env: TestEnv::with_clock(clock.clone(), seed),
-            config: EngineConfig { transfers: TransferMode::Window(2), ..EngineConfig::default() },
+            config: EngineConfig { transfers: 2, ..EngineConfig::default() },
             lost_at: Cell::new(None),
         })
     }

@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use marsh::engine::{Engine, EngineConfig, Instance, TransferMode};
+use marsh::engine::{Engine, EngineConfig, Instance};
 use marsh::index::RemoteIndex;
 use marsh::local::sidecar::SyncState;
 use marsh::path::{is_internal, INDEX_KEY, SIDECAR_NAME};
@@ -99,7 +99,7 @@ pub fn build(plan: &Plan, seed: u64) -> Scenario<World> {
                 store: bucket.client(),
                 cache: MemoryCache::with_clock(clock.clone()).with_faults(faults),
                 env: TestEnv::with_clock(clock, seed.wrapping_mul(31).wrapping_add(m as u64)),
-                config: EngineConfig { transfers: TransferMode::Window(2), ..EngineConfig::default() },
+                config: EngineConfig { transfers: 2, ..EngineConfig::default() },
             })
         })
         .collect();
