@@ -40,4 +40,4 @@ function instantiateOnce(): void {
 instantiateOnce();
 
 // The wasm API. Add each new `#[wasm_bindgen]` export of src/wasm.rs here.
-export { LockClient, probeGet, SyncService, version } from "./gen/marsh.js";
+export { LockClient, SyncService, version } from "./gen/marsh.js";

@@ -4,7 +4,7 @@
 use marsh::index::{parse_sha256_hex, sha256_hex};
 use marsh::store::token::VersionToken;
 use marsh::store::{Env, Fetched, LocalCache, ObjectStore, Precondition, StoreError, WalkItem};
-use marsh::wasm::{store_error_to_js, JsCache, JsEnv, JsStore};
+use marsh::wasm::{JsCache, JsEnv, JsStore};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -249,15 +249,6 @@ fn a_store_missing_methods_is_rejected_when_wrapped() {
     assert!(is_error(&error));
     let message = error_field(&error, "message").as_string().unwrap();
     assert!(message.contains("missing method(s) get, getBytes"), "{message}");
-}
-
-#[wasm_bindgen_test]
-fn rust_errors_cross_as_js_errors_with_kind_and_key() {
-    let error = store_error_to_js(&StoreError::PreconditionFailed { key: "a/b.json".into() });
-
-    assert!(is_error(&error));
-    assert_eq!(error_field(&error, "kind").as_string().as_deref(), Some("PreconditionFailed"));
-    assert_eq!(error_field(&error, "key").as_string().as_deref(), Some("a/b.json"));
 }
 
 #[wasm_bindgen_test]

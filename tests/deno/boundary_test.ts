@@ -1,15 +1,25 @@
-// The wasm core loads through js/wasm.ts and calls an async JS store through the Rust `ObjectStore` trait.
+// The wasm core loads through js/wasm.ts and drives async JS host objects through its real exports.
 import assert from "node:assert/strict";
 import { DenoCache } from "../../js/cache.ts";
 import { makeEnv } from "../../js/env.ts";
 import { MemoryStore } from "../../js/memory_store.ts";
-import { type MarshError, type MarshStore, probeGet, SyncService, version } from "../../js/wasm.ts";
+import { type MarshCache, type MarshStore, type MarshSyncError, SyncService, version } from "../../js/wasm.ts";
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, 1));
 
-function storeWith(get: MarshStore["get"]): MarshStore {
+/** A store answering with `methods`; any other call fails the test's operation. */
+function storeWith(methods: Partial<MarshStore>): MarshStore {
   const unused = () => Promise.reject(new Error("not used by this test"));
-  return { get, getBytes: unused, head: unused, put: unused, putBytes: unused, delete: unused, list: unused };
+  return {
+    get: unused,
+    getBytes: unused,
+    head: unused,
+    put: unused,
+    putBytes: unused,
+    delete: unused,
+    list: unused,
+    ...methods,
+  };
 }
 
 Deno.test("version matches the package version", async () => {
@@ -17,52 +27,104 @@ Deno.test("version matches the package version", async () => {
   assert.equal(version(), pkg.version);
 });
 
-Deno.test("probeGet returns the token and size an async store answered", async () => {
+const INDEX = ".datastore-index.json";
+
+/** An empty cache directory that forgets what is written to it: enough for operations that fail at the store. */
+function emptyCache(): MarshCache {
+  return {
+    stat: () => Promise.resolve(null),
+    walk: () => Promise.resolve([]),
+    readInternal: () => Promise.resolve(null),
+    writeInternal: () => Promise.resolve(),
+    prepareUpload: () => Promise.resolve(null),
+    download: () => Promise.reject(new Error("not used by this test")),
+    hash: () => Promise.resolve(null),
+  };
+}
+
+/** An index listing one file without a hash: a pull downloads it. */
+function oneFileIndex(rel: string): Uint8Array {
+  const entries = { [rel]: { size: 3, lastModified: "2026-01-01T00:00:00.000Z" } };
+  return new TextEncoder().encode(JSON.stringify({ version: 1, entries }));
+}
+
+Deno.test("an async store's answer reaches the core through the promise bridge", async () => {
   const asked: string[] = [];
-  const store = storeWith(async (key) => {
-    asked.push(key);
-    await pause();
-    return {
-      body: ReadableStream.from([new Uint8Array([1, 2, 3])]),
-      token: "9bb58f26192e4ba00f01e2e7b136bbd8",
-      size: 3,
-    };
+  const store = storeWith({
+    head: async (key) => {
+      asked.push(key);
+      await pause();
+      return { token: "9bb58f26192e4ba00f01e2e7b136bbd8", size: 3 };
+    },
   });
 
-  const answer = await probeGet(store, "data/a.json");
+  const status = await new SyncService(store, emptyCache(), undefined).status(makeEnv());
 
-  assert.deepEqual(answer, { token: "9bb58f26192e4ba00f01e2e7b136bbd8", size: 3 });
-  assert.deepEqual(asked, ["data/a.json"]);
+  assert.equal(status.remoteIndexSize, 3);
+  assert.deepEqual(asked, [INDEX]);
 });
 
-Deno.test("a store throwing NotFound surfaces as a NotFound error naming the key", async () => {
-  const store = storeWith(async (key) => {
-    await pause();
-    throw Object.assign(new Error(`no such object ${key}`), { kind: "NotFound", status: 404 });
+Deno.test("a store's typed failure surfaces with its kind, status and message", async () => {
+  const store = storeWith({
+    getBytes: async () => {
+      await pause();
+      throw Object.assign(new Error("access denied to the index"), { kind: "Auth", status: 403 });
+    },
   });
 
-  const error = await probeGet(store, "data/missing.json").then(
-    () => assert.fail("probeGet should have rejected"),
-    (thrown: MarshError) => thrown,
+  const error = await new SyncService(store, emptyCache(), undefined).pullChanged(makeEnv()).then(
+    () => assert.fail("the pull should have rejected"),
+    (thrown: MarshSyncError) => thrown,
   );
 
   assert.ok(error instanceof Error);
   assert.equal(error.name, "MarshError");
-  assert.equal(error.kind, "NotFound");
-  assert.equal(error.key, "data/missing.json");
-  assert.match(error.message, /not found: data\/missing\.json/);
+  assert.equal(error.kind, "IndexUnreadable");
+  assert.equal(error.causeKind, "Auth");
+  assert.equal(error.status, 403);
+  assert.match(error.message, /access denied to the index/);
+});
+
+Deno.test("a store throwing NotFound for a file surfaces as a NotFound failure naming it", async () => {
+  const store = storeWith({
+    getBytes: () => Promise.resolve({ bytes: oneFileIndex("data/missing.json"), token: "t1", size: 1 }),
+    get: async (key) => {
+      await pause();
+      throw Object.assign(new Error(`no such object ${key}`), { kind: "NotFound", status: 404 });
+    },
+  });
+
+  const error = await new SyncService(store, emptyCache(), undefined).pullChanged(makeEnv()).then(
+    () => assert.fail("the pull should have rejected"),
+    (thrown: MarshSyncError) => thrown,
+  );
+
+  assert.equal(error.kind, "Files");
+  assert.equal(error.failures?.length, 1);
+  const [failure] = error.failures!;
+  assert.equal(failure.rel, "data/missing.json");
+  assert.equal(failure.kind, "NotFound");
+  assert.match(failure.message, /not found: data\/missing\.json/);
 });
 
 Deno.test("an untyped throw becomes an Io error carrying its message", async () => {
-  const store = storeWith(() => {
-    throw new TypeError("socket closed");
+  const store = storeWith({
+    getBytes: () => {
+      throw new TypeError("socket closed");
+    },
   });
 
-  await assert.rejects(probeGet(store, "k"), { name: "MarshError", kind: "Io", message: /socket closed/ });
+  await assert.rejects(new SyncService(store, emptyCache(), undefined).pullChanged(makeEnv()), {
+    name: "MarshError",
+    kind: "IndexUnreadable",
+    causeKind: "Io",
+    message: /socket closed/,
+  });
 });
 
-Deno.test("an object that is not a store is rejected before any call", async () => {
-  await assert.rejects(probeGet({} as MarshStore, "k"), {
+Deno.test("an object that is not a store is rejected before any call", () => {
+  assert.throws(() => new SyncService({} as MarshStore, emptyCache(), undefined), {
+    name: "MarshError",
     kind: "InvalidArgument",
     message: /missing method\(s\) get/,
   });
