@@ -1,6 +1,7 @@
 /**
  * The host interface of the wasm core: the objects that TypeScript hands to Rust, and what Rust expects of them.
- * `src/wasm.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`); types only, no code.
+ * `src/wasm/host.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`), and `src/wasm/service.rs` and
+ * `src/wasm/lock.rs` read the options and produce the reports and errors below; types only, no code.
  *
  * Keys and paths are cache-relative (`a/b.json`); a store adds its own bucket prefix. Every method may be async (a
  * plain return value is accepted too). To fail, throw a {@link MarshHostError}-shaped object: any other throw is
@@ -20,11 +21,13 @@ export type Precondition =
   /** S3 `If-Match: "<etag>"`, GCS `ifGenerationMatch=<generation>`. */
   | { kind: "ifMatch"; token: VersionToken };
 
-/** The `kind` of an error crossing the boundary, in either direction. */
+/**
+ * The `kind` of an error crossing the boundary, in either direction. There is no "not modified" kind: a conditional
+ * GET whose token is current answers {@link NotModified}, it never throws.
+ */
 export type MarshErrorKind =
   | "NotFound"
   | "PreconditionFailed"
-  | "NotModified"
   /** Timeouts, 429, 5xx, 409 conditional-request conflicts, transport errors: retried by the core. */
   | "Transient"
   /** 401/403, missing credentials: never retried. */
