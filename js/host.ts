@@ -49,12 +49,10 @@ export interface MarshHostError {
   key?: string;
 }
 
-/** What a store or cache failure looks like when Rust throws it back (`MarshError`, with `status`/`key` when known). */
+/** How a wasm export refuses a wrong argument: a host object missing methods, a lock identity without a holder. */
 export interface MarshError extends Error {
   name: "MarshError";
-  kind: MarshErrorKind | "InvalidArgument";
-  status?: number;
-  key?: string;
+  kind: "InvalidArgument";
 }
 
 /**

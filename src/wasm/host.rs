@@ -100,9 +100,11 @@ pub(super) fn set(target: &JsValue, name: &str, value: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), value);
 }
 
+/// A plain object of `pairs`. An `undefined` value leaves its field out: an optional field of js/host.ts (`sha256?`) is
+/// absent when it has no value, never present as `undefined`.
 pub(super) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     let result = Object::new();
-    for (name, value) in pairs {
+    for (name, value) in pairs.iter().filter(|(_, value)| !value.is_undefined()) {
         set(&result, name, value);
     }
     result.into()
