@@ -99,9 +99,11 @@ export interface GcsFailureContext {
   target?: string;
 }
 
-/** The error kind of an HTTP status that is not a success. */
+/**
+ * The error kind of an HTTP status that is not a success. A 304 is not an error of a conditional GET (`#download`
+ * answers it as `{ notModified: true }` first); anywhere else it is an answer we did not ask for: `Http`.
+ */
 export function gcsErrorKindForStatus(status: number): MarshErrorKind {
-  if (status === 304) return "NotModified";
   if (status === 404) return "NotFound";
   if (status === 412) return "PreconditionFailed";
   if (status === 401 || status === 403) return "Auth";

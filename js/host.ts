@@ -1,6 +1,7 @@
 /**
  * The host interface of the wasm core: the objects that TypeScript hands to Rust, and what Rust expects of them.
- * `src/wasm.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`); types only, no code.
+ * `src/wasm/host.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`), and `src/wasm/service.rs` and
+ * `src/wasm/lock.rs` read the options and produce the reports and errors below; types only, no code.
  *
  * Keys and paths are cache-relative (`a/b.json`); a store adds its own bucket prefix. Every method may be async (a
  * plain return value is accepted too). To fail, throw a {@link MarshHostError}-shaped object: any other throw is
@@ -20,11 +21,13 @@ export type Precondition =
   /** S3 `If-Match: "<etag>"`, GCS `ifGenerationMatch=<generation>`. */
   | { kind: "ifMatch"; token: VersionToken };
 
-/** The `kind` of an error crossing the boundary, in either direction. */
+/**
+ * The `kind` of an error crossing the boundary, in either direction. There is no "not modified" kind: a conditional
+ * GET whose token is current answers {@link NotModified}, it never throws.
+ */
 export type MarshErrorKind =
   | "NotFound"
   | "PreconditionFailed"
-  | "NotModified"
   /** Timeouts, 429, 5xx, 409 conditional-request conflicts, transport errors: retried by the core. */
   | "Transient"
   /** 401/403, missing credentials: never retried. */
@@ -46,15 +49,16 @@ export interface MarshHostError {
   key?: string;
 }
 
-/** What a store or cache failure looks like when Rust throws it back (`MarshError`, with `status`/`key` when known). */
+/** How a wasm export refuses a wrong argument: a host object missing methods, a lock identity without a holder. */
 export interface MarshError extends Error {
   name: "MarshError";
-  kind: MarshErrorKind | "InvalidArgument";
-  status?: number;
-  key?: string;
+  kind: "InvalidArgument";
 }
 
-/** How a `SyncService` operation fails. Aborts are named `AbortError` (kind `Aborted`). */
+/**
+ * How a `SyncService` operation fails. Aborts are named `AbortError` (kind `Aborted`); a lost lock of the service's
+ * scope fails it as a {@link MarshLockError} named `LockLostError` (kind `LockLost`).
+ */
 export interface MarshSyncError extends Error {
   name: "MarshError" | "AbortError";
   kind: "Aborted" | "IndexUnreadable" | "IndexCorrupt" | "IndexContended" | "IndexWrite" | "Local" | "Files";
@@ -263,12 +267,16 @@ export interface MarshEnv {
 export interface SyncOptions {
   /** Transfers in flight at once (sliding window; default 16). */
   concurrency?: number;
-  /** Schedule transfers in batches instead of a sliding window (benchmark comparison only). */
-  batches?: boolean;
   /** Index compare-and-swap attempts before giving up (default 8). */
   casAttempts?: number;
   /** Plan only: report what would move, write nothing. */
   dryRun?: boolean;
+  /**
+   * The datastore these operations sync (`s3://bucket/prefix`, as given to `LockClient`): once a heartbeat finds a
+   * lock of this scope held by this process taken over, every operation rejects with `LockLostError` before any
+   * request. Absent: no lock is watched.
+   */
+  scope?: string;
 }
 
 /** What `MarshEnv.progress` receives. */

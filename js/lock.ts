@@ -1,7 +1,8 @@
 /**
  * swamp's `DistributedLock` over the core's lock protocol (`LockClient` in wasm). The protocol — create-if-absent,
- * compare-and-swap heartbeat, conditional take-over of a stale lock, nonce-checked release — lives in Rust; this file
- * only owns the heartbeat timer (every ttl/3) and remembers a lost lock so the holder's next operation fails loudly.
+ * compare-and-swap heartbeat, conditional take-over of a stale lock, nonce-checked release — lives in Rust, and so does
+ * the rule that a holder whose lock was taken over is told: the core refuses every sync operation of the lock's scope
+ * once a heartbeat has found the loss. This file only owns the heartbeat timer (every ttl/3).
  *
  * @module
  */
@@ -10,14 +11,6 @@ import { makeEnv } from "./env.ts";
 import type { MarshStore } from "./host.ts";
 import type { DistributedLock, LockInfo, LockOptions } from "./swamp.ts";
 import { LockClient } from "./wasm.ts";
-
-/** Locks held by this process, by datastore scope, so sync services can refuse to run under a lost lock. */
-const heldLocks = new Map<string, Set<MarshLock>>();
-
-/** Throws the lock's `LockLostError` if any lock this process holds on `scope` was taken over by another process. */
-export function assertNoLostLock(scope: string): void {
-  for (const lock of heldLocks.get(scope) ?? []) lock.assertHeld();
-}
 
 function identity(): { holder: string; hostname: string; pid: number } {
   let user = "unknown";
@@ -33,27 +26,20 @@ function identity(): { holder: string; hostname: string; pid: number } {
 
 export class MarshLock implements DistributedLock {
   readonly #client: LockClient;
-  readonly #scope: string;
   #heartbeat: ReturnType<typeof setInterval> | undefined;
-  #lost: unknown;
 
+  /** `scope` names the datastore (`s3://bucket/prefix`): the sync services of that scope watch this lock. */
   constructor(store: MarshStore, scope: string, options: LockOptions = {}) {
-    this.#client = new LockClient(store, options, identity());
-    this.#scope = scope;
+    this.#client = new LockClient(store, scope, options, identity());
   }
 
   async acquire(): Promise<void> {
     await this.#client.acquire(makeEnv());
-    this.#lost = undefined;
-    const scoped = heldLocks.get(this.#scope) ?? new Set();
-    scoped.add(this);
-    heldLocks.set(this.#scope, scoped);
     this.#startHeartbeat();
   }
 
   async release(): Promise<void> {
     this.#stopHeartbeat();
-    heldLocks.get(this.#scope)?.delete(this);
     await this.#client.release();
   }
 
@@ -67,7 +53,7 @@ export class MarshLock implements DistributedLock {
       throw error;
     }
     // A lock lost while `fn` ran means another process may have written meanwhile: say so, even if `fn` succeeded.
-    const lost = this.#lost;
+    const lost = this.#lostError();
     await this.release();
     if (lost !== undefined) throw lost;
     return result;
@@ -81,26 +67,27 @@ export class MarshLock implements DistributedLock {
     return await this.#client.forceRelease(expectedNonce);
   }
 
-  /** Throws if a heartbeat found the lock taken over. */
-  assertHeld(): void {
-    if (this.#lost !== undefined) throw this.#lost;
-    if (this.#client.isHeld()) this.#client.ensureHeld();
-  }
-
   #startHeartbeat(): void {
     this.#stopHeartbeat();
     const interval = Math.max(10, Math.floor(this.#client.ttlMs / 3));
     const timer = setInterval(() => {
       this.#client.heartbeat(makeEnv()).catch((error: { name?: string }) => {
         // Transient failures are retried on the next tick; a lost lock stops the heartbeat for good.
-        if (error?.name === "LockLostError") {
-          this.#lost = error;
-          this.#stopHeartbeat();
-        }
+        if (error?.name === "LockLostError") this.#stopHeartbeat();
       });
     }, interval);
     Deno.unrefTimer(timer);
     this.#heartbeat = timer;
+  }
+
+  /** The core's `LockLostError` if a heartbeat found the lock taken over, else `undefined`. */
+  #lostError(): unknown {
+    try {
+      this.#client.ensureHeld();
+    } catch (error) {
+      if ((error as { name?: string })?.name === "LockLostError") return error;
+    }
+    return undefined;
   }
 
   #stopHeartbeat(): void {

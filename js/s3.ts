@@ -152,7 +152,9 @@ export function classifyS3Error(error: unknown, context: S3ErrorContext): StoreE
   if (status === undefined && /region is missing/i.test(fields.message ?? "")) {
     return make("Io", "no AWS region", "set `region` in the datastore config, AWS_REGION, or a region in the profile");
   }
-  if (status === 304) return make("NotModified", "not modified");
+  // Only a conditional GET asks for a 304, and `#fetch` answers it as `{ notModified: true }` by its status; a 304
+  // anywhere else is an answer we did not ask for. The boundary has no "not modified" error kind.
+  if (status === 304) return make("Http", "not modified");
   if (status === 404 && code === "NoSuchBucket") {
     return make("Http", "bucket not found", "check the bucket name, region and endpoint");
   }
@@ -495,7 +497,7 @@ export class S3Store implements MarshStore {
         ));
       return { Body: answer.Body, ETag: answer.ETag, size: answer.ContentLength ?? 0 };
     } catch (error) {
-      if (error instanceof StoreError && error.kind === "NotModified") return { notModified: true };
+      if (error instanceof StoreError && error.status === 304) return { notModified: true };
       throw error;
     }
   }

@@ -7,12 +7,14 @@
 
 import { abortError, makeEnv } from "./env.ts";
 import type { MarshCache, MarshStore } from "./host.ts";
-import { assertNoLostLock } from "./lock.ts";
 import type { DatastoreSyncOptions, DatastoreSyncService } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
 
 export interface SyncServiceOptions {
-  /** Locks held by this process on this scope must still be ours before any operation. */
+  /**
+   * The datastore (`s3://bucket/prefix`): the core refuses every operation once a lock of this scope held by this
+   * process was found taken over.
+   */
   scope: string;
   trace?: (line: string) => void;
   concurrency?: number;
@@ -23,7 +25,7 @@ export class MarshSyncService implements DatastoreSyncService {
   readonly #options: SyncServiceOptions;
 
   constructor(store: MarshStore, cache: MarshCache, options: SyncServiceOptions) {
-    this.#service = new SyncService(store, cache, { concurrency: options.concurrency });
+    this.#service = new SyncService(store, cache, { concurrency: options.concurrency, scope: options.scope });
     this.#options = options;
   }
 
@@ -49,7 +51,6 @@ export class MarshSyncService implements DatastoreSyncService {
   #env(options?: DatastoreSyncOptions) {
     // B15: an already-aborted signal rejects before any request.
     if (options?.signal?.aborted) throw abortError();
-    assertNoLostLock(this.#options.scope);
     return makeEnv(options?.signal, this.#options.trace);
   }
 }

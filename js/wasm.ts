@@ -39,5 +39,5 @@ function instantiateOnce(): void {
 
 instantiateOnce();
 
-// The wasm API. Add each new `#[wasm_bindgen]` export of src/wasm.rs here.
-export { LockClient, probeGet, SyncService, version } from "./gen/marsh.js";
+// The wasm API. Add each new `#[wasm_bindgen]` export of src/wasm/ here.
+export { LockClient, SyncService, version } from "./gen/marsh.js";

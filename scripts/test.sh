@@ -34,6 +34,7 @@ stage() {
 }
 
 stage "setup" bash scripts/setup.sh
+stage "boundary: JavaScript only in src/wasm/" bash scripts/check-boundary.sh
 stage "cargo fmt --check" cargo fmt --check
 stage "cargo clippy (native)" cargo clippy --quiet --all-targets -- -D warnings
 stage "cargo clippy (wasm32)" cargo clippy --quiet --all-targets --target wasm32-unknown-unknown -- -D warnings

@@ -5,8 +5,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use marsh::encoding::time::iso_from_ms;
-use marsh::lock::{Attempt, Lock, LockConfig, LockError, LockIdentity, DEFAULT_LOCK_KEY};
-use marsh::testing::memory::{MemoryStore, TestEnv, TokenStyle, VirtualClock};
+use marsh::engine::{Engine, EngineConfig, Instance, SyncError};
+use marsh::lock::{Attempt, HeldLocks, Lock, LockConfig, LockError, LockIdentity, DEFAULT_LOCK_KEY};
+use marsh::testing::memory::{MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
 use marsh::testing::sim::{block_on, Scenario, Sim};
 
 const NOW: i64 = 1_780_000_000_000;
@@ -100,4 +101,84 @@ fn w13_two_processes_taking_over_a_stale_lock_never_both_hold_it() {
         assert!(result.complete && result.violations == 0, "{result}");
         assert!(result.schedules > 1);
     }
+}
+
+const SCOPE: &str = "s3://bucket/repo";
+
+fn lost_by(error: &SyncError, holder: &str) -> bool {
+    matches!(error, SyncError::LockLost(LockError::Lost { key, by: Some(by) }) if key == DEFAULT_LOCK_KEY && by.holder == holder)
+}
+
+/// W13, the holder's side: once a heartbeat finds the lock taken over, pull, push and markDirty of the lock's scope
+/// fail with `LockLost` before any request or cache write; another scope's service runs; releasing ends the refusal.
+#[test]
+fn w13_sync_operations_of_a_scope_whose_lock_was_lost_fail_and_write_nothing() {
+    let bucket = MemoryStore::new(TokenStyle::S3);
+    let clock = VirtualClock::new(NOW);
+    let env = TestEnv::with_clock(clock.clone(), 1);
+    let locks = HeldLocks::new();
+    let alice = Lock::new(bucket.client(), config(), identity("alice", 10)).held_in(&locks, SCOPE);
+    let bob = Lock::new(bucket.client(), config(), identity("bob", 20));
+    let (store, cache, engine_config) =
+        (bucket.client(), MemoryCache::with_clock(clock.clone()), EngineConfig::default());
+    let (instance, other_scope) =
+        (Instance::under_locks(locks.watch(SCOPE)), Instance::under_locks(locks.watch("s3://bucket/other")));
+    let engine = Engine::new(&store, &cache, &env, &engine_config, &instance);
+    block_on(alice.acquire(&env)).unwrap();
+    block_on(engine.mark_dirty()).unwrap();
+    cache.write_file("a.json", "1");
+    block_on(engine.push_changed()).expect("a push under the held lock");
+    clock.advance(31_000); // alice's heartbeats stalled past the ttl
+    block_on(bob.acquire(&env)).expect("bob takes the stale lock over");
+    cache.write_file("b.json", "2");
+    assert!(block_on(engine.pull_changed()).is_ok(), "until a heartbeat finds the loss, nothing stops the holder");
+    assert!(matches!(block_on(alice.heartbeat(&env)), Err(LockError::Lost { .. })));
+    let (requests, calls) = (store.requests(), cache.calls());
+
+    let pull = block_on(engine.pull_changed()).unwrap_err();
+    let push = block_on(engine.push_changed()).unwrap_err();
+    let mark = block_on(engine.mark_dirty()).unwrap_err();
+
+    for error in [&pull, &push, &mark] {
+        assert!(lost_by(error, "bob@host-bob"), "{error:?}");
+        assert!(error.to_string().contains("was lost") && error.to_string().contains("bob@host-bob"), "{error}");
+    }
+    assert_eq!(store.requests(), requests, "no request after the loss was found");
+    assert_eq!(cache.calls(), calls, "no cache call either");
+    assert!(bucket.object("b.json").is_none());
+    block_on(Engine::new(&store, &cache, &env, &engine_config, &other_scope).pull_changed())
+        .expect("another scope is not affected");
+
+    block_on(alice.release()).unwrap();
+    assert!(block_on(engine.pull_changed()).is_ok(), "released: the scope syncs again");
+    assert_eq!(block_on(bob.inspect()).unwrap().map(|info| info.holder).as_deref(), Some("bob@host-bob"));
+}
+
+/// A lost lock stops refusing once it is acquired again, or once the process drops it; until then one lost lock among
+/// several of the scope is enough.
+#[test]
+fn w13_acquiring_again_or_dropping_the_lost_lock_ends_the_refusal() {
+    let bucket = MemoryStore::new(TokenStyle::Gcs);
+    let env = TestEnv::with_clock(VirtualClock::new(NOW), 1);
+    let locks = HeldLocks::new();
+    let custom = |key: &str| LockConfig { key: key.to_string(), ..config() };
+    let main = Lock::new(bucket.client(), config(), identity("alice", 10)).held_in(&locks, SCOPE);
+    let side = Lock::new(bucket.client(), custom("side.lock"), identity("alice", 10)).held_in(&locks, SCOPE);
+    let operator = Lock::new(bucket.client(), config(), identity("operator", 1));
+    block_on(main.acquire(&env)).unwrap();
+    block_on(side.acquire(&env)).unwrap();
+    let nonce = block_on(operator.inspect()).unwrap().unwrap().nonce.unwrap();
+    assert!(block_on(operator.force_release(&nonce)).unwrap());
+    assert!(matches!(block_on(main.heartbeat(&env)), Err(LockError::Lost { by: None, .. })));
+
+    assert!(matches!(locks.check(SCOPE), Err(LockError::Lost { ref key, by: None }) if key == DEFAULT_LOCK_KEY));
+    assert!(side.ensure_held().is_ok(), "only the main lock was lost");
+    block_on(main.acquire(&env)).expect("the released lock is free again");
+    assert_eq!(locks.check(SCOPE), Ok(()), "acquired again");
+
+    assert!(block_on(operator.force_release(&block_on(operator.inspect()).unwrap().unwrap().nonce.unwrap())).unwrap());
+    assert!(block_on(main.heartbeat(&env)).is_err());
+    assert!(locks.check(SCOPE).is_err());
+    drop(main);
+    assert_eq!(locks.check(SCOPE), Ok(()), "a lock the process no longer has is forgotten");
 }

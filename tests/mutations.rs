@@ -9,19 +9,28 @@
     feature = "flaw-pull-clears-dirty",
     feature = "flaw-stale-walk-reuse",
     feature = "flaw-clean-at-current-marker",
-    feature = "flaw-ignore-instance-mark"
+    feature = "flaw-ignore-instance-mark",
+    feature = "flaw-ignore-lost-lock"
 ))]
 
 mod sim_world;
 
 use marsh::testing::memory::TokenStyle;
 use marsh::testing::sim::Sim;
-use sim_world::{build, check_end, check_step, scenarios, Plan};
+// The lost-lock flaw is proven on a world of its own (`sim_world::lost_lock`), without the plans below.
+#[cfg_attr(feature = "flaw-ignore-lost-lock", allow(unused_imports))]
+use sim_world::{scenarios, Plan};
 
-/// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one
-/// corner of a large scope), require a violation, and print the shrunk schedule.
+/// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one corner
+/// of a large scope), require a violation, and print the shrunk schedule.
+#[cfg_attr(feature = "flaw-ignore-lost-lock", allow(dead_code))]
 fn assert_caught(flaw: &str, plan: &Plan, cap: usize, expected_invariant: &str) {
-    let mut sim = Sim::new(|| build(plan, 7)).check_each_step(check_step).check_at_end(check_end);
+    use sim_world::{build, check_end, check_step};
+    let sim = Sim::new(|| build(plan, 7)).check_each_step(check_step).check_at_end(check_end);
+    assert_sim_catches(flaw, sim, cap, expected_invariant);
+}
+
+fn assert_sim_catches<W>(flaw: &str, mut sim: Sim<'_, W>, cap: usize, expected_invariant: &str) {
     let mut result = sim.explore_exhaustive(cap);
     if result.failures.is_empty() {
         result = sim.explore_random(0..cap as u64);
@@ -35,7 +44,7 @@ fn assert_caught(flaw: &str, plan: &Plan, cap: usize, expected_invariant: &str) 
         shrunk.choices.len()
     );
     assert!(shrunk.message.contains(expected_invariant), "{flaw}: {}", shrunk.message);
-    assert!(shrunk.schedule.len() <= failure.schedule.len());
+    assert!(shrunk.choices.len() <= failure.schedule.len());
 }
 
 #[cfg(feature = "flaw-post-walk-head")]
@@ -79,6 +88,15 @@ fn stale_walk_reuse_is_caught() {
             2_000,
             "invariant 3",
         );
+    }
+}
+
+#[cfg(feature = "flaw-ignore-lost-lock")]
+#[test]
+fn w13_flaw_ignore_lost_lock_is_caught() {
+    // A's heartbeat finds the lock B took over, and A's push uploads a1 and writes the index all the same.
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_sim_catches("flaw-ignore-lost-lock", sim_world::lost_lock::simulator(style), 2_000, "invariant 5");
     }
 }
 

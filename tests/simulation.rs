@@ -81,3 +81,36 @@ fn random_schedules_find_no_violation() {
     );
     assert!(schedules as u64 >= budget);
 }
+
+/// W13: a holder whose heartbeat found its lock taken over writes nothing more, in every schedule explored; and the
+/// schedules do reach the refusal (A's heartbeat after B's take-over), not only the harmless order.
+#[test]
+fn a_holder_that_lost_its_lock_writes_nothing_more() {
+    use sim_world::lost_lock;
+    use std::cell::Cell;
+
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        let refusals = Cell::new(0);
+        let mut sim =
+            Sim::new(|| lost_lock::build(style)).check_each_step(lost_lock::check_step).check_at_end(|world| {
+                refusals.set(refusals.get() + usize::from(world.refused.get()));
+                lost_lock::check_end(world)
+            });
+        let started = Instant::now();
+        let random = sim.explore_random(0..10_000);
+        report(&format!("lost lock, random ({style:?})"), &random, started);
+        let exhaustive = sim.explore_exhaustive(5_000);
+        report(&format!("lost lock, exhaustive prefix ({style:?})"), &exhaustive, started);
+        for result in [&random, &exhaustive] {
+            if let Some(failure) = result.failures.first() {
+                panic!(
+                    "lost lock ({style:?}): {failure}\n{}",
+                    lost_lock::simulator(style).shrink(&failure.schedule).unwrap()
+                );
+            }
+        }
+        drop(sim);
+        println!("lost lock ({style:?}): {} runs refused the lost holder's push", refusals.get());
+        assert!(refusals.get() > 100, "{style:?}: only {} runs reached a refused push", refusals.get());
+    }
+}

@@ -301,6 +301,17 @@ export function lockIdentity(holder, pid) {
 export function lockOptions(maxWaitMs, retryIntervalMs) {
   return { maxWaitMs, retryIntervalMs };
 }
+
+export function scopedOptions(scope) {
+  return { scope };
+}
+
+// Another process's live lock, written over whatever lock is there (a take-over as the bucket sees it).
+export async function overwriteLock(store, pid) {
+  const body = { holder: `intruder@elsewhere`, hostname: "elsewhere", pid, acquiredAt: new Date().toISOString(),
+    ttlMs: 60000, nonce: "intruder-nonce" };
+  await store.putBytes(".datastore.lock", new TextEncoder().encode(JSON.stringify(body)), { kind: "none" });
+}
 "#)]
 extern "C" {
     #[derive(Clone)]
@@ -354,6 +365,10 @@ extern "C" {
     fn lock_identity(holder: &str, pid: u32) -> JsValue;
     #[wasm_bindgen(js_name = lockOptions)]
     fn lock_options(max_wait_ms: u32, retry_interval_ms: u32) -> JsValue;
+    #[wasm_bindgen(js_name = scopedOptions)]
+    fn scoped_options(scope: &str) -> JsValue;
+    #[wasm_bindgen(js_name = overwriteLock)]
+    fn overwrite_lock(store: &MemStore, pid: u32) -> Promise;
 }
 
 impl MemStore {
@@ -429,8 +444,12 @@ struct Machine {
 
 impl Machine {
     fn new(store: &MemStore) -> Rc<Machine> {
+        Machine::with_options(store, JsValue::UNDEFINED)
+    }
+
+    fn with_options(store: &MemStore, options: JsValue) -> Rc<Machine> {
         let cache = memory_cache();
-        let service = SyncService::new(store.clone().into(), cache.clone().into(), JsValue::UNDEFINED)
+        let service = SyncService::new(store.clone().into(), cache.clone().into(), options)
             .expect("the memory store and cache implement the host interfaces");
         Rc::new(Machine { service, cache })
     }
@@ -663,8 +682,13 @@ async fn markdirty_then_push_uploads_and_reports() {
 #[wasm_bindgen_test]
 async fn lock_client_acquire_inspect_release() {
     let store = memory_store();
-    let alice = LockClient::new(store.clone().into(), JsValue::UNDEFINED, lock_identity("alice@host-a", 1111))
-        .expect("a lock client");
+    let alice = LockClient::new(
+        store.clone().into(),
+        "mem://b19".into(),
+        JsValue::UNDEFINED,
+        lock_identity("alice@host-a", 1111),
+    )
+    .expect("a lock client");
     settle(alice.acquire(make_env().into())).await.expect("alice acquires");
     assert!(alice.is_held());
     assert_eq!(alice.lock_key(), ".datastore.lock");
@@ -678,8 +702,13 @@ async fn lock_client_acquire_inspect_release() {
     let stored: serde_json::Value = serde_json::from_str(&store.text(".datastore.lock").unwrap()).unwrap();
     assert_eq!(stored["nonce"].as_str(), Some(nonce.as_str()));
 
-    let bob = LockClient::new(store.clone().into(), lock_options(40, 5), lock_identity("bob@host-b", 2222))
-        .expect("a second lock client");
+    let bob = LockClient::new(
+        store.clone().into(),
+        "mem://b19".into(),
+        lock_options(40, 5),
+        lock_identity("bob@host-b", 2222),
+    )
+    .expect("a second lock client");
     let env = make_env();
     let timeout = rejection(settle(bob.acquire(env.clone().into())).await, "bob's acquire");
     assert_eq!(text(&timeout, "name").as_deref(), Some("LockTimeoutError"));
@@ -701,6 +730,46 @@ async fn lock_client_acquire_inspect_release() {
     assert_eq!(store.text(".datastore.lock"), None);
     settle(bob.acquire(make_env().into())).await.expect("bob acquires the released lock");
     assert!(bob.is_held());
+}
+
+/// W13 through the boundary: once a heartbeat finds the lock taken over, every sync operation of the lock's scope
+/// rejects with `LockLostError` before any request, other scopes are unaffected, and releasing the lock ends it.
+#[wasm_bindgen_test]
+async fn a_lost_lock_stops_the_sync_services_of_its_scope() {
+    let store = memory_store();
+    let lock = LockClient::new(
+        store.clone().into(),
+        "mem://lost".into(),
+        JsValue::UNDEFINED,
+        lock_identity("alice@host-a", 1),
+    )
+    .expect("a lock client");
+    let scoped = Machine::with_options(&store, scoped_options("mem://lost"));
+    let elsewhere = Machine::with_options(&store, scoped_options("mem://elsewhere"));
+    settle(lock.acquire(make_env().into())).await.expect("acquire");
+    scoped.write_and_push(&[("a.json", "1")]).await.expect("a push while the lock is held");
+    JsFuture::from(overwrite_lock(&store, 777)).await.expect("the intruder's lock");
+
+    let heartbeat = rejection(settle(lock.heartbeat(make_env().into())).await, "heartbeat");
+    let (requests, cache_calls) = (store.requests(), scoped.cache.cache_calls());
+    let pull = rejection(scoped.pull().await, "pull");
+    let push = rejection(scoped.push().await, "push");
+    let mark = rejection(scoped.mark_dirty().await, "markDirty");
+
+    assert_eq!(text(&heartbeat, "name").as_deref(), Some("LockLostError"));
+    for error in [&pull, &push, &mark] {
+        assert_eq!(text(error, "name").as_deref(), Some("LockLostError"), "{error:?}");
+        assert_eq!(text(error, "kind").as_deref(), Some("LockLost"));
+        assert_eq!(text(error, "lockKey").as_deref(), Some(".datastore.lock"));
+        assert_eq!(num(&prop(error, "holder"), "pid"), 777.0);
+        assert!(text(error, "message").unwrap().contains("intruder@elsewhere"), "{error:?}");
+    }
+    assert_eq!(store.requests(), requests, "no store request after the loss was found");
+    assert_eq!(scoped.cache.cache_calls(), cache_calls, "no cache call either");
+    elsewhere.pull().await.expect("a service of another scope runs");
+
+    JsFuture::from(lock.release()).await.expect("release");
+    scoped.pull().await.expect("released: the scope's services run again");
 }
 
 /// B13: one file's PUT is denied; the others are uploaded and indexed; the rejection lists the failure.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::lock::LockError;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,10 @@ pub struct FileFailure {
 pub enum SyncError {
     #[error("sync aborted")]
     Aborted,
+    /// W13: a lock of this scope held by this process was taken over (always [`LockError::Lost`]); nothing more was
+    /// written.
+    #[error("{0}")]
+    LockLost(LockError),
     /// B12: anything but "not found" when reading the index stops a push before any upload or write-back.
     #[error("cannot read the remote index: {0}")]
     IndexUnreadable(StoreError),

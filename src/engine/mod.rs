@@ -24,20 +24,15 @@ use crate::index;
 use crate::local::marker::{Marker, DIRTY_NAME};
 use crate::local::sidecar::SyncState;
 use crate::local::view;
+use crate::lock::ScopeWatch;
 use crate::store::retry::{with_retry, RetryPolicy};
 use crate::store::{Env, LocalCache, ObjectStore, StoreError};
 
-/// How transfers are scheduled. A sliding window keeps `n` transfers in flight at all times; batches (the official
-/// extensions' way) wait for the slowest of each group of `n` — kept only so the benchmark can compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferMode {
-    Window(usize),
-    Batches(usize),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
-    pub transfers: TransferMode,
+    /// Transfers in flight at once: a sliding window, a new one starting as soon as any one finishes (batches, the
+    /// official extensions' way, wait for the slowest of each group).
+    pub transfers: usize,
     pub retry: RetryPolicy,
     /// Index compare-and-swap attempts before giving up (W1).
     pub index_cas_attempts: u32,
@@ -47,12 +42,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            transfers: TransferMode::Window(16),
-            retry: RetryPolicy::default(),
-            index_cas_attempts: 8,
-            dry_run: false,
-        }
+        EngineConfig { transfers: 16, retry: RetryPolicy::default(), index_cas_attempts: 8, dry_run: false }
     }
 }
 
@@ -62,10 +52,14 @@ impl Default for EngineConfig {
 ///   where another instance's push marks the cache clean before our write has landed.
 /// - The walk and the index of this instance's last complete pull, which its next push may use instead of walking
 ///   again (see `Walked`). Taken by the push, dropped by a markDirty or another pull.
+/// - The locks of its scope, when it syncs under one: an operation fails once a lock of the scope held by this process
+///   was found lost (W13), before its next request.
 #[derive(Debug, Default)]
 pub struct Instance {
     marked_since_push: Cell<bool>,
     walked: RefCell<Option<Walked>>,
+    #[cfg_attr(feature = "flaw-ignore-lost-lock", allow(dead_code))]
+    locks: Option<ScopeWatch>,
 }
 
 /// A pull's complete walk, kept for the push that follows it in the same instance (a sync is a pull then a push, and
@@ -96,6 +90,11 @@ pub(crate) struct Walked {
 impl Instance {
     pub fn new() -> Self {
         Instance::default()
+    }
+
+    /// An instance whose operations stop with [`SyncError::LockLost`] while a lock of `locks`' scope is found lost.
+    pub fn under_locks(locks: ScopeWatch) -> Self {
+        Instance { locks: Some(locks), ..Instance::default() }
     }
 
     fn take_marked(&self) -> bool {
@@ -172,12 +171,17 @@ where
         Ok(Status { state, marker, locally_dirty, pull_fast_path, remote_index_size })
     }
 
+    /// Called before an operation's first request and between its phases: stop if the operation was aborted (B15) or
+    /// a lock this instance syncs under was found taken over (W13), so a holder that lost its lock writes nothing more.
     fn check_abort(&self) -> Result<(), SyncError> {
         if self.env.is_aborted() {
-            Err(SyncError::Aborted)
-        } else {
-            Ok(())
+            return Err(SyncError::Aborted);
         }
+        #[cfg(not(feature = "flaw-ignore-lost-lock"))]
+        if let Some(locks) = &self.instance.locks {
+            locks.check().map_err(SyncError::LockLost)?;
+        }
+        Ok(())
     }
 
     /// The remote index of this engine's store.

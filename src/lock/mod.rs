@@ -7,20 +7,26 @@
 //!   it (W13).
 //! - The host runs the timer and calls `heartbeat` every ttl/3; the heartbeat rewrites our body with a fresh
 //!   `acquiredAt`, again conditionally on the token of our last write. A definite "precondition failed" or "not found"
-//!   means someone took the lock over: it is recorded, and `ensure_held` (called before each operation) fails loudly.
-//!   A transient failure only means "try again next tick" and never marks the lock lost.
+//!   means someone took the lock over: it is recorded, `ensure_held` fails loudly, and so does every sync operation
+//!   of the lock's scope (see [`HeldLocks`]). A transient failure only means "try again next tick" and never marks
+//!   the lock lost.
 //! - Release deletes the object only if it is still our version; a lock that is no longer ours is left alone.
 //!
 //! The core never reads a clock or sleeps except through `Env`.
 
+mod held;
+
 use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::encoding::time::{iso_from_ms, ms_from_iso};
 use crate::store::token::VersionToken;
 use crate::store::{Env, Fetched, ObjectStore, Precondition, StoreError};
+
+pub use held::{HeldLocks, ScopeWatch};
 
 /// Key of the global lock (under the datastore prefix).
 pub const DEFAULT_LOCK_KEY: &str = ".datastore.lock";
@@ -154,12 +160,20 @@ pub struct Lock<S: ObjectStore> {
     store: S,
     config: LockConfig,
     identity: LockIdentity,
-    state: RefCell<LockState>,
+    /// Shared with the [`HeldLocks`] registry the lock is entered in, if any.
+    state: Rc<RefCell<LockState>>,
 }
 
 impl<S: ObjectStore> Lock<S> {
     pub fn new(store: S, config: LockConfig, identity: LockIdentity) -> Self {
-        Lock { store, config, identity, state: RefCell::new(LockState::default()) }
+        Lock { store, config, identity, state: Rc::default() }
+    }
+
+    /// Enter this lock in `locks` as guarding `scope`: once a heartbeat finds it lost, sync operations watching that
+    /// scope fail until it is released or acquired again.
+    pub fn held_in(self, locks: &HeldLocks, scope: impl Into<String>) -> Self {
+        locks.register(scope.into(), self.config.key.clone(), &self.state);
+        self
     }
 
     pub fn key(&self) -> &str {

@@ -4,7 +4,6 @@
 //! Errors cross as objects with a `kind` string (`"NotFound"`, `"PreconditionFailed"`, …): a host method throws
 //! `{ kind, status?, key?, message }` and [`store_error_from_js`] turns it into a [`StoreError`]; anything without a
 //! known kind becomes `Io` with its message, so a host bug is never mistaken for a retryable failure.
-//! [`store_error_to_js`] goes the other way, producing a real JS `Error` carrying the same properties.
 //!
 //! Every call made for an operation carries that operation's abort signal as a last `{ signal }` argument (B15), so
 //! adapters can cancel their fetch/SDK requests.
@@ -36,29 +35,6 @@ pub fn store_error_kind(error: &StoreError) -> &'static str {
         StoreError::InvalidKey { .. } => "InvalidKey",
         StoreError::Io { .. } => "Io",
     }
-}
-
-/// A JS `Error` (name `MarshError`) with the display message and `kind`, plus `status` and `key` when the error has
-/// them. This is how every Rust failure reaches the host.
-pub fn store_error_to_js(error: &StoreError) -> JsValue {
-    let js_error = js_sys::Error::new(&error.to_string());
-    js_error.set_name("MarshError");
-    set(&js_error, "kind", &JsValue::from_str(store_error_kind(error)));
-    let (status, key) = match error {
-        StoreError::NotFound { key } | StoreError::PreconditionFailed { key } | StoreError::InvalidKey { key, .. } => {
-            (None, Some(key.as_str()))
-        }
-        StoreError::Transient { status, .. } | StoreError::Auth { status, .. } => (*status, None),
-        StoreError::Http { status, .. } => (Some(*status), None),
-        StoreError::Aborted | StoreError::Io { .. } => (None, None),
-    };
-    if let Some(status) = status {
-        set(&js_error, "status", &JsValue::from(status));
-    }
-    if let Some(key) = key {
-        set(&js_error, "key", &JsValue::from_str(key));
-    }
-    js_error.into()
 }
 
 /// A JS `Error` with a `kind` for failures that are not a [`StoreError`] (e.g. a wrong argument).
@@ -124,9 +100,11 @@ pub(super) fn set(target: &JsValue, name: &str, value: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), value);
 }
 
+/// A plain object of `pairs`. An `undefined` value leaves its field out: an optional field of js/host.ts (`sha256?`) is
+/// absent when it has no value, never present as `undefined`.
 pub(super) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     let result = Object::new();
-    for (name, value) in pairs {
+    for (name, value) in pairs.iter().filter(|(_, value)| !value.is_undefined()) {
         set(&result, name, value);
     }
     result.into()

@@ -1,5 +1,6 @@
 //! `LockClient`: the lock protocol (`crate::lock`) as a JS class. Timers stay in the host: it calls `heartbeat` every
-//! ttl/3 and `ensureHeld` before each operation done under the lock.
+//! ttl/3. Every client is entered in this wasm instance's registry of held locks under its scope, which each
+//! `SyncService` of that scope consults before every operation (so the host keeps no lock rule of its own).
 
 use std::rc::Rc;
 
@@ -8,7 +9,17 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsEnv, JsStore};
-use crate::lock::{Attempt, Lock, LockConfig, LockError, LockIdentity, LockInfo};
+use crate::lock::{Attempt, HeldLocks, Lock, LockConfig, LockError, LockIdentity, LockInfo};
+
+thread_local! {
+    /// The locks of this process by scope: one registry per wasm instance (instantiated once per process).
+    static HELD_LOCKS: HeldLocks = HeldLocks::new();
+}
+
+/// The process-wide registry shared by every `LockClient` and `SyncService`.
+pub(super) fn held_locks() -> HeldLocks {
+    HELD_LOCKS.with(HeldLocks::clone)
+}
 
 #[wasm_bindgen]
 pub struct LockClient {
@@ -23,10 +34,12 @@ fn required_string(value: &JsValue, name: &str) -> Result<String, JsValue> {
 
 #[wasm_bindgen]
 impl LockClient {
-    /// `options`: `{ lockKey?, ttlMs?, retryIntervalMs?, maxWaitMs? }`; `identity`: `{ holder, hostname, pid }`.
+    /// `scope`: the datastore the lock guards (`s3://bucket/prefix`); `options`: `{ lockKey?, ttlMs?,
+    /// retryIntervalMs?, maxWaitMs? }`; `identity`: `{ holder, hostname, pid }`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
+        scope: String,
         #[wasm_bindgen(unchecked_param_type = "LockClientOptions | undefined")] options: JsValue,
         #[wasm_bindgen(unchecked_param_type = "LockIdentity")] identity: JsValue,
     ) -> Result<LockClient, JsValue> {
@@ -43,7 +56,8 @@ impl LockClient {
             hostname: required_string(&identity, "hostname")?,
             pid: get(&identity, "pid").as_f64().unwrap_or(0.0) as u32,
         };
-        Ok(LockClient { inner: Rc::new(Lock::new(JsStore::from_js(store)?, config, identity)) })
+        let lock = Lock::new(JsStore::from_js(store)?, config, identity).held_in(&held_locks(), scope);
+        Ok(LockClient { inner: Rc::new(lock) })
     }
 
     #[wasm_bindgen(getter, js_name = lockKey)]
@@ -98,7 +112,8 @@ impl LockClient {
         }))
     }
 
-    /// Throws `LockLostError` if a heartbeat found the lock taken over.
+    /// Throws `LockLostError` if a heartbeat found the lock taken over, `MarshError` (kind `LockNotHeld`) if it is not
+    /// held.
     #[wasm_bindgen(js_name = ensureHeld)]
     pub fn ensure_held(&self) -> Result<(), JsValue> {
         self.inner.ensure_held().map_err(lock_error_to_js)
@@ -144,7 +159,7 @@ fn lock_info_to_js(info: &LockInfo) -> JsValue {
 }
 
 /// `LockTimeoutError` (with `lockKey`, `holder`, `waitedMs`), `LockLostError`, `AbortError`, or `MarshError`.
-fn lock_error_to_js(error: LockError) -> JsValue {
+pub(super) fn lock_error_to_js(error: LockError) -> JsValue {
     let message = error.to_string();
     let (name, kind) = match &error {
         LockError::Timeout { .. } => ("LockTimeoutError", "LockTimeout"),

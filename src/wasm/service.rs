@@ -1,7 +1,8 @@
 //! `SyncService`: the engine's operations as a JS class, one per swamp `createSyncService` call.
 //!
 //! The store and cache objects are given once; each call gets a fresh `MarshEnv` carrying that operation's abort
-//! signal, which is forwarded to every host call. The instance state (`engine::Instance`) lives as long as the object.
+//! signal, which is forwarded to every host call. The instance state (`engine::Instance`) lives as long as the object;
+//! given a `scope`, it watches the locks this process holds on that scope (see `LockClient`).
 
 use std::rc::Rc;
 
@@ -11,7 +12,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
-use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError, TransferMode};
+use super::lock::{held_locks, lock_error_to_js};
+use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError};
 use crate::local::sidecar::SidecarOrigin;
 
 struct Service {
@@ -45,7 +47,7 @@ where
 
 #[wasm_bindgen]
 impl SyncService {
-    /// `options`: `{ concurrency?: number (default 16), batches?: boolean, casAttempts?: number, dryRun?: boolean }`.
+    /// `options`: `{ concurrency?: number (default 16), casAttempts?: number, dryRun?: boolean, scope?: string }`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
@@ -53,23 +55,18 @@ impl SyncService {
         #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
     ) -> Result<SyncService, JsValue> {
         let mut config = EngineConfig::default();
-        let concurrency = get(&options, "concurrency").as_f64().map(|n| n.clamp(1.0, 256.0) as usize);
-        let n = concurrency.unwrap_or(16);
-        config.transfers = if get(&options, "batches").as_bool() == Some(true) {
-            TransferMode::Batches(n)
-        } else {
-            TransferMode::Window(n)
-        };
+        if let Some(concurrency) = get(&options, "concurrency").as_f64() {
+            config.transfers = concurrency.clamp(1.0, 256.0) as usize;
+        }
         config.dry_run = get(&options, "dryRun").as_bool() == Some(true);
         if let Some(attempts) = get(&options, "casAttempts").as_f64() {
             config.index_cas_attempts = attempts.clamp(1.0, 100.0) as u32;
         }
-        let service = Service {
-            store: JsStore::from_js(store)?,
-            cache: JsCache::from_js(cache)?,
-            config,
-            instance: Instance::new(),
+        let instance = match get(&options, "scope").as_string() {
+            Some(scope) => Instance::under_locks(held_locks().watch(scope)),
+            None => Instance::new(),
         };
+        let service = Service { store: JsStore::from_js(store)?, cache: JsCache::from_js(cache)?, config, instance };
         Ok(SyncService { inner: Rc::new(service) })
     }
 
@@ -164,10 +161,12 @@ fn status_report(status: Status) -> JsValue {
     ])
 }
 
-/// A `SyncError` as a JS `Error`: `name` "AbortError" for aborts (what `AbortSignal` users expect), else
-/// "MarshError"; `kind` names the variant; per-file failures are listed with their own kinds.
+/// A `SyncError` as a JS `Error`: `name` "AbortError" for aborts (what `AbortSignal` users expect), "LockLostError"
+/// for a lost lock (as `LockClient` reports it), else "MarshError"; `kind` names the variant; per-file failures are
+/// listed with their own kinds.
 pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
     let (kind, cause) = match error {
+        SyncError::LockLost(lost) => return lock_error_to_js(lost.clone()),
         SyncError::Aborted => ("Aborted", None),
         SyncError::IndexUnreadable(cause) => ("IndexUnreadable", Some(cause)),
         SyncError::IndexCorrupt(_) => ("IndexCorrupt", None),

@@ -116,7 +116,7 @@ const classifications: [string, unknown, MarshErrorKind, ContextExtra?][] = [
   ["404 NoSuchKey is NotFound", serviceError(404, "NoSuchKey"), "NotFound"],
   ["a HEAD 404 without a body is NotFound", serviceError(404, "NotFound", "UnknownError"), "NotFound"],
   ["404 NoSuchBucket is Http, not an empty bucket", serviceError(404, "NoSuchBucket"), "Http"],
-  ["304 is NotModified", serviceError(304, "Unknown", "UnknownError"), "NotModified"],
+  ["304 is Http: the boundary has no not-modified error", serviceError(304, "Unknown", "UnknownError"), "Http"],
   ["ECONNRESET is Transient", transportError("ECONNRESET", "socket hang up"), "Transient"],
   ["ENOTFOUND (DNS) is Transient", transportError("ENOTFOUND", "getaddrinfo ENOTFOUND bkt.s3"), "Transient"],
   ["ECONNREFUSED is Transient", transportError("ECONNREFUSED", "connect ECONNREFUSED"), "Transient"],
@@ -143,6 +143,13 @@ for (const [behaviour, error, kind, extra] of classifications) {
     assert.equal(classifyS3Error(error, { ...context, ...extra }).kind, kind);
   });
 }
+
+Deno.test("classifyS3Error: a 304 keeps its status, by which a conditional GET answers { notModified: true }", () => {
+  const classified = classifyS3Error(serviceError(304, "Unknown", "UnknownError"), { ...context, operation: "get" });
+
+  assert.equal(classified.kind, "Http");
+  assert.equal(classified.status, 304);
+});
 
 Deno.test("classifyS3Error: an Auth error names the operation, object, status, request id and the credential hint", () => {
   const classified = classifyS3Error(serviceError(403, "AccessDenied", "Access Denied"), context);

@@ -122,12 +122,6 @@ impl MemoryCache {
         dir.files.insert(rel.to_string(), CacheFile { body: Rc::new(bytes.into()), mtime_ms });
     }
 
-    pub fn set_mtime(&self, rel: &str, mtime_ms: i64) {
-        if let Some(file) = self.dir.borrow_mut().files.get_mut(rel) {
-            file.mtime_ms = mtime_ms;
-        }
-    }
-
     /// Delete a file; whether it existed.
     pub fn remove_file(&self, rel: &str) -> bool {
         self.dir.borrow_mut().files.remove(rel).is_some()
