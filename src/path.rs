@@ -13,13 +13,20 @@ pub const PUSH_QUEUE_NAME: &str = ".push-queue.json";
 pub const VIEW_NAME: &str = ".marsh-view.json";
 /// The dirty marker at the cache root, written only by markDirty.
 pub const DIRTY_NAME: &str = ".marsh-dirty.json";
+/// Format-2 commits of this cache that may have stopped between their shard writes and their commit record.
+pub const COMMIT_JOURNAL_NAME: &str = ".marsh-commit.json";
 /// Basename prefix of our temp files, in any directory.
 pub const TEMP_PREFIX: &str = ".marsh-tmp-";
 
 /// swamp's local SQLite catalog; its WAL/SHM siblings share the name followed by `-`.
 const CATALOG_NAME: &str = "_catalog.db";
+/// Lock objects swamp creates per model, workflow run or server token, in any folder.
+const LOCK_BASENAME: &str = ".lock";
+/// A namespace's claim object, in any folder.
+const NAMESPACE_CLAIM_NAME: &str = ".namespace.json";
 /// Internal files that only count at the cache root: a data file of the same name deeper down is user data.
-const ROOT_INTERNAL_NAMES: [&str; 6] = [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME];
+const ROOT_INTERNAL_NAMES: [&str; 7] =
+    [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME, COMMIT_JOURNAL_NAME];
 
 use crate::encoding::swar::{bytes_below_0x20, bytes_equal};
 
@@ -109,15 +116,20 @@ fn has_drive_prefix(key: &str) -> bool {
     bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'
 }
 
-/// Never synced in either direction: exactly INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME
-/// at the root; any file whose basename is `_catalog.db` or starts with `_catalog.db-`; any basename starting with
-/// TEMP_PREFIX; and the official extension's crash leftovers: basename `.<uuid>.tmp` (uuid = 36 chars of hex and
-/// dashes).
+/// Never synced in either direction: exactly INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME,
+/// COMMIT_JOURNAL_NAME at the root; anything under `_index/` or `_control/` (the format-2 index and control records: a data file there
+/// would be uploaded over them); any file whose basename is `.lock`, `.namespace.json`, `_catalog.db` or starts with
+/// `_catalog.db-`; any basename starting with TEMP_PREFIX; and the official extension's crash leftovers: basename
+/// `.<uuid>.tmp` (uuid = 36 chars of hex and dashes).
 pub fn is_internal(rel: &str) -> bool {
     let basename = match rel.as_bytes().iter().rposition(|&byte| byte == b'/') {
         Some(slash) => &rel[slash + 1..],
         None => rel,
     };
+    // The index and control-plane objects of format 2 (and the official extension's local copies of them).
+    if rel.as_bytes().first() == Some(&b'_') && (rel.starts_with("_index/") || rel.starts_with("_control/")) {
+        return true;
+    }
     // Every internal name starts with one of these (each kind is checked by a test below): most data files stop here.
     if !matches!(basename.as_bytes().first(), Some(b'.' | b'_')) {
         return false;
@@ -126,6 +138,8 @@ pub fn is_internal(rel: &str) -> bool {
         return true;
     }
     basename == CATALOG_NAME
+        || basename == LOCK_BASENAME
+        || basename == NAMESPACE_CLAIM_NAME
         || basename.starts_with("_catalog.db-")
         || basename.starts_with(TEMP_PREFIX)
         || is_official_temp_name(basename)
@@ -257,9 +271,31 @@ mod tests {
 
     #[test]
     fn root_internal_names_are_internal_only_at_the_root() {
-        for name in [INDEX_KEY, SIDECAR_NAME, LOCK_KEY, PUSH_QUEUE_NAME, VIEW_NAME, DIRTY_NAME] {
+        for name in [INDEX_KEY, SIDECAR_NAME, LOCK_KEY, PUSH_QUEUE_NAME, VIEW_NAME, DIRTY_NAME, COMMIT_JOURNAL_NAME] {
             assert!(is_internal(name), "{name}");
             assert!(!is_internal(&format!("sub/{name}")), "sub/{name}");
+        }
+    }
+
+    #[test]
+    fn index_and_control_folders_are_internal_at_the_root() {
+        for rel in ["_index/_meta.json", "_index/data--aws--ec2.json", "_control/datastore-format", "_control/a/b"] {
+            assert!(is_internal(rel), "{rel}");
+        }
+        for rel in ["_index", "_control", "data/_index/x.json", "_indexes/x.json", "_controls/x"] {
+            assert!(!is_internal(rel), "{rel}");
+        }
+    }
+
+    #[test]
+    fn lock_and_namespace_claim_files_are_internal_anywhere() {
+        for rel in
+            [".lock", "data/aws/ec2/i-1/.lock", "workflow-runs/r1/.lock", ".namespace.json", "team/.namespace.json"]
+        {
+            assert!(is_internal(rel), "{rel}");
+        }
+        for rel in ["a.lock", ".locked", "data/.lock.json", "namespace.json", "x/.namespace.json.bak"] {
+            assert!(!is_internal(rel), "{rel}");
         }
     }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::rc::Rc;
 
-use common::{remote_index, s3_bucket, Machine};
+use common::{format1_bucket, remote_index, s3_bucket, Machine};
 use marsh::engine::SyncError;
 use marsh::path::{INDEX_KEY, SIDECAR_NAME};
 use marsh::store::token::VersionToken;
@@ -54,9 +54,10 @@ fn b3_remote_change_defeats_the_fast_path() {
     assert_eq!(reader.cache.file("new.json").as_deref(), Some(&b"fresh"[..]));
 }
 
+/// The local copy is a format-1 thing (format-2 caches keep none), so this runs on a format-1 bucket.
 #[test]
 fn b4_fast_path_miss_reads_the_index_from_the_store_not_the_local_copy() {
-    let bucket = populated(&[("a.json", b"1")]);
+    let bucket = format1_bucket(s3_bucket(), &[("a.json", b"1")]);
     let reader = Machine::new(&bucket, 1);
     reader.pull().unwrap();
     let other = Machine::new(&bucket, 2);
@@ -130,17 +131,23 @@ fn b17_corrupt_sidecar_means_slow_path_not_error() {
 
 #[test]
 fn b17_multipart_index_etag_is_never_recorded_so_the_next_pull_is_slow() {
-    let bucket = populated(&[("a.json", b"1")]);
-    let (bytes, _) = bucket.object(INDEX_KEY).unwrap();
-    bucket.put_raw_with_token(INDEX_KEY, bytes, VersionToken::from_etag("\"9bb58f26192e4ba00f01e2e7b136bbd8-3\""));
-    let reader = Machine::new(&bucket, 1);
+    // The commit object of either layout: the commit record of format 2, the monolith of format 1.
+    for (bucket, commit_key) in [
+        (populated(&[("a.json", b"1")]), "_index/_meta.json"),
+        (format1_bucket(s3_bucket(), &[("a.json", b"1")]), INDEX_KEY),
+    ] {
+        let (bytes, _) = bucket.object(commit_key).unwrap();
+        bucket.put_raw_with_token(commit_key, bytes, VersionToken::from_etag("\"9bb58f26192e4ba00f01e2e7b136bbd8-3\""));
+        let reader = Machine::new(&bucket, 1);
 
-    let first = reader.pull().unwrap();
-    let second = reader.pull().unwrap();
+        let first = reader.pull().unwrap();
+        let second = reader.pull().unwrap();
 
-    assert!(!first.verified);
-    assert!(reader.state().verified_token.is_none());
-    assert!(!second.fast_path);
+        assert!(!first.verified);
+        assert!(reader.state().verified_token.is_none());
+        assert!(!second.fast_path);
+        assert_eq!(second.downloaded, 0);
+    }
 }
 
 #[test]
@@ -166,7 +173,8 @@ fn b14_index_get_503_is_retried_after_a_backoff() {
     let report = reader.pull().unwrap();
 
     assert_eq!(report.downloaded, 1);
-    assert_eq!(reader.store.requests().get_bytes, 2);
+    // The commit record twice (503, then its answer), the format marker read alongside it, and the one shard.
+    assert_eq!(reader.store.requests().get_bytes, 4);
     let sleeps = reader.env.sleeps();
     assert_eq!(sleeps.len(), 1);
     assert!((375..=625).contains(&sleeps[0]), "{sleeps:?}");
@@ -182,7 +190,8 @@ fn w14_auth_error_on_the_index_fails_at_once_without_retry() {
     let error = reader.pull().unwrap_err();
 
     assert!(matches!(error, SyncError::IndexUnreadable(StoreError::Auth { .. })), "{error}");
-    assert_eq!(reader.store.requests().get_bytes, 1);
+    // The commit record and the format marker, read side by side, each once: neither is retried.
+    assert_eq!(reader.store.requests().get_bytes, 2);
     assert!(reader.env.sleeps().is_empty());
 }
 

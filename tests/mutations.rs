@@ -10,7 +10,9 @@
     feature = "flaw-stale-walk-reuse",
     feature = "flaw-clean-at-current-marker",
     feature = "flaw-ignore-instance-mark",
-    feature = "flaw-ignore-lost-lock"
+    feature = "flaw-ignore-lost-lock",
+    feature = "flaw-meta-after-shards",
+    feature = "flaw-no-commit-journal"
 ))]
 
 mod sim_world;
@@ -124,5 +126,25 @@ fn ignored_instance_mark_is_caught() {
             2_000,
             "invariant 1",
         );
+    }
+}
+
+#[cfg(feature = "flaw-meta-after-shards")]
+#[test]
+fn meta_read_after_the_shards_is_caught() {
+    // A reads the shards, B commits (shard, then _meta.json), A reads _meta.json and records B's commit as verified
+    // against shards without B's file: A's next pull takes the fast path and never sees it.
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught("flaw-meta-after-shards", &scenarios::seed(style), 10_000, "invariant");
+    }
+}
+
+#[cfg(feature = "flaw-no-commit-journal")]
+#[test]
+fn a_commit_stopped_before_its_record_is_finished() {
+    // A is killed between its shard write and its commit record; B verified the record before and keeps taking the
+    // fast path; A's next push finds its files in the shard and, without the journal, commits nothing.
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught("flaw-no-commit-journal", &scenarios::crash_during_push(style, 16), 2_000, "invariant 3");
     }
 }

@@ -8,8 +8,8 @@ mod common;
 
 use std::rc::Rc;
 
-use common::{gcs_bucket, remote_keys, s3_bucket, Machine};
-use marsh::path::INDEX_KEY;
+use common::{commit_token, format1_bucket, gcs_bucket, remote_keys, s3_bucket, Machine};
+use marsh::path::{INDEX_KEY, VIEW_NAME};
 use marsh::testing::memory::{Kind, MemoryStore};
 use marsh::testing::sim::block_on;
 
@@ -21,15 +21,16 @@ fn seed_scenario(bucket: MemoryStore) {
     let a = Machine::new(&bucket, 1);
     let b = Rc::new(Machine::new(&bucket, 2));
     a.pull().unwrap(); // 1. A's slow-path pull of an empty bucket…
-    let g1 = bucket.token(INDEX_KEY);
+    let g1 = commit_token(&bucket);
     let writer = b.clone();
     let mut pushed = false;
+    // A's pull writes its view after its downloads, just before it records what it verified.
     a.cache.faults().on_call(
-        Kind::Walk,
-        |_| true,
+        Kind::WriteInternal,
+        |name| name == VIEW_NAME,
         move |_| {
             if !pushed {
-                pushed = true; // 2. …B pushes a new file between A's index GET and the end of A's pull.
+                pushed = true; // 2. …B pushes a new file between A's index read and the end of A's pull.
                 writer.write("b-new.json", b"from B");
                 writer.push().unwrap();
             }
@@ -41,7 +42,7 @@ fn seed_scenario(bucket: MemoryStore) {
 
     let first = a.pull().unwrap(); // 3. A's pull ends.
 
-    assert_ne!(bucket.token(INDEX_KEY), g1);
+    assert_ne!(commit_token(&bucket), g1);
     assert_eq!(first.downloaded, 1, "seed.json only: B's file arrived after A's index GET");
     let second = a.pull().unwrap(); // 4. A's next sync must not take the fast path…
     assert!(!second.fast_path);
@@ -52,27 +53,35 @@ fn seed_scenario(bucket: MemoryStore) {
 #[test]
 fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_s3() {
     seed_scenario(s3_bucket());
+    seed_scenario(format1_bucket(s3_bucket(), &[]));
 }
 
 /// Fails on `flaw-post-walk-head`.
 #[test]
 fn b5_seed_writer_push_during_a_pull_is_not_hidden_by_the_fast_path_gcs() {
     seed_scenario(gcs_bucket());
+    seed_scenario(format1_bucket(gcs_bucket(), &[]));
+}
+
+/// A new bucket (format 2) and a format-1 bucket, for S3 and GCS tokens.
+fn both_formats() -> [MemoryStore; 4] {
+    [s3_bucket(), gcs_bucket(), format1_bucket(s3_bucket(), &[]), format1_bucket(gcs_bucket(), &[])]
+}
+
+/// Any object of either index layout (the monolith, a shard, the commit record).
+fn is_index_object(key: &str) -> bool {
+    key == INDEX_KEY || key.starts_with("_index/")
 }
 
 /// When `a` first writes the index back, `writer` pushes: both read the same index, `writer` writes first.
 fn push_when_index_is_written(a: &Machine, writer: Rc<Machine>) {
     let mut raced = false;
-    a.store.faults().on_call(
-        Kind::PutBytes,
-        |key| key == INDEX_KEY,
-        move |_| {
-            if !raced {
-                raced = true;
-                writer.push().unwrap();
-            }
-        },
-    );
+    a.store.faults().on_call(Kind::PutBytes, is_index_object, move |_| {
+        if !raced {
+            raced = true;
+            writer.push().unwrap();
+        }
+    });
 }
 
 /// W1: A and B read the same index, each uploads a file, each writes the index back. With the compare-and-swap, A's
@@ -80,7 +89,7 @@ fn push_when_index_is_written(a: &Machine, writer: Rc<Machine>) {
 /// Fails on `flaw-blind-index-put`, which overwrites B's index: B's entry is lost.
 #[test]
 fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
-    for bucket in [s3_bucket(), gcs_bucket()] {
+    for bucket in both_formats() {
         let a = Machine::new(&bucket, 1);
         let b = Rc::new(Machine::new(&bucket, 2));
         a.write("from-a.json", b"A");
@@ -90,7 +99,10 @@ fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
         let report = a.push().unwrap();
 
         assert_eq!(remote_keys(&bucket), ["from-a.json", "from-b.json"]);
-        assert_eq!(a.store.requests().put_bytes, 2, "one failed compare-and-swap, one merged write");
+        // Format 1: the monolith's compare-and-swap fails once, the merged write succeeds. Format 2: the same for the
+        // shard both wrote, then for the commit record.
+        let expected = if common::reader::read(&bucket).format == 1 { 2 } else { 4 };
+        assert_eq!(a.store.requests().put_bytes, expected, "each lost compare-and-swap, then merged writes");
         assert!(!report.verified, "B's file is not in A's cache");
     }
 }
@@ -103,7 +115,7 @@ fn w1_concurrent_pushes_of_disjoint_files_lose_no_index_entry() {
 /// Fails on `flaw-verify-rebased`.
 #[test]
 fn a_rebased_write_back_is_not_verified_against_entries_it_never_compared() {
-    for bucket in [s3_bucket(), gcs_bucket()] {
+    for bucket in both_formats() {
         let a = Machine::new(&bucket, 1);
         let b = Rc::new(Machine::new(&bucket, 2));
         a.write("x.json", b"x version 1");
@@ -155,16 +167,12 @@ fn w3_mark_dirty_during_a_push_keeps_the_cache_dirty() {
     let writer = Rc::new(a.second_instance());
     let late = writer.clone();
     let mut wrote = false;
-    a.store.faults().on_call(
-        Kind::GetBytes,
-        |key| key == INDEX_KEY,
-        move |_| {
-            if !wrote {
-                wrote = true; // after A's walk, before A's write-back
-                late.write("two.json", b"2");
-            }
-        },
-    );
+    a.store.faults().on_call(Kind::GetBytes, is_index_object, move |_| {
+        if !wrote {
+            wrote = true; // after A's walk, before A's write-back
+            late.write("two.json", b"2");
+        }
+    });
 
     let report = a.push().unwrap();
 

@@ -37,8 +37,11 @@ fn exhaustive_small_scopes_find_no_violation() {
     for style in [TokenStyle::S3, TokenStyle::Gcs] {
         for (name, plan) in [
             ("seed", scenarios::seed(style)),
-            ("two writers", scenarios::two_writers(style)),
-            ("2 machines x 3 operations", scenarios::two_by_three(style)),
+            ("two writers, one shard", scenarios::two_writers(style)),
+            ("two writers, two shards", scenarios::two_writers_on_two_shards(style)),
+            ("seed, format 1", scenarios::on_format1(scenarios::seed(style))),
+            ("two writers, format 1", scenarios::on_format1(scenarios::two_writers(style))),
+            ("2 machines x 3 operations, format 1", scenarios::on_format1(scenarios::two_by_three(style))),
         ] {
             let started = Instant::now();
             let result = simulator(&plan).explore_exhaustive(200_000);
@@ -60,7 +63,10 @@ fn random_schedules_find_no_violation() {
         plans.push((format!("shared cache ({style:?})"), scenarios::writer_and_syncer_share_a_cache(style)));
         plans.push((format!("2x3 ({style:?})"), scenarios::two_by_three(style)));
         plans.push((format!("late write ({style:?})"), scenarios::late_write_and_its_own_push(style)));
-        for polls in [2, 4, 6, 9, 13] {
+        plans.push((format!("busy, format 1 ({style:?})"), scenarios::on_format1(scenarios::busy(style))));
+        plans.push((format!("two shards ({style:?})"), scenarios::two_writers_on_two_shards(style)));
+        // Killed at each stage of a push, up to between its shard writes and its commit record (16 to 21 polls).
+        for polls in [2, 4, 6, 9, 13, 16, 19, 21] {
             plans.push((format!("killed after {polls} polls ({style:?})"), scenarios::crash_during_push(style, polls)));
         }
     }

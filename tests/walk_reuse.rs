@@ -28,13 +28,16 @@ fn a_sync_walks_the_cache_once_and_reads_the_index_body_once() {
     machine.store.reset_requests();
 
     let pull = machine.pull().unwrap();
+    let pulled = machine.store.requests();
     let push = machine.push().unwrap();
 
     assert!(!pull.fast_path && !push.fast_path, "both sides took the full path");
     assert!(push.walk_reused);
     assert_eq!(machine.cache.calls().walk, 1, "one walk for the whole sync");
+    // The pull read the commit record and the format marker side by side, then the two shards (`_root`, `d`).
+    assert_eq!((pulled.get_bytes, pulled.total()), (4, 4));
     let requests = machine.store.requests();
-    assert_eq!((requests.get_bytes, requests.total()), (2, 2), "the pull's GET, then the push's conditional GET");
+    assert_eq!((requests.get_bytes, requests.total()), (5, 5), "then only the push's conditional GET");
     assert!(push.clean && push.verified);
     assert_eq!(push.uploaded, 0);
 }

@@ -24,6 +24,9 @@ pub enum SyncError {
     IndexUnreadable(StoreError),
     #[error("the remote index is not valid: {0}")]
     IndexCorrupt(String),
+    /// The bucket's format marker asks for a newer reader, or is not a marker: nothing was read further or written.
+    #[error("the bucket's format is not supported: {0}")]
+    FormatUnsupported(String),
     /// W1: the compare-and-swap kept failing because other writers kept changing the index.
     #[error("the remote index kept changing: gave up after {attempts} compare-and-swap attempts (nothing was lost; run the push again)")]
     IndexContended { attempts: u32 },

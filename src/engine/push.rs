@@ -15,7 +15,8 @@ use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::encoding::time::iso_from_ms;
 use crate::engine::plan::{push_after_hash, push_decision, PushDecision};
-use crate::index::{Changes, IndexEntry, Read, RemoteIndex, Snapshot};
+use crate::index::{Changes, Committed, IndexEntry, Read, RemoteIndex, Snapshot};
+use crate::local::journal::{Journal, COMMIT_JOURNAL_NAME};
 use crate::local::marker::Marker;
 use crate::local::view::{ViewEntry, ViewUpdates};
 use crate::path::VIEW_NAME;
@@ -68,20 +69,30 @@ where
         #[cfg(feature = "flaw-ignore-instance-mark")]
         let marked_here = false;
         let walked = self.instance.take_walk();
-        if !marked_here && state.is_clean_at(marker.id().as_deref()) {
+        let journal = self.read_journal().await;
+        // The flaw `flaw-no-commit-journal`, kept only to prove the simulator catches it: a commit that stopped
+        // between its shards and its record is never finished.
+        #[cfg(feature = "flaw-no-commit-journal")]
+        let journal = Journal::default();
+        if !marked_here && journal.is_empty() && state.is_clean_at(marker.id().as_deref()) {
             return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
         }
         // A markDirty through this instance since its last push may have been followed by a write after the pull's
         // walk: walk again.
         let walked = walked.filter(|_| !marked_here);
-        let result = self.push_full(&marker, walked).await;
+        let result = self.push_full(&marker, walked, journal).await;
         if marked_here && !matches!(&result, Ok(report) if report.clean) {
             self.instance.set_marked();
         }
         result
     }
 
-    async fn push_full(&self, captured: &Marker, walked: Option<Walked>) -> Result<PushReport, SyncError> {
+    async fn push_full(
+        &self,
+        captured: &Marker,
+        walked: Option<Walked>,
+        journal: Journal,
+    ) -> Result<PushReport, SyncError> {
         let started = self.env.now_ms();
         let captured_id = captured.id();
         // Without the check (the flaw `flaw-stale-walk-reuse`, kept only to prove the simulator catches it), the walk
@@ -104,18 +115,17 @@ where
         };
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
-        let mut snapshot =
-            match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
-                (Read::Found(snapshot), _) => snapshot,
-                (Read::NotModified, Some(known)) => known,
-                // Only a conditional read can answer "not modified".
-                (Read::NotModified, None) => {
-                    unreachable!("the index layer answered not-modified to an unconditional read")
-                }
-            };
+        let snapshot = match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
+            (Read::Found(snapshot), _) => snapshot,
+            (Read::NotModified, Some(known)) => known,
+            // Only a conditional read can answer "not modified".
+            (Read::NotModified, None) => {
+                unreachable!("the index layer answered not-modified to an unconditional read")
+            }
+        };
         self.trace("push", "index read", started);
         let mut report = PushReport {
-            scrubbed: snapshot.index.scrub_internal(),
+            scrubbed: snapshot.index.internal_keys(),
             symlinks: listing.symlinks.clone(),
             vanished: listing.vanished.clone(),
             walk_reused,
@@ -184,9 +194,10 @@ where
         }
         self.trace("push", "uploads", started);
 
-        // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index.
-        let (snapshot, rebased) = if !changes.upserts.is_empty() || !report.scrubbed.is_empty() {
-            let mut committed = self.index_layer().commit(snapshot, &changes).await?;
+        // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index. A
+        // commit of this cache that stopped half-way (`local::journal`) is finished by committing the record again.
+        let (snapshot, rebased) = if !changes.upserts.is_empty() || !report.scrubbed.is_empty() || !journal.is_empty() {
+            let mut committed = self.commit_journaled(snapshot, &changes, &journal).await?;
             report.index_written = true;
             if let Some(copy) = committed.snapshot.take_local_copy() {
                 self.cache.write_internal(copy.name, copy.bytes).await.map_err(SyncError::from_store)?;
@@ -241,6 +252,39 @@ where
         } else {
             Err(SyncError::Files { operation: "push", transferred: report.uploaded, failures })
         }
+    }
+
+    /// Commit `changes`, with a note in the journal while a format-2 commit could stop between its shards and its
+    /// record. The notes of `seen` (commits found unfinished before this one) are finished by this one.
+    async fn commit_journaled(
+        &self,
+        snapshot: Snapshot,
+        changes: &Changes,
+        seen: &Journal,
+    ) -> Result<Committed, SyncError> {
+        let note =
+            (snapshot.format() == 2).then(|| format!("{}-{}", self.env.now_ms(), super::random_hex(self.env, 12)));
+        #[cfg(feature = "flaw-no-commit-journal")]
+        let note: Option<String> = None;
+        if let Some(note) = &note {
+            self.update_journal(|journal| journal.with(note)).await?;
+        }
+        let committed = self.index_layer().commit(snapshot, changes).await?;
+        let mut done = seen.started.clone();
+        done.extend(note);
+        if !done.is_empty() {
+            self.update_journal(|journal| journal.without(&done)).await?;
+        }
+        Ok(committed)
+    }
+
+    async fn read_journal(&self) -> Journal {
+        Journal::parse(self.cache.read_internal(COMMIT_JOURNAL_NAME).await.ok().flatten().as_deref())
+    }
+
+    async fn update_journal(&self, change: impl FnOnce(Journal) -> Journal) -> Result<(), SyncError> {
+        let journal = change(self.read_journal().await);
+        self.cache.write_internal(COMMIT_JOURNAL_NAME, journal.to_json()).await.map_err(SyncError::from_store)
     }
 
     /// Stat and hash before reading (W12), upload, then stat again: a file that changed meanwhile is retried, so the

@@ -214,6 +214,42 @@ impl RemoteIndex {
         out
     }
 
+    /// Compact JSON (the shard form): the same fields in the same order as `to_json`, without whitespace.
+    pub fn to_json_compact(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json_len_estimate());
+        self.serialize(&mut serde_json::Serializer::new(&mut out))
+            .expect("serialising JSON values into memory cannot fail");
+        out
+    }
+
+    /// Take the valid entries out, leaving what a rewrite must carry through (invalid entries, unknown fields).
+    pub fn take_entries(&mut self) -> Vec<(String, IndexEntry)> {
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Replace the valid entries with `entries` (sorted by key, one per key).
+    pub fn set_entries(&mut self, entries: Vec<(String, IndexEntry)>) {
+        debug_assert!(entries.windows(2).all(|pair| pair[0].0 < pair[1].0), "entries must be sorted and unique");
+        for (rel, _) in &entries {
+            self.invalid.remove(rel);
+        }
+        self.entries = entries;
+    }
+
+    /// Keep `entry` verbatim under `rel` but do not use it, for `reason` (a valid entry found where it does not belong).
+    pub fn set_aside(&mut self, rel: String, entry: &IndexEntry, reason: String) {
+        let raw = serde_json::to_value(EntryOut { rel: &rel, entry }).expect("an entry serialises");
+        self.invalid.insert(rel, InvalidRaw { reason, raw });
+    }
+
+    /// Copy `other`'s invalid entries here, for reporting, with `source` (the object they were read from) in the reason.
+    pub fn note_invalid_from(&mut self, other: &RemoteIndex, source: &str) {
+        for (rel, kept) in &other.invalid {
+            let reason = format!("{} (in {source})", kept.reason);
+            self.invalid.insert(rel.clone(), InvalidRaw { reason, raw: kept.raw.clone() });
+        }
+    }
+
     /// `to_json`'s length or a little more when nothing needs escaping, so that the text is written into one
     /// allocation: growing by doubling held 64 + 128 MB at once for a 72 MB index (wasm memory never shrinks).
     fn json_len_estimate(&self) -> usize {
@@ -282,6 +318,19 @@ impl RemoteIndex {
     pub fn set_last_pulled(&mut self, iso: String) {
         self.extra.remove("lastPulled");
         self.last_pulled = Some(iso);
+    }
+
+    /// Keys of entries (valid or invalid) for internal files, sorted: what `scrub_internal` would remove.
+    pub fn internal_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.invalid.keys().filter(|rel| is_internal(rel)).cloned().collect();
+        keys.extend(self.entries.iter().filter(|(rel, _)| is_internal(rel)).map(|(rel, _)| rel.clone()));
+        keys.sort();
+        keys
+    }
+
+    /// Forget the invalid entries (a merged index rebuilds its report from the documents it was made of).
+    pub fn clear_invalid(&mut self) {
+        self.invalid.clear();
     }
 
     /// B11: remove entries (valid or invalid) for internal files (`path::is_internal`); returns their keys, sorted.

@@ -4,11 +4,14 @@
 //!
 //! - [`document`]: one index object's JSON (a version-1 document of entries), with every field we do not understand
 //!   kept for the rewrite.
-//! - [`IndexLayer`]: reading a [`Snapshot`] (conditionally on the token a fast path compares), and committing
-//!   [`Changes`] on top of the index as it is now.
+//! - [`shard`] and [`meta`]: format 2's shard assignment, commit record and format marker.
+//! - [`IndexLayer`]: reading a [`Snapshot`] (conditionally on the token a fast path compares), committing [`Changes`]
+//!   on top of the index as it is now, and migrating a format-1 bucket to format 2.
 
 mod document;
 mod layer;
+pub mod meta;
+pub mod shard;
 
 pub use document::{parse_sha256_hex, sha256_hex, sha256_of, IndexEntry, IndexError, InvalidEntry, RemoteIndex};
-pub use layer::{Changes, Committed, IndexLayer, LocalCopy, Read, Snapshot};
+pub use layer::{Changes, Committed, IndexLayer, LocalCopy, Migrated, Read, Snapshot};

@@ -1,7 +1,9 @@
 //! What the cache directory remembers between operations, each in its own internal file at the cache root: the
-//! sidecar (what was verified against the remote), the dirty marker (written only by markDirty), and the local view
-//! (what each file looked like when it last matched an index entry). Every operation re-reads them from disk (W11).
+//! sidecar (what was verified against the remote), the dirty marker (written only by markDirty), the local view
+//! (what each file looked like when it last matched an index entry), and the commit journal (format-2 commits that may
+//! have stopped half-way). Every operation re-reads them from disk (W11).
 
+pub mod journal;
 pub mod marker;
 pub mod sidecar;
 pub mod view;

@@ -170,6 +170,7 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
         SyncError::Aborted => ("Aborted", None),
         SyncError::IndexUnreadable(cause) => ("IndexUnreadable", Some(cause)),
         SyncError::IndexCorrupt(_) => ("IndexCorrupt", None),
+        SyncError::FormatUnsupported(_) => ("FormatUnsupported", None),
         SyncError::IndexContended { .. } => ("IndexContended", None),
         SyncError::IndexWrite(cause) => ("IndexWrite", Some(cause)),
         SyncError::Local(cause) => ("Local", Some(cause)),

@@ -2,6 +2,8 @@
 //! one in-memory bucket. Operations run to completion with `block_on`; interleavings use the simulator instead.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod reader;
+
 use marsh::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, SyncError};
 use marsh::index::RemoteIndex;
 use marsh::local::sidecar::SyncState;
@@ -81,13 +83,36 @@ pub fn gcs_bucket() -> MemoryStore {
     MemoryStore::new(TokenStyle::Gcs)
 }
 
+/// The index any reader of the bucket sees (either layout), as marsh's document type.
 pub fn remote_index(bucket: &MemoryStore) -> RemoteIndex {
-    match bucket.object(INDEX_KEY) {
-        Some((bytes, _)) => RemoteIndex::parse(&bytes).expect("remote index parses"),
-        None => RemoteIndex::empty(),
-    }
+    let entries = reader::read(bucket).entries;
+    let document = serde_json::json!({ "version": 1, "entries": entries });
+    RemoteIndex::parse(&serde_json::to_vec(&document).unwrap()).expect("remote index parses")
 }
 
 pub fn remote_keys(bucket: &MemoryStore) -> Vec<String> {
-    remote_index(bucket).entries().map(|(rel, _)| rel.to_string()).collect()
+    reader::read(bucket).entries.into_keys().collect()
+}
+
+/// The commit object's current token: `_index/_meta.json` on format 2, the monolith on format 1.
+pub fn commit_token(bucket: &MemoryStore) -> Option<marsh::store::token::VersionToken> {
+    bucket.token(reader::META).or_else(|| bucket.token(INDEX_KEY))
+}
+
+/// A format-1 bucket (one monolith, as the official extensions wrote them before format 2) holding `files`.
+pub fn format1_bucket(bucket: MemoryStore, files: &[(&str, &[u8])]) -> MemoryStore {
+    let mut entries = serde_json::Map::new();
+    for (rel, bytes) in files {
+        bucket.put_raw(rel, bytes.to_vec());
+        let entry = serde_json::json!({
+            "key": rel,
+            "size": bytes.len(),
+            "lastModified": "2026-04-24T10:00:00.000Z",
+            "sha256": marsh::index::sha256_hex(&marsh::index::sha256_of(bytes)),
+        });
+        entries.insert(rel.to_string(), entry);
+    }
+    let monolith = serde_json::json!({ "version": 1, "lastPulled": "2026-04-24T10:00:00.000Z", "entries": entries });
+    bucket.put_raw(INDEX_KEY, serde_json::to_vec_pretty(&monolith).unwrap());
+    bucket
 }

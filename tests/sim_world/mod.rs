@@ -1,13 +1,14 @@
 //! The simulated world: several machines (each a cache directory with its own clock) and their swamp processes
 //! (actors running engine operations), sharing one in-memory bucket, plus the invariants checked by the simulator.
 //!
-//! Invariants (issue "core"):
+//! Invariants (the remote index is what an independent reader of either layout sees: `common::reader`):
 //! 1. no index entry that a writer successfully pushed is ever lost from the remote index (checked after every step);
-//! 2. a sidecar verified at token T ⇒ every entry of the index at T is present in that cache with matching size and
-//!    hash (after every step; this also covers 4: a fast path never returns while the index it trusts lists a file
-//!    the cache lacks);
+//! 2. a sidecar verified at the current commit token ⇒ every committed file (pushed successfully, or there before the
+//!    run) is present in that cache as the remote index describes it (after every step: a fast path never returns
+//!    while the index it trusts lists a committed file the cache lacks). Entries a commit in progress has written to a
+//!    shard but not yet committed are not owed: the commit record moves on when that commit ends;
 //! 3. after a quiescent round (every machine pushes, then every machine pulls, each with a fresh instance) every cache
-//!    and the remote index agree.
+//!    and the remote index agree, and every indexed object matches its entry.
 //!
 //! Invariant 5 (a process writes nothing after it found its lock lost) has a world of its own: `lost_lock`.
 //!
@@ -16,6 +17,8 @@
 #![allow(dead_code)]
 
 pub mod lost_lock;
+#[path = "../common/reader.rs"]
+pub mod reader;
 pub mod scenarios;
 
 use std::cell::RefCell;
@@ -26,7 +29,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use marsh::engine::{Engine, EngineConfig, Instance};
-use marsh::index::RemoteIndex;
+use marsh::index::sha256_hex;
 use marsh::local::sidecar::SyncState;
 use marsh::path::{is_internal, INDEX_KEY, SIDECAR_NAME};
 use marsh::testing::memory::{sha256, Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle, VirtualClock};
@@ -68,6 +71,8 @@ pub struct Plan {
     pub cache_yields: bool,
     /// Files already in the bucket (pushed by a machine outside the simulation) when the actors start.
     pub initial: Vec<&'static str>,
+    /// The bucket's layout when the actors start: 1 (a monolith, as official extensions before format 2 left it) or 2.
+    pub format: u8,
 }
 
 pub struct SimMachine {
@@ -83,18 +88,22 @@ impl SimMachine {
     }
 }
 
+/// The key and token of each index object in the bucket.
+type IndexVersions = Vec<(String, String)>;
+
 pub struct World {
     pub bucket: MemoryStore,
+    /// The last independent read of the remote index, with the tokens of the index objects it was made from: most
+    /// steps change no index object, and parsing it again after each one would dominate the run.
+    remote: RefCell<Option<(IndexVersions, Rc<reader::Found>)>>,
     pub machines: Vec<Rc<SimMachine>>,
     /// Files whose writer's push returned Ok: they must stay in the remote index forever (invariant 1).
     pub committed: Rc<RefCell<BTreeSet<String>>>,
-    /// Every index version seen, by token (so invariant 2 can look up "the index at T").
-    pub history: RefCell<BTreeMap<String, RemoteIndex>>,
 }
 
 pub fn build(plan: &Plan, seed: u64) -> Scenario<World> {
     let bucket = MemoryStore::new(plan.style);
-    populate(&bucket, &plan.initial);
+    populate(&bucket, &plan.initial, plan.format);
     let machines: Vec<Rc<SimMachine>> = (0..plan.machines)
         .map(|m| {
             let clock = VirtualClock::new(1_780_000_000_000 + m as i64 * 7_000_000);
@@ -107,12 +116,12 @@ pub fn build(plan: &Plan, seed: u64) -> Scenario<World> {
             })
         })
         .collect();
-    let committed = Rc::new(RefCell::new(BTreeSet::new()));
+    let committed = Rc::new(RefCell::new(plan.initial.iter().map(|rel| rel.to_string()).collect::<BTreeSet<_>>()));
     let mut scenario = Scenario::new(World {
         bucket,
         machines: machines.clone(),
         committed: committed.clone(),
-        history: RefCell::new(BTreeMap::new()),
+        remote: RefCell::new(None),
     });
     for actor in &plan.actors {
         let machine = machines[actor.machine].clone();
@@ -127,9 +136,25 @@ pub fn build(plan: &Plan, seed: u64) -> Scenario<World> {
     scenario
 }
 
-/// Push `files` from a machine that takes no part in the simulation.
-fn populate(bucket: &MemoryStore, files: &[&str]) {
+/// Put `files` in the bucket as a machine outside the simulation would have: on format 2 by a marsh push, on format 1
+/// as objects and a monolith.
+fn populate(bucket: &MemoryStore, files: &[&str], format: u8) {
     if files.is_empty() {
+        return;
+    }
+    if format == 1 {
+        let mut entries = serde_json::Map::new();
+        for rel in files {
+            let bytes = format!("{rel} from before").into_bytes();
+            let entry = serde_json::json!({
+                "key": rel, "size": bytes.len(), "lastModified": "2026-04-24T10:00:00.000Z",
+                "sha256": sha256_hex(&sha256(&bytes)),
+            });
+            entries.insert(rel.to_string(), entry);
+            bucket.put_raw(rel, bytes);
+        }
+        let monolith = serde_json::json!({ "version": 1, "entries": entries });
+        bucket.put_raw(INDEX_KEY, serde_json::to_vec_pretty(&monolith).unwrap());
         return;
     }
     let machine = SimMachine {
@@ -200,24 +225,45 @@ impl Future for Crashable {
     }
 }
 
+impl World {
+    /// What an independent reader sees in the bucket now.
+    pub fn remote(&self) -> Rc<reader::Found> {
+        let versions: IndexVersions = self
+            .bucket
+            .keys()
+            .into_iter()
+            .filter(|key| key == INDEX_KEY || key.starts_with("_index/"))
+            .filter_map(|key| Some((key.clone(), self.bucket.token(&key)?.as_str().to_string())))
+            .collect();
+        let mut cached = self.remote.borrow_mut();
+        match &*cached {
+            Some((seen, found)) if *seen == versions => found.clone(),
+            _ => {
+                let found = Rc::new(reader::read(&self.bucket));
+                *cached = Some((versions, found.clone()));
+                found
+            }
+        }
+    }
+}
+
 /// Invariants 1 and 2, after every step.
 pub fn check_step(world: &World) -> Result<(), String> {
-    let current = record_index(world)?;
-    let history = world.history.borrow();
-    let current = current.and_then(|token| history.get(&token));
-    for rel in world.committed.borrow().iter() {
-        if current.is_none_or(|index| index.get(rel).is_none()) {
+    let remote = world.remote();
+    let committed = world.committed.borrow();
+    for rel in committed.iter() {
+        if !remote.entries.contains_key(rel) {
             return Err(format!("invariant 1: {rel} was pushed successfully but is missing from the remote index"));
         }
     }
+    let Some(current) = &remote.commit_token else { return Ok(()) };
     for (m, machine) in world.machines.iter().enumerate() {
         let state = SyncState::parse(machine.cache.file(SIDECAR_NAME).as_deref());
-        let Some(token) = state.verified_token else { continue };
-        let Some(index) = history.get(token.as_str()) else {
-            return Err(format!("invariant 2: machine {m} verified token {token} of an index that never existed"));
-        };
-        if let Some(missing) = first_missing(index, &machine.cache) {
-            return Err(format!("invariant 2: machine {m} verified token {token} but lacks {missing}"));
+        if state.verified_token.as_ref().map(|token| token.as_str()) != Some(current.as_str()) {
+            continue;
+        }
+        if let Some(missing) = first_missing(&remote, committed.iter(), &machine.cache) {
+            return Err(format!("invariant 2: machine {m} verified the current token {current} but lacks {missing}"));
         }
     }
     Ok(())
@@ -235,37 +281,34 @@ pub fn check_end(world: &World) -> Result<(), String> {
         block_on(machine.engine(&instance).pull_changed()).map_err(|e| format!("quiescent pull on {m}: {e}"))?;
         check_step(world)?;
     }
-    let token = record_index(world)?;
-    let history = world.history.borrow();
-    let empty = RemoteIndex::empty();
-    let index = token.and_then(|token| history.get(&token)).unwrap_or(&empty);
-    let remote: BTreeMap<String, (u64, Option<[u8; 32]>)> =
-        index.entries().map(|(rel, e)| (rel.to_string(), (e.size, e.sha256))).collect();
-    for (rel, (size, sha)) in &remote {
+    let remote = world.remote();
+    let described: BTreeMap<String, (u64, Option<String>)> =
+        remote.entries.iter().map(|(rel, entry)| (rel.clone(), reader::size_and_hash(entry))).collect();
+    for (rel, (size, sha)) in &described {
         let (bytes, _) = world.bucket.object(rel).ok_or_else(|| format!("invariant 3: {rel} indexed, no object"))?;
-        if bytes.len() as u64 != *size || sha.is_some_and(|sha| sha != sha256(&bytes)) {
+        if bytes.len() as u64 != *size || sha.as_ref().is_some_and(|sha| *sha != sha256_hex(&sha256(&bytes))) {
             return Err(format!("invariant 3: object {rel} does not match its index entry"));
         }
     }
     for (m, machine) in world.machines.iter().enumerate() {
-        let local: BTreeMap<String, (u64, Option<[u8; 32]>)> = machine
+        let local: BTreeMap<String, (u64, Option<String>)> = machine
             .cache
             .files()
             .into_iter()
             .filter(|(rel, _)| !is_internal(rel))
-            .map(|(rel, bytes)| (rel, (bytes.len() as u64, Some(sha256(&bytes)))))
+            .map(|(rel, bytes)| (rel, (bytes.len() as u64, Some(sha256_hex(&sha256(&bytes))))))
             .collect();
         let names = |map: &BTreeMap<String, _>| map.keys().cloned().collect::<Vec<_>>();
-        if names(&local) != names(&remote) {
+        if names(&local) != names(&described) {
             return Err(format!(
                 "invariant 3: after a quiescent round machine {m} has {:?} but the remote index has {:?}",
                 names(&local),
-                names(&remote)
+                names(&described)
             ));
         }
-        for (rel, (size, sha)) in &remote {
-            let (local_size, local_sha) = local[rel];
-            if local_size != *size || sha.is_some_and(|sha| Some(sha) != local_sha) {
+        for (rel, (size, sha)) in &described {
+            let (local_size, local_sha) = &local[rel];
+            if local_size != size || sha.as_ref().is_some_and(|sha| Some(sha) != local_sha.as_ref()) {
                 return Err(format!("invariant 3: machine {m} has a different {rel} than the remote index"));
             }
         }
@@ -273,22 +316,16 @@ pub fn check_end(world: &World) -> Result<(), String> {
     Ok(())
 }
 
-/// Remember the current remote index by token (parsed once per version); returns the current token.
-fn record_index(world: &World) -> Result<Option<String>, String> {
-    let Some(token) = world.bucket.token(INDEX_KEY) else { return Ok(None) };
-    let token = token.as_str().to_string();
-    if !world.history.borrow().contains_key(&token) {
-        let (bytes, _) = world.bucket.object(INDEX_KEY).expect("index present");
-        let index = RemoteIndex::parse(&bytes).map_err(|e| format!("remote index unreadable: {e}"))?;
-        world.history.borrow_mut().insert(token.clone(), index);
-    }
-    Ok(Some(token))
-}
-
-fn first_missing(index: &RemoteIndex, cache: &MemoryCache) -> Option<String> {
-    index.entries().filter(|(rel, _)| !is_internal(rel)).find_map(|(rel, entry)| {
+/// The first of `files` that the remote index describes but `cache` does not hold as described.
+fn first_missing<'a>(
+    remote: &reader::Found,
+    files: impl Iterator<Item = &'a String>,
+    cache: &MemoryCache,
+) -> Option<String> {
+    files.filter(|rel| !is_internal(rel)).find_map(|rel| {
+        let (size, sha) = reader::size_and_hash(remote.entries.get(rel)?);
         let matches = cache.file(rel).is_some_and(|bytes| {
-            bytes.len() as u64 == entry.size && entry.sha256.is_none_or(|sha| sha == sha256(&bytes))
+            bytes.len() as u64 == size && sha.as_ref().is_none_or(|sha| *sha == sha256_hex(&sha256(&bytes)))
         });
         (!matches).then(|| rel.to_string())
     })

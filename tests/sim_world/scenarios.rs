@@ -5,7 +5,7 @@ use marsh::testing::memory::TokenStyle;
 use super::{ActorPlan, Op, Plan};
 
 pub fn plan(style: TokenStyle, machines: usize, cache_yields: bool, actors: Vec<ActorPlan>) -> Plan {
-    Plan { machines, actors, style, cache_yields, initial: vec!["base.json"] }
+    Plan { machines, actors, style, cache_yields, initial: vec!["base.json"], format: 2 }
 }
 
 /// The seed: a reader's two pulls against a writer's push (the second pull is where a wrong token would hide data).
@@ -21,7 +21,27 @@ pub fn seed(style: TokenStyle) -> Plan {
     )
 }
 
-/// W1: two writers push disjoint files at the same time, without a lock.
+/// The same plan on a format-1 bucket (a monolith index), which stays format 1.
+pub fn on_format1(mut plan: Plan) -> Plan {
+    plan.format = 1;
+    plan
+}
+
+/// W1 on format 2, two writers whose files live in different shards: their shard writes do not meet, their commit
+/// records do.
+pub fn two_writers_on_two_shards(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A write,push", 0, &[Op::Write("a/a1"), Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b/b1"), Op::Push]),
+        ],
+    )
+}
+
+/// W1: two writers push disjoint files at the same time, without a lock (on format 2, into the same shard).
 pub fn two_writers(style: TokenStyle) -> Plan {
     plan(
         style,
