@@ -18,6 +18,7 @@ import { SyncService, version } from "./wasm.ts";
 const USAGE = `usage:
   marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json] [--concurrency N]
   marsh mark-dirty --store URL --cache DIR
+  marsh migrate-index --store URL [--json]       (format-1 bucket to format 2, under the datastore lock)
   marsh status --store URL --cache DIR [--json]
   marsh lock status --store URL [--lock-key KEY] [--json]
   marsh lock release --force --store URL [--lock-key KEY]
@@ -149,8 +150,33 @@ async function status(parsed: Parsed, signal: AbortSignal): Promise<number> {
     `locally dirty:    ${report.locallyDirty ? "yes" : "no"} (markDirty generation ${report.dirtyGeneration})`,
   );
   console.log(`pull fast path:   ${fast}`);
-  console.log(`remote index:     ${report.remoteIndexSize === null ? "none" : formatBytes(report.remoteIndexSize)}`);
+  const layout = report.remoteFormat === 2 ? "format 2 (shards), _meta.json" : "format 1 (one object)";
+  console.log(
+    `remote index:     ${report.remoteIndexSize === null ? "none" : `${layout} ${formatBytes(report.remoteIndexSize)}`}`,
+  );
   return EXIT.ok;
+}
+
+/** swamp's `datastore migrate-index`, under the datastore lock so that cooperating writers wait for it. */
+async function migrateIndex(parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags } = parsed;
+  const { store, scope } = storeFrom(flags);
+  // The migration touches no cache file; the service wants a cache directory all the same.
+  const unused = await Deno.makeTempDir({ prefix: "marsh-migrate-" });
+  try {
+    const service = new SyncService(store, new DenoCache(unused), undefined);
+    const lock = new MarshLock(store, scope, { lockKey: optional(flags, "lock-key") });
+    const result = await lock.withLock(() => service.migrateMonolithToShards(makeEnv(signal)));
+    if (flags.get("json")) console.log(JSON.stringify(result));
+    else if (!result.converted) {
+      console.log(`migrate-index: already format 2 (${result.partitions.length} shard(s), commit ${result.commitSeq})`);
+    } else {
+      console.log(`migrate-index: format 2 now, ${result.partitions.length} shard(s), commit ${result.commitSeq}`);
+    }
+    return EXIT.ok;
+  } finally {
+    await Deno.remove(unused, { recursive: true });
+  }
 }
 
 async function markDirty(parsed: Parsed, signal: AbortSignal): Promise<number> {
@@ -225,6 +251,8 @@ export async function main(args: string[], signal: AbortSignal = new AbortContro
         return await sync(command, parsed, signal);
       case "status":
         return await status(parsed, signal);
+      case "migrate-index":
+        return await migrateIndex(parsed, signal);
       case "mark-dirty":
         return await markDirty(parsed, signal);
       case "lock":

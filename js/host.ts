@@ -318,8 +318,19 @@ export interface SyncStatus {
   locallyDirty: boolean;
   /** `true`: the remote index still has the verified token; `null`: nothing verified yet. */
   pullFastPath: boolean | null;
-  /** Bytes of the remote index; `null` when there is none. */
+  /** The remote index's layout: 1 (one monolith object) or 2 (shards); `null` when there is none. */
+  remoteFormat: 1 | 2 | null;
+  /** Bytes of the remote index's commit object (`_index/_meta.json`, or the monolith); `null` when there is none. */
   remoteIndexSize: number | null;
+}
+
+/** What `migrateMonolithToShards` answers: the commit record after the migration (swamp's `MigrateIndexResult`). */
+export interface MigrateIndexResult {
+  version: 2;
+  partitions: string[];
+  commitSeq: number;
+  /** False when the bucket was format 2 already (nothing was written). */
+  converted: boolean;
 }
 
 /** Options of the wasm `LockClient` (swamp's `LockOptions`). */

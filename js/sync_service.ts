@@ -6,7 +6,7 @@
  */
 
 import { abortError, makeEnv } from "./env.ts";
-import type { MarshCache, MarshStore } from "./host.ts";
+import type { MarshCache, MarshStore, MigrateIndexResult } from "./host.ts";
 import type { DatastoreSyncOptions, DatastoreSyncService } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
 
@@ -41,6 +41,11 @@ export class MarshSyncService implements DatastoreSyncService {
 
   async markDirty(options?: DatastoreSyncOptions): Promise<void> {
     await this.#service.markDirty(this.#env(options));
+  }
+
+  /** swamp's `datastore migrate-index`: convert a format-1 bucket to the sharded format 2 (a no-op on format 2). */
+  async migrateMonolithToShards(options?: DatastoreSyncOptions): Promise<MigrateIndexResult> {
+    return await this.#service.migrateMonolithToShards(this.#env(options));
   }
 
   /** The engine's own reports and status, for the CLI. */

@@ -131,6 +131,8 @@ pub struct Status {
     pub locally_dirty: bool,
     /// `Some(true)`: the remote index still has the verified token (a pull would take the fast path).
     pub pull_fast_path: Option<bool>,
+    /// The remote index's layout (1: monolith, 2: shards) and the size of its commit object; `None`: no index.
+    pub remote_format: Option<u8>,
     pub remote_index_size: Option<u64>,
 }
 
@@ -161,14 +163,21 @@ where
         let state = self.read_state().await;
         let marker = self.read_marker().await;
         let locally_dirty = !state.is_clean_at(marker.id().as_deref()) || self.instance.marked_since_push.get();
-        let (pull_fast_path, remote_index_size) = match self.index_layer().head().await? {
-            Some(meta) => (
+        let (pull_fast_path, remote_format, remote_index_size) = match self.index_layer().head().await? {
+            Some((format, meta)) => (
                 state.verified_token.as_ref().map(|verified| meta.token.is_fingerprint() && *verified == meta.token),
+                Some(format),
                 Some(meta.size),
             ),
-            None => (Some(false), None),
+            None => (Some(false), None, None),
         };
-        Ok(Status { state, marker, locally_dirty, pull_fast_path, remote_index_size })
+        Ok(Status { state, marker, locally_dirty, pull_fast_path, remote_format, remote_index_size })
+    }
+
+    /// Convert a format-1 bucket to format 2 (`index::IndexLayer::migrate`); a format-2 bucket is left as it is.
+    pub async fn migrate_index(&self) -> Result<index::Migrated, SyncError> {
+        self.check_abort()?;
+        self.index_layer().migrate().await
     }
 
     /// Called before an operation's first request and between its phases: stop if the operation was aborted (B15) or

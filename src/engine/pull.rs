@@ -260,7 +260,7 @@ where
     async fn record_verified(&self, token: VersionToken) -> Result<bool, SyncError> {
         // The seed's flaw, kept only to prove the simulator catches it: the token of a later HEAD.
         #[cfg(feature = "flaw-post-walk-head")]
-        let token = self.index_layer().head().await.ok().flatten().map_or(token, |meta| meta.token);
+        let token = self.index_layer().head().await.ok().flatten().map_or(token, |(_, meta)| meta.token);
         if !token.is_fingerprint() {
             return Ok(false);
         }

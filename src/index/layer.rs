@@ -229,12 +229,13 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         }
     }
 
-    /// The commit record's current token and size, without reading the entries (`None`: no index). For `status`
-    /// only: a token found this way was compared with nothing and must never be recorded as verified.
-    pub async fn head(&self) -> Result<Option<ObjectMeta>, SyncError> {
-        for key in [META_KEY, INDEX_KEY] {
+    /// The commit object's format (2: `_meta.json`, 1: the monolith), current token and size, without reading the
+    /// entries (`None`: no index). For `status` only: a token found this way was compared with nothing and must never
+    /// be recorded as verified.
+    pub async fn head(&self) -> Result<Option<(u8, ObjectMeta)>, SyncError> {
+        for (format, key) in [(2, META_KEY), (1, INDEX_KEY)] {
             match with_retry(self.env, self.retry, || self.store.head(key)).await {
-                Ok(meta) => return Ok(Some(meta)),
+                Ok(meta) => return Ok(Some((format, meta))),
                 Err(StoreError::NotFound { .. }) => {}
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),
                 Err(other) => return Err(SyncError::IndexUnreadable(other)),

@@ -14,6 +14,7 @@ use wasm_bindgen_futures::future_to_promise;
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
 use super::lock::{held_locks, lock_error_to_js};
 use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError};
+use crate::index::Migrated;
 use crate::local::sidecar::SidecarOrigin;
 
 struct Service {
@@ -99,6 +100,15 @@ impl SyncService {
         })
     }
 
+    /// Convert a format-1 bucket to format 2 (swamp's `migrateMonolithToShards`); resolves to the commit record.
+    #[wasm_bindgen(js_name = migrateMonolithToShards, unchecked_return_type = "Promise<MigrateIndexResult>")]
+    pub fn migrate_monolith_to_shards(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, |engine| Box::pin(async move { engine.migrate_index().await.map(migrated) }))
+    }
+
     /// The sidecar, the dirty marker, and whether a pull would take the fast path (one HEAD).
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
     pub fn status(&self, #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue) -> Result<Promise, JsValue> {
@@ -119,6 +129,15 @@ fn pull_report(report: PullReport) -> JsValue {
         ("conflicts", strings(&report.conflicts)),
         ("indexEntries", JsValue::from_f64(report.index_entries as f64)),
         ("planned", strings(&report.planned)),
+    ])
+}
+
+fn migrated(migrated: Migrated) -> JsValue {
+    object(&[
+        ("version", JsValue::from_f64(2.0)),
+        ("partitions", strings(&migrated.partitions)),
+        ("commitSeq", JsValue::from_f64(migrated.commit_seq as f64)),
+        ("converted", migrated.converted.into()),
     ])
 }
 
@@ -157,6 +176,7 @@ fn status_report(status: Status) -> JsValue {
         ("dirtyGeneration", JsValue::from_f64(status.marker.generation() as f64)),
         ("locallyDirty", status.locally_dirty.into()),
         ("pullFastPath", optional(status.pull_fast_path)),
+        ("remoteFormat", optional(status.remote_format.map(f64::from))),
         ("remoteIndexSize", optional(status.remote_index_size.map(|n| n as f64))),
     ])
 }
