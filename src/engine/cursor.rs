@@ -1,6 +1,6 @@
-//! Ordered lookups for merge-joins. The index, a walk and the view are all maps in path order, so one pass over any of
-//! them finds the others' entries by moving a cursor forward instead of searching a tree per entry (those searches,
-//! string comparisons of long shared prefixes, were the largest cost of planning a 250k-entry index).
+//! Ordered lookups for merge-joins. The index, a walk and the view are all sorted by path, so one pass over any of them
+//! finds the others' entries by moving a cursor forward instead of searching per entry (comparing paths with long shared
+//! prefixes is the main cost of planning a large index).
 
 use std::cmp::Ordering;
 use std::iter::Peekable;
@@ -16,7 +16,7 @@ impl<'a, V: 'a, I: Iterator<Item = (&'a str, V)>> Cursor<'a, V, I> {
     }
 
     /// The value under `key`. Successive calls must ask for increasing keys (a smaller key than the previous one
-    /// is not found: the callers iterate another map in the same order).
+    /// is not found: the callers iterate another sorted list in the same order).
     pub fn seek(&mut self, key: &str) -> Option<V> {
         // One comparison per item passed (keys share long prefixes: `<` then `==` would compare the match twice).
         loop {

@@ -62,7 +62,7 @@ where
     pub(super) async fn list_local(&self) -> Result<LocalListing, SyncError> {
         let items = self.cache.walk().await.map_err(SyncError::from_store)?;
         let mut listing = LocalListing::default();
-        // Collected, then built in one go (sorted bulk build, not one tree insert per file).
+        // Collected, then sorted in one go.
         let mut files = Vec::with_capacity(items.len());
         for item in items {
             match item {

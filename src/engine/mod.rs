@@ -63,7 +63,7 @@ pub struct Instance {
 }
 
 /// A pull's complete walk, kept for the push that follows it in the same instance (a sync is a pull then a push, and
-/// the second walk of 250k files was half the time of the slow path). The push uses it only when the walk is as good
+/// a second walk of a large cache would cost as much as the first). The push uses it only when the walk is as good
 /// as one it would make itself:
 /// - the dirty marker is still the one captured before the pull's walk (so no markDirty anywhere since: a write made
 ///   under the markDirty contract would have changed it), and no markDirty went through this instance since its last
@@ -220,7 +220,7 @@ where
     }
 
     /// Rewrite the sidecar from its current on-disk state plus `change`. Re-reading just before writing keeps the
-    /// facts another instance recorded meanwhile (a lost update here can only make us slower, see `sidecar`).
+    /// facts another instance recorded meanwhile (a lost update here can only make us slower, see `local::sidecar`).
     async fn update_state(&self, change: impl FnOnce(&mut SyncState)) -> Result<(), SyncError> {
         let mut state = self.read_state().await;
         change(&mut state);

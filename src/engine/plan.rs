@@ -71,7 +71,7 @@ pub enum PushDecision {
 }
 
 pub fn push_decision(entry: Option<&IndexEntry>, stat: &FileStat, view: Option<&ViewEntry>) -> PushDecision {
-    // Not in the index: new here (or its entry was removed remotely, which we do not propagate yet: W9).
+    // Not in the index: new here (or its entry was removed remotely, which is not propagated: W9).
     let Some(entry) = entry else { return PushDecision::Upload { conflict: false } };
     match (edited_since_sync(stat, view), view) {
         (Some(false), Some(record)) if record.matches_entry(entry) => PushDecision::InSync,

@@ -3,9 +3,9 @@
 //! Fast path: one conditional GET of the index with the verified token; "not modified" means nothing to do (B1).
 //! Otherwise the index is always fetched from the store (B4), compared with the cache, and missing or outdated files are
 //! downloaded (to a temp name, verified, renamed: W16). The token recorded as verified is the token of *this* GET, and
-//! only when every entry of *these* bytes is present locally with matching size and hash (B5, B6). The seed bug
-//! recorded the token of a later HEAD instead: a writer's push landing between our GET and that HEAD was then hidden
-//! from every later fast path. A pull never touches the clean marker (W2): "remote verified" and "nothing unpushed
+//! only when every entry of *these* bytes is present locally with matching size and hash (B5, B6). Recording the token
+//! of a later HEAD instead (the official extensions' seed bug) would hide a writer's push landing between our GET and
+//! that HEAD from every later fast path. A pull never touches the clean marker (W2): "remote verified" and "nothing unpushed
 //! here" are separate facts. A complete pull leaves its walk and index to the same instance's next push, which uses
 //! them only if nothing can have changed the cache since (`engine::Walked`).
 

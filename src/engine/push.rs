@@ -4,7 +4,7 @@
 //! since: no request at all (B2; remote changes are the pull's business). Otherwise: one complete walk (W7), or the
 //! walk of this instance's pull when nothing can have changed since (`engine::Walked`); a fresh index GET (conditional
 //! on the pull's token when its walk is reused; a failure other than "not found" stops here, B12); uploads in a sliding
-//! window (B13); then a compare-and-swap write-back (W1, see `writeback`). "Clean" is recorded only for the marker
+//! window (B13); then a compare-and-swap commit (W1, see `index::IndexLayer::commit`). "Clean" is recorded only for the marker
 //! captured before the walk and only if it is still current at the end (W3); "verified" only if every entry of the
 //! index we wrote or read is present here (B6), and never after a write-back that had to merge another writer's index.
 
@@ -65,7 +65,7 @@ where
         let state = self.read_state().await;
         let marked_here = self.instance.take_marked();
         // The flaw `flaw-ignore-instance-mark`, kept only to prove the tests catch it: this instance's own markDirty
-        // no longer forces its next push onto the full path.
+        // does not force its next push onto the full path.
         #[cfg(feature = "flaw-ignore-instance-mark")]
         let marked_here = false;
         let walked = self.instance.take_walk();

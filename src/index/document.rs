@@ -159,7 +159,7 @@ struct InvalidRaw {
 pub struct RemoteIndex {
     last_pulled: Option<String>,
     /// Sorted by key, one entry per key (`sorted::sorted_unique`). Only read in order (merge-joins) or by binary search,
-    /// and written as a whole: a tree of 250k entries cost more to build than reading the text did.
+    /// and written as a whole: building a tree per entry would cost more than reading the text.
     entries: Vec<(String, IndexEntry)>,
     invalid: BTreeMap<String, InvalidRaw>,
     /// Unknown top-level fields in their original order (including a `lastPulled` that is not a string).
@@ -251,7 +251,7 @@ impl RemoteIndex {
     }
 
     /// `to_json`'s length or a little more when nothing needs escaping, so that the text is written into one
-    /// allocation: growing by doubling held 64 + 128 MB at once for a 72 MB index (wasm memory never shrinks).
+    /// allocation: a buffer grown by doubling holds two copies at once (and wasm memory never shrinks).
     fn json_len_estimate(&self) -> usize {
         let valid: usize = self.entries.iter().map(|(rel, entry)| entry_json_len_estimate(rel, entry)).sum();
         // Kept entries are small as a rule; a large one makes the text grow once, as would escapes.

@@ -2,7 +2,7 @@
 //! up in two shards and readers see whichever they merge last; the rules are the official ones (docs/formats.md).
 //!
 //! Where the official rules give no shard (a `data/` path of fewer than four segments, a `workflow-runs/` path of
-//! fewer than three), the official release dropped the entry from the index, so the file was never seen by a reader.
+//! fewer than three), the official extension drops the entry from the index, so no reader sees the file.
 //! marsh never drops an entry: such paths live in the shard [`UNSHARDED`]. A path whose shard name would be `_meta`
 //! (a top-level folder of that name) goes there too: its shard object would be `_index/_meta.json`, the commit record.
 

@@ -103,8 +103,8 @@ enum Field {
 }
 
 impl Scan<'_> {
-    /// The name of a known field, written plainly (compared, not scanned: five names, ~1.25M of them in a 250k-entry
-    /// index); `None` for any other name or spelling, which the general path reads.
+    /// The name of a known field, written plainly (compared, not scanned: five names, on every entry); `None` for any
+    /// other name or spelling, which the general path reads.
     fn known_field(&mut self) -> Option<Field> {
         let rest = &self.text_bytes()[self.at..];
         let (field, literal): (Field, &[u8]) = match (rest.get(1)?, rest.get(2)?) {
