@@ -18,7 +18,7 @@ mod native {
 
     use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
     use marsh::encoding::time::{iso_from_ms, ms_from_iso};
-    use marsh::engine::plan::{pull_decision, push_decision};
+    use marsh::engine::plan::{pull_decision, push_decision, Marked};
     use marsh::engine::{Engine, EngineConfig, Instance};
     use marsh::index::{IndexEntry, RemoteIndex};
     use marsh::local::view::ViewEntry;
@@ -98,28 +98,28 @@ mod native {
         group.bench_function(BenchmarkId::new("pull_decision_no_view", files.len()), |b| {
             b.iter(|| {
                 for (_, entry, stat) in &files {
-                    black_box(pull_decision(entry, Some(stat), None));
+                    black_box(pull_decision(Some(entry), Some(stat), None, Marked::default()));
                 }
             })
         });
         group.bench_function(BenchmarkId::new("pull_decision_with_view", files.len()), |b| {
             b.iter(|| {
                 for ((_, entry, stat), view) in files.iter().zip(&views) {
-                    black_box(pull_decision(entry, Some(stat), Some(view)));
+                    black_box(pull_decision(Some(entry), Some(stat), Some(view), Marked::default()));
                 }
             })
         });
         group.bench_function(BenchmarkId::new("push_decision_no_view", files.len()), |b| {
             b.iter(|| {
                 for (_, entry, stat) in &files {
-                    black_box(push_decision(Some(entry), stat, None));
+                    black_box(push_decision(Some(entry), Some(stat), None, Marked::default()));
                 }
             })
         });
         group.bench_function(BenchmarkId::new("push_decision_with_view", files.len()), |b| {
             b.iter(|| {
                 for ((_, entry, stat), view) in files.iter().zip(&views) {
-                    black_box(push_decision(Some(entry), stat, Some(view)));
+                    black_box(push_decision(Some(entry), Some(stat), Some(view), Marked::default()));
                 }
             })
         });

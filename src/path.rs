@@ -15,6 +15,10 @@ pub const VIEW_NAME: &str = ".marsh-view.json";
 pub const DIRTY_NAME: &str = ".marsh-dirty.json";
 /// Format-2 commits of this cache that may have stopped between their shard writes and their commit record.
 pub const COMMIT_JOURNAL_NAME: &str = ".marsh-commit.json";
+/// The per-path marks (`local::marks`): one empty file per `markDirty({relPath})`, in this folder at the root.
+pub const MARKS_FOLDER: &str = ".marsh-marks";
+/// The conflicts found by the last operations (`local::conflicts`), for `status`.
+pub const CONFLICTS_NAME: &str = ".marsh-conflicts.json";
 /// Basename prefix of our temp files, in any directory.
 pub const TEMP_PREFIX: &str = ".marsh-tmp-";
 
@@ -25,8 +29,8 @@ const LOCK_BASENAME: &str = ".lock";
 /// A namespace's claim object, in any folder.
 const NAMESPACE_CLAIM_NAME: &str = ".namespace.json";
 /// Internal files that only count at the cache root: a data file of the same name deeper down is user data.
-const ROOT_INTERNAL_NAMES: [&str; 7] =
-    [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME, COMMIT_JOURNAL_NAME];
+const ROOT_INTERNAL_NAMES: [&str; 8] =
+    [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME, COMMIT_JOURNAL_NAME, CONFLICTS_NAME];
 
 use crate::encoding::swar::{bytes_below_0x20, bytes_equal};
 
@@ -117,7 +121,7 @@ fn has_drive_prefix(key: &str) -> bool {
 }
 
 /// Never synced in either direction: exactly INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME,
-/// COMMIT_JOURNAL_NAME at the root; anything under `_index/` or `_control/` (the format-2 index and control records: a data file there
+/// COMMIT_JOURNAL_NAME, CONFLICTS_NAME at the root; anything under MARKS_FOLDER; anything under `_index/` or `_control/` (the format-2 index and control records: a data file there
 /// would be uploaded over them); any file whose basename is `.lock`, `.namespace.json`, `_catalog.db` or starts with
 /// `_catalog.db-`; any basename starting with TEMP_PREFIX; and the official extension's crash leftovers: basename
 /// `.<uuid>.tmp` (uuid = 36 chars of hex and dashes).
@@ -126,9 +130,14 @@ pub fn is_internal(rel: &str) -> bool {
         Some(slash) => &rel[slash + 1..],
         None => rel,
     };
-    // The index and control-plane objects of format 2 (and the official extension's local copies of them).
-    if rel.as_bytes().first() == Some(&b'_') && (rel.starts_with("_index/") || rel.starts_with("_control/")) {
-        return true;
+    // The index and control-plane objects of format 2 (and the official extension's local copies of them), and our
+    // marks folder.
+    match rel.as_bytes().first() {
+        Some(b'_') if rel.starts_with("_index/") || rel.starts_with("_control/") => return true,
+        Some(b'.') if rel.starts_with(MARKS_FOLDER) && rel.as_bytes().get(MARKS_FOLDER.len()) == Some(&b'/') => {
+            return true
+        }
+        _ => {}
     }
     // Every internal name starts with one of these (each kind is checked by a test below): most data files stop here.
     if !matches!(basename.as_bytes().first(), Some(b'.' | b'_')) {
@@ -271,7 +280,16 @@ mod tests {
 
     #[test]
     fn root_internal_names_are_internal_only_at_the_root() {
-        for name in [INDEX_KEY, SIDECAR_NAME, LOCK_KEY, PUSH_QUEUE_NAME, VIEW_NAME, DIRTY_NAME, COMMIT_JOURNAL_NAME] {
+        for name in [
+            INDEX_KEY,
+            SIDECAR_NAME,
+            LOCK_KEY,
+            PUSH_QUEUE_NAME,
+            VIEW_NAME,
+            DIRTY_NAME,
+            COMMIT_JOURNAL_NAME,
+            CONFLICTS_NAME,
+        ] {
             assert!(is_internal(name), "{name}");
             assert!(!is_internal(&format!("sub/{name}")), "sub/{name}");
         }
@@ -282,7 +300,8 @@ mod tests {
         for rel in ["_index/_meta.json", "_index/data--aws--ec2.json", "_control/datastore-format", "_control/a/b"] {
             assert!(is_internal(rel), "{rel}");
         }
-        for rel in ["_index", "_control", "data/_index/x.json", "_indexes/x.json", "_controls/x"] {
+        assert!(is_internal(".marsh-marks/1-ab~data%2Fx"));
+        for rel in ["_index", "_control", "data/_index/x.json", "_indexes/x.json", "_controls/x", ".marsh-marksx/y"] {
             assert!(!is_internal(rel), "{rel}");
         }
     }

@@ -125,7 +125,7 @@ fn w13_sync_operations_of_a_scope_whose_lock_was_lost_fail_and_write_nothing() {
         (Instance::under_locks(locks.watch(SCOPE)), Instance::under_locks(locks.watch("s3://bucket/other")));
     let engine = Engine::new(&store, &cache, &env, &engine_config, &instance);
     block_on(alice.acquire(&env)).unwrap();
-    block_on(engine.mark_dirty()).unwrap();
+    block_on(engine.mark_dirty(None)).unwrap();
     cache.write_file("a.json", "1");
     block_on(engine.push_changed()).expect("a push under the held lock");
     clock.advance(31_000); // alice's heartbeats stalled past the ttl
@@ -137,7 +137,7 @@ fn w13_sync_operations_of_a_scope_whose_lock_was_lost_fail_and_write_nothing() {
 
     let pull = block_on(engine.pull_changed()).unwrap_err();
     let push = block_on(engine.push_changed()).unwrap_err();
-    let mark = block_on(engine.mark_dirty()).unwrap_err();
+    let mark = block_on(engine.mark_dirty(None)).unwrap_err();
 
     for error in [&pull, &push, &mark] {
         assert!(lost_by(error, "bob@host-bob"), "{error:?}");

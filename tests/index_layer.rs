@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use common::format1_bucket;
 use common::reader::{self, META};
 use marsh::engine::SyncError;
-use marsh::index::{Changes, IndexEntry, IndexLayer, Read, Snapshot};
+use marsh::index::{Change, Changes, Expected, IndexEntry, IndexLayer, Read, Snapshot};
 use marsh::path::INDEX_KEY;
 use marsh::store::retry::RetryPolicy;
 use marsh::store::token::VersionToken;
@@ -33,8 +33,10 @@ fn entry(size: u64) -> IndexEntry {
     IndexEntry::new(size, "2026-12-01T00:00:00.000Z".into(), None, None)
 }
 
+/// Entries for `rels`, whatever is there now.
 fn changes(rels: &[&str]) -> Changes {
-    Changes { upserts: rels.iter().map(|rel| (rel.to_string(), entry(rel.len() as u64))).collect() }
+    let put = |rel: &&str| (rel.to_string(), Change { entry: Some(entry(rel.len() as u64)), expected: Expected::Any });
+    Changes { paths: rels.iter().map(put).collect() }
 }
 
 /// Run `test` with a layer over `bucket` (its own client, environment and policy).
@@ -396,8 +398,10 @@ fn changes_to_the_same_path_replace_the_entry() {
     for bucket in buckets() {
         commit_elsewhere(&bucket, &["a.json"]);
         with_layer(&bucket, |layer, _| {
-            let upserts = BTreeMap::from([("a.json".to_string(), entry(99))]);
-            let committed = block_on(layer.commit(read(layer), &Changes { upserts })).unwrap();
+            let mut replace = Changes::default();
+            replace.put("a.json".to_string(), entry(99), Some(entry(6)));
+            let committed = block_on(layer.commit(read(layer), &replace)).unwrap();
+            assert!(committed.refused.is_empty());
             assert_eq!(committed.snapshot.index.get("a.json").map(|e| e.size), Some(99));
         });
         assert_eq!(reader::size_and_hash(&reader::read(&bucket).entries["a.json"]).0, 99);
@@ -507,4 +511,65 @@ fn a_format_1_writer_that_read_before_the_migration_commits_to_the_shards() {
     });
     assert_eq!(format_of(&bucket), 2);
     assert_eq!(remote_keys(&bucket), ["a.json", "late.json"]);
+}
+
+// ---- Changes on condition of the entry decided on (W19, W21)
+
+/// A writer that lost its compare-and-swap re-applies its changes on top of another writer's index: a change whose
+/// entry that writer replaced or removed is refused, never put back, on both layouts.
+#[test]
+fn a_change_whose_entry_another_writer_changed_is_refused_not_reapplied() {
+    for bucket in buckets() {
+        commit_elsewhere(&bucket, &["a.json", "b.json", "c.json"]);
+        with_layer(&bucket, |layer, _| {
+            let base = read(layer);
+            let seen = |rel: &str| base.index.get(rel).cloned();
+            // Another writer replaces a.json and removes b.json after we read.
+            with_layer(&bucket, |other, _| {
+                let mut theirs = Changes::default();
+                theirs.put("a.json".into(), entry(100), seen("a.json"));
+                theirs.remove("b.json".into(), seen("b.json").unwrap());
+                block_on(other.commit(read(other), &theirs)).unwrap();
+            });
+            let mut ours = Changes::default();
+            ours.put("a.json".into(), entry(200), seen("a.json"));
+            ours.put("b.json".into(), entry(200), seen("b.json"));
+            ours.remove("c.json".into(), seen("c.json").unwrap());
+            ours.put("d.json".into(), entry(200), None);
+
+            let committed = block_on(layer.commit(base, &ours)).unwrap();
+
+            assert!(committed.rebased);
+            assert_eq!(committed.refused, ["a.json", "b.json"]);
+        });
+        let found = reader::read(&bucket).entries;
+        let keys: Vec<&String> = found.keys().filter(|rel| *rel != "base.json").collect();
+        assert_eq!(keys, ["a.json", "d.json"], "b.json stays deleted, c.json ours gone");
+        assert_eq!(reader::size_and_hash(&found["a.json"]).0, 100, "their a.json stays");
+    }
+}
+
+/// A create-only change meets an entry someone else created: refused. Our own earlier write (an answer lost) is not.
+#[test]
+fn a_create_over_an_existing_entry_is_refused_but_our_own_retry_is_not() {
+    for bucket in buckets() {
+        commit_elsewhere(&bucket, &["a.json"]);
+        with_layer(&bucket, |layer, _| {
+            let mut create = Changes::default();
+            create.put("a.json".into(), entry(50), None);
+            create.put("n.json".into(), entry(6), None);
+            let first = block_on(layer.commit(Snapshot::empty(), &create)).unwrap();
+            assert_eq!(first.refused, ["a.json"], "format {}", format_of(&bucket));
+            let again = block_on(layer.commit(read(layer), &create)).unwrap();
+            assert_eq!(again.refused, ["a.json"], "n.json is already ours: applied, not refused");
+        });
+        assert_eq!(
+            remote_keys(&bucket),
+            ["a.json", "base.json", "n.json"]
+                .iter()
+                .filter(|rel| **rel != "base.json" || format_of(&bucket) == 1)
+                .map(|rel| rel.to_string())
+                .collect::<Vec<_>>()
+        );
+    }
 }

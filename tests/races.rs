@@ -9,6 +9,8 @@ mod common;
 use std::rc::Rc;
 
 use common::{commit_token, format1_bucket, gcs_bucket, remote_keys, s3_bucket, Machine};
+use marsh::engine::SyncError;
+use marsh::local::conflicts::ConflictKind;
 use marsh::path::{INDEX_KEY, VIEW_NAME};
 use marsh::testing::memory::{Kind, MemoryStore};
 use marsh::testing::sim::block_on;
@@ -143,7 +145,7 @@ fn w2_a_pull_after_mark_dirty_does_not_clear_dirtiness() {
     a.write("old.json", b"1");
     a.push().unwrap();
     let writer = a.second_instance();
-    writer.write("new.json", b"2"); // this process exits without pushing
+    writer.write_bare("new.json", b"2"); // this process exits without pushing
     let elsewhere = Machine::new(&bucket, 2);
     elsewhere.write("other.json", b"3");
     elsewhere.push().unwrap(); // so that the pull below takes the full path
@@ -170,7 +172,7 @@ fn w3_mark_dirty_during_a_push_keeps_the_cache_dirty() {
     a.store.faults().on_call(Kind::GetBytes, is_index_object, move |_| {
         if !wrote {
             wrote = true; // after A's walk, before A's write-back
-            late.write("two.json", b"2");
+            late.write_bare("two.json", b"2");
         }
     });
 
@@ -203,4 +205,98 @@ fn a_writers_own_push_walks_even_if_another_instance_marked_the_cache_clean() {
     assert!(!report.fast_path);
     assert_eq!(report.uploaded, 1);
     assert_eq!(block_on(async { remote_keys(&bucket) }), ["late.json", "one.json"]);
+}
+
+/// W22: a `markDirty({relPath})` (and its write) landing while a push runs survives that push: the push removes only
+/// the marks it listed and handled, and the next push takes the file.
+/// Fails on `flaw-clear-all-marks`.
+#[test]
+fn w22_a_mark_made_during_a_push_survives_it() {
+    for bucket in [s3_bucket(), gcs_bucket()] {
+        let a = Machine::new(&bucket, 1);
+        a.write("one.json", b"1");
+        let writer = Rc::new(a.second_instance());
+        let late = writer.clone();
+        let mut wrote = false;
+        a.store.faults().on_call(Kind::GetBytes, is_index_object, move |_| {
+            if !wrote {
+                wrote = true; // after A's walk, before A's commit
+                late.write("two.json", b"2");
+            }
+        });
+
+        let report = a.push().unwrap();
+
+        assert_eq!(report.marks_cleared, 1, "one.json's mark only");
+        assert_eq!(remote_keys(&bucket), ["one.json"]);
+        let later = a.second_instance().push().unwrap();
+        assert!(!later.fast_path);
+        assert_eq!(remote_keys(&bucket), ["one.json", "two.json"]);
+    }
+}
+
+/// W19: A and B edit f.json from the same base. B's whole push lands just before A's object PUT: A's PUT is
+/// conditional on the version A last saw, fails, and A gets a conflict; the index and the object both stay B's.
+/// Fails on `flaw-blind-object-put`, where A's PUT replaces B's object and the index keeps describing B's bytes.
+#[test]
+fn w19_two_writers_of_one_file_never_leave_the_index_describing_other_bytes() {
+    for bucket in both_formats() {
+        let seed = Machine::new(&bucket, 9);
+        seed.write("f.json", b"base");
+        seed.push().unwrap();
+        let a = Machine::new(&bucket, 1);
+        let b = Rc::new(Machine::new(&bucket, 2));
+        a.pull().unwrap();
+        b.pull().unwrap();
+        a.write("f.json", b"A's edit");
+        b.write("f.json", b"B's longer edit");
+        let writer = b.clone();
+        let mut raced = false;
+        a.store.faults().on_call(
+            Kind::Put,
+            |key| key == "f.json",
+            move |_| {
+                if !raced {
+                    raced = true;
+                    writer.push().unwrap();
+                }
+            },
+        );
+
+        let error = a.push().unwrap_err();
+
+        assert!(matches!(&error, SyncError::Conflicts { conflicts, .. } if conflicts[0].0 == "f.json"), "{error}");
+        let entry = common::remote_index(&bucket).get("f.json").cloned().unwrap();
+        let (object, _) = bucket.object("f.json").unwrap();
+        assert_eq!((entry.size, entry.sha256), (object.len() as u64, Some(marsh::index::sha256_of(&object))));
+        assert_eq!(object, b"B's longer edit");
+        assert_eq!(a.cache.file("f.json").as_deref(), Some(&b"A's edit"[..]), "A's edit stays here");
+    }
+}
+
+/// W21: A deletes f.json while B's edit of it is committed: the deletion meets a version it never saw, so it is a
+/// conflict and B's edit stays. Fails on `flaw-delete-without-base-check`, which deletes B's edit.
+#[test]
+fn w21_a_deletion_never_removes_a_version_it_did_not_see() {
+    for bucket in both_formats() {
+        let seed = Machine::new(&bucket, 9);
+        seed.write("f.json", b"base");
+        seed.push().unwrap();
+        let a = Machine::new(&bucket, 1);
+        let b = Machine::new(&bucket, 2);
+        a.pull().unwrap();
+        b.pull().unwrap();
+        b.write("f.json", b"B's edit");
+        b.push().unwrap();
+        a.delete("f.json");
+
+        let error = a.push().unwrap_err();
+
+        assert!(
+            matches!(&error, SyncError::Conflicts { conflicts, .. } if conflicts[0] == ("f.json".to_string(), ConflictKind::DeletedHere)),
+            "{error}"
+        );
+        assert_eq!(bucket.object("f.json").map(|(bytes, _)| bytes).as_deref(), Some(&b"B's edit"[..]));
+        assert!(remote_keys(&bucket).contains(&"f.json".to_string()));
+    }
 }

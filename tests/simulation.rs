@@ -42,6 +42,10 @@ fn exhaustive_small_scopes_find_no_violation() {
             ("seed, format 1", scenarios::on_format1(scenarios::seed(style))),
             ("two writers, format 1", scenarios::on_format1(scenarios::two_writers(style))),
             ("2 machines x 3 operations, format 1", scenarios::on_format1(scenarios::two_by_three(style))),
+            ("same file edited on two machines", scenarios::same_file_edits(style)),
+            ("same new file on two machines", scenarios::same_new_file(style)),
+            ("same file edited, format 1", scenarios::on_format1(scenarios::same_file_edits(style))),
+            ("a mark during a push", scenarios::mark_during_a_push(style)),
         ] {
             let started = Instant::now();
             let result = simulator(&plan).explore_exhaustive(200_000);
@@ -61,10 +65,27 @@ fn random_schedules_find_no_violation() {
     for style in [TokenStyle::S3, TokenStyle::Gcs] {
         plans.push((format!("busy ({style:?})"), scenarios::busy(style)));
         plans.push((format!("shared cache ({style:?})"), scenarios::writer_and_syncer_share_a_cache(style)));
+        plans.push((
+            format!("shared cache, bare marks ({style:?})"),
+            scenarios::writer_and_syncer_share_a_cache_bare(style),
+        ));
         plans.push((format!("2x3 ({style:?})"), scenarios::two_by_three(style)));
         plans.push((format!("late write ({style:?})"), scenarios::late_write_and_its_own_push(style)));
         plans.push((format!("busy, format 1 ({style:?})"), scenarios::on_format1(scenarios::busy(style))));
         plans.push((format!("two shards ({style:?})"), scenarios::two_writers_on_two_shards(style)));
+        plans.push((format!("delete and edit ({style:?})"), scenarios::delete_and_edit(style)));
+        plans.push((
+            format!("delete and edit, format 1 ({style:?})"),
+            scenarios::on_format1(scenarios::delete_and_edit(style)),
+        ));
+        plans.push((format!("bare deletion ({style:?})"), scenarios::bare_deletion(style)));
+        plans.push((format!("one file, busy ({style:?})"), scenarios::one_file_busy(style)));
+        for polls in [6, 12, 18, 24] {
+            plans.push((
+                format!("deletion killed after {polls} polls ({style:?})"),
+                scenarios::crash_during_deletion(style, polls),
+            ));
+        }
         // Killed at each stage of a push, up to between its shard writes and its commit record (16 to 21 polls).
         for polls in [2, 4, 6, 9, 13, 16, 19, 21] {
             plans.push((format!("killed after {polls} polls ({style:?})"), scenarios::crash_during_push(style, polls)));

@@ -51,7 +51,7 @@ fn a_file_written_after_the_pull_under_a_mark_dirty_is_pushed() {
     let writer = machine.second_instance();
     machine.pull().unwrap();
 
-    writer.write("x.json", b"written after the pull");
+    writer.write_bare("x.json", b"written after the pull");
     let push = machine.push().unwrap();
 
     assert!(!push.walk_reused);

@@ -29,11 +29,51 @@ impl<'a, V: 'a, I: Iterator<Item = (&'a str, V)>> Cursor<'a, V, I> {
     }
 }
 
+/// Every key of three sequences, each in increasing order, once each and in order: the paths a three-way decision
+/// looks at (known to the index, the cache or the base).
+pub(super) fn sorted_union<'a>(
+    a: impl Iterator<Item = &'a str>,
+    b: impl Iterator<Item = &'a str>,
+    c: impl Iterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    let (mut a, mut b, mut c) = (a.peekable(), b.peekable(), c.peekable());
+    let mut union = Vec::new();
+    loop {
+        let next = [a.peek(), b.peek(), c.peek()].into_iter().flatten().min().copied();
+        let Some(key) = next else { break };
+        for source in [&mut a as &mut dyn PeekNext<'a>, &mut b, &mut c] {
+            source.skip_if(key);
+        }
+        union.push(key);
+    }
+    union
+}
+
+/// Advance past `key` if it is next (one step of `sorted_union`).
+trait PeekNext<'a> {
+    fn skip_if(&mut self, key: &str);
+}
+
+impl<'a, I: Iterator<Item = &'a str>> PeekNext<'a> for Peekable<I> {
+    fn skip_if(&mut self, key: &str) {
+        if self.peek() == Some(&key) {
+            self.next();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn the_union_of_three_sorted_lists_is_sorted_and_has_each_key_once() {
+        let union = sorted_union(["a", "c", "e"].into_iter(), ["b", "c"].into_iter(), ["a", "d", "e", "f"].into_iter());
+        assert_eq!(union, ["a", "b", "c", "d", "e", "f"]);
+        assert!(sorted_union([].into_iter(), [].into_iter(), [].into_iter()).is_empty());
+    }
 
     #[test]
     fn finds_every_present_key_and_nothing_else() {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::local::conflicts::ConflictKind;
 use crate::lock::LockError;
 use crate::store::StoreError;
 
@@ -36,6 +37,20 @@ pub enum SyncError {
     Local(StoreError),
     #[error("{}", describe_failures(operation, *transferred, failures))]
     Files { operation: &'static str, transferred: u64, failures: Vec<FileFailure> },
+    /// W20: paths changed here and in the bucket since this cache last synced them. Everything else was pushed;
+    /// these were left as they are on both sides until resolved.
+    #[error("{}", describe_conflicts(*transferred, conflicts))]
+    Conflicts { transferred: u64, conflicts: Vec<(String, ConflictKind)> },
+    /// W23: a push after a bare markDirty found more files gone than a wiped or half-restored cache should be allowed
+    /// to delete from the bucket. Nothing was written.
+    #[error(
+        "push: {count} files are gone from the cache since they were last synced ({}), more than the {limit} a push may \
+         delete without a markDirty naming them; nothing was written. If they were deleted on purpose, mark them \
+         (markDirty with their paths, or `marsh mark-dirty --path P`) or raise the limit; to get them back, `marsh \
+         pull --restore`",
+        first.join(", ")
+    )]
+    MassDeletion { count: usize, limit: usize, first: Vec<String> },
 }
 
 impl SyncError {
@@ -57,6 +72,18 @@ fn describe_failures(operation: &str, transferred: u64, failures: &[FileFailure]
         failures.len(),
         names.join(", "),
         first.join("; ")
+    )
+}
+
+/// "push: 2 conflicts (a.json: changed here and in the bucket; …); 3 transferred; resolve with `marsh resolve`"
+fn describe_conflicts(transferred: u64, conflicts: &[(String, ConflictKind)]) -> String {
+    let plural = if conflicts.len() == 1 { "" } else { "s" };
+    let listed: Vec<String> = conflicts.iter().map(|(rel, kind)| format!("{rel}: {}", kind.describe())).collect();
+    format!(
+        "push: {} conflict{plural}, left as they are here and in the bucket ({}); {transferred} transferred; resolve \
+         each with `marsh resolve PATH --keep-local` or `--keep-remote`",
+        conflicts.len(),
+        listed.join("; ")
     )
 }
 

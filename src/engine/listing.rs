@@ -31,12 +31,54 @@ impl LocalListing {
         }
     }
 
+    /// Note files the operation removed.
+    pub fn forget(&mut self, removed: &[String]) {
+        if !removed.is_empty() {
+            self.files.retain(|(rel, _)| removed.binary_search(rel).is_err());
+        }
+    }
+
+    /// Replace what this listing says under each of `paths` with `fresher` (a walk of just those paths, made later).
+    pub fn refresh(&mut self, paths: &std::collections::BTreeSet<String>, fresher: LocalListing) {
+        let covered = |rel: &str| paths.iter().any(|path| crate::local::marks::covers(path, rel));
+        self.files.retain(|(rel, _)| !covered(rel));
+        self.files = merge_sorted(std::mem::take(&mut self.files), fresher.files);
+        self.symlinks.retain(|rel| !covered(rel));
+        self.symlinks.extend(fresher.symlinks);
+        self.vanished.extend(fresher.vanished);
+        self.invalid.extend(fresher.invalid);
+    }
+
     /// `rel` is a symlink or lies under one: writing there could land outside the cache.
     pub fn through_symlink(&self, rel: &str) -> bool {
         self.symlinks.iter().any(|link| {
             rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
         })
     }
+}
+
+/// A walk's items as a listing: internal files left out, unusable names reported.
+fn listing_of(items: Vec<WalkItem>) -> LocalListing {
+    let mut listing = LocalListing::default();
+    // Collected, then sorted in one go.
+    let mut files = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            WalkItem::File { rel, .. } | WalkItem::Symlink { rel } | WalkItem::Vanished { rel }
+                if is_internal(&rel) => {}
+            WalkItem::File { rel, stat } => match check_rel(&rel) {
+                Ok(()) => files.push((rel, stat)),
+                Err(bad) => listing.invalid.push(FileFailure {
+                    error: StoreError::InvalidKey { key: rel.clone(), reason: bad.reason.to_string() },
+                    rel,
+                }),
+            },
+            WalkItem::Symlink { rel } => listing.symlinks.push(rel),
+            WalkItem::Vanished { rel } => listing.vanished.push(rel),
+        }
+    }
+    listing.files = sorted_unique(files);
+    listing
 }
 
 /// The local view as read from disk, with a fingerprint of its bytes (to notice that another instance rewrote it).
@@ -61,26 +103,19 @@ where
     /// One complete walk. Any error other than a vanished entry fails the operation (W7: never a partial walk).
     pub(super) async fn list_local(&self) -> Result<LocalListing, SyncError> {
         let items = self.cache.walk().await.map_err(SyncError::from_store)?;
-        let mut listing = LocalListing::default();
-        // Collected, then sorted in one go.
-        let mut files = Vec::with_capacity(items.len());
-        for item in items {
-            match item {
-                WalkItem::File { rel, .. } | WalkItem::Symlink { rel } | WalkItem::Vanished { rel }
-                    if is_internal(&rel) => {}
-                WalkItem::File { rel, stat } => match check_rel(&rel) {
-                    Ok(()) => files.push((rel, stat)),
-                    Err(bad) => listing.invalid.push(FileFailure {
-                        error: StoreError::InvalidKey { key: rel.clone(), reason: bad.reason.to_string() },
-                        rel,
-                    }),
-                },
-                WalkItem::Symlink { rel } => listing.symlinks.push(rel),
-                WalkItem::Vanished { rel } => listing.vanished.push(rel),
-            }
+        Ok(listing_of(items))
+    }
+
+    /// The files under each of `paths` (a marked file, or everything in a marked folder), without walking the rest.
+    pub(super) async fn list_under(
+        &self,
+        paths: &std::collections::BTreeSet<String>,
+    ) -> Result<LocalListing, SyncError> {
+        let mut items = Vec::new();
+        for path in paths {
+            items.extend(self.cache.walk_under(path).await.map_err(SyncError::from_store)?);
         }
-        listing.files = sorted_unique(files);
-        Ok(listing)
+        Ok(listing_of(items))
     }
 
     /// The view as on disk (an unreadable view is an empty one), with the fingerprint of its bytes.

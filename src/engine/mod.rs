@@ -14,6 +14,7 @@ mod push;
 mod transfer;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 
 pub use error::{FileFailure, SyncError};
 pub use pull::PullReport;
@@ -21,7 +22,9 @@ pub use push::PushReport;
 
 use crate::encoding::time::iso_from_ms;
 use crate::index;
+use crate::local::conflicts::{ConflictKind, Conflicts, OpenConflict, CONFLICTS_NAME};
 use crate::local::marker::{Marker, DIRTY_NAME};
+use crate::local::marks::{mark_name, parse_mark, Mark, MarkRequest, MARKS_FOLDER};
 use crate::local::sidecar::SyncState;
 use crate::local::view;
 use crate::lock::ScopeWatch;
@@ -38,18 +41,33 @@ pub struct EngineConfig {
     pub index_cas_attempts: u32,
     /// Plan only: read the index and the cache, report what would move, write nothing anywhere.
     pub dry_run: bool,
+    /// W23: files a push may delete from the bucket because they are gone here after a bare markDirty, without a
+    /// markDirty naming them. More is refused (a wiped or half-restored cache must not empty the bucket).
+    pub max_inferred_deletions: usize,
+    /// A pull brings back files gone here even when a mark says they were deleted (after a refused mass deletion).
+    pub restore_deleted: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { transfers: 16, retry: RetryPolicy::default(), index_cas_attempts: 8, dry_run: false }
+        EngineConfig {
+            transfers: 16,
+            retry: RetryPolicy::default(),
+            index_cas_attempts: 8,
+            dry_run: false,
+            max_inferred_deletions: DEFAULT_MAX_INFERRED_DELETIONS,
+            restore_deleted: false,
+        }
     }
 }
 
+/// See `EngineConfig::max_inferred_deletions`.
+pub const DEFAULT_MAX_INFERRED_DELETIONS: usize = 25;
+
 /// What one service instance (one `createSyncService` object) remembers between calls.
 ///
-/// - A markDirty through this instance forces this instance's next push onto the full path, which closes the window
-///   where another instance's push marks the cache clean before our write has landed.
+/// - A markDirty through this instance forces this instance's next push to look at what it marked (a bare mark: the
+///   whole cache), which closes the window where another instance's push handles the mark before our write has landed.
 /// - The walk and the index of this instance's last complete pull, which its next push may use instead of walking
 ///   again (see `Walked`). Taken by the push, dropped by a markDirty or another pull.
 /// - The locks of its scope, when it syncs under one: an operation fails once a lock of the scope held by this process
@@ -57,6 +75,8 @@ impl Default for EngineConfig {
 #[derive(Debug, Default)]
 pub struct Instance {
     marked_since_push: Cell<bool>,
+    /// Paths marked through this instance since its last push (kept until a push handles them).
+    marked_paths: RefCell<BTreeSet<String>>,
     walked: RefCell<Option<Walked>>,
     #[cfg_attr(feature = "flaw-ignore-lost-lock", allow(dead_code))]
     locks: Option<ScopeWatch>,
@@ -105,6 +125,19 @@ impl Instance {
         self.marked_since_push.set(true);
     }
 
+    fn mark_path(&self, rel: &str) {
+        self.marked_paths.borrow_mut().insert(rel.to_string());
+    }
+
+    fn marked_paths(&self) -> BTreeSet<String> {
+        self.marked_paths.borrow().clone()
+    }
+
+    /// A push handled these paths: they need not be looked at again for this instance's sake.
+    fn handled_paths(&self, handled: &BTreeSet<String>) {
+        self.marked_paths.borrow_mut().retain(|rel| !handled.contains(rel));
+    }
+
     fn keep_walk(&self, walked: Walked) {
         self.walked.replace(Some(walked));
     }
@@ -129,11 +162,15 @@ pub struct Status {
     pub state: SyncState,
     pub marker: Marker,
     pub locally_dirty: bool,
+    /// Per-path marks waiting for a push.
+    pub marked_paths: usize,
     /// `Some(true)`: the remote index still has the verified token (a pull would take the fast path).
     pub pull_fast_path: Option<bool>,
     /// The remote index's layout (1: monolith, 2: shards) and the size of its commit object; `None`: no index.
     pub remote_format: Option<u8>,
     pub remote_index_size: Option<u64>,
+    /// Open conflicts as the last pulls and pushes found them (W20).
+    pub conflicts: std::collections::BTreeMap<String, OpenConflict>,
 }
 
 impl<'a, S, C, E> Engine<'a, S, C, E>
@@ -146,23 +183,52 @@ where
         Engine { store, cache, env, config, instance }
     }
 
-    /// "The cache is about to change." Writes a fresh dirty marker (never the sidecar, B8) and remembers the mark in
-    /// this instance, so this instance's next push walks the cache whatever the sidecar says.
-    pub async fn mark_dirty(&self) -> Result<(), SyncError> {
+    /// "The cache is about to change" (swamp's `markDirty`), for `rel_path` (about to be written or removed) or for
+    /// anything (no path). A path gets a mark of its own (`local::marks`); anything else writes a fresh dirty marker
+    /// (never the sidecar, B8). Either way the mark is also remembered in this instance, so that its next push looks at
+    /// what it marked whatever another instance recorded meanwhile.
+    pub async fn mark_dirty(&self, rel_path: Option<&str>) -> Result<(), SyncError> {
         self.check_abort()?;
-        self.instance.set_marked();
         self.instance.take_walk();
+        let rel = match MarkRequest::classify(rel_path) {
+            MarkRequest::Ignore => return Ok(()),
+            MarkRequest::Path(rel) => rel,
+            MarkRequest::Bulk => return self.mark_bulk().await,
+        };
+        let Some(name) = mark_name(&rel, self.env.now_ms(), &random_hex(self.env, 12)) else {
+            return self.mark_bulk().await;
+        };
+        self.instance.mark_path(&rel);
+        let name = format!("{MARKS_FOLDER}/{name}");
+        self.cache.write_internal(&name, Vec::new()).await.map_err(SyncError::from_store)
+    }
+
+    async fn mark_bulk(&self) -> Result<(), SyncError> {
+        self.instance.set_marked();
         let current = self.read_marker().await;
         let nonce = random_hex(self.env, 16);
         let (_, bytes) = current.next(nonce, self.env.now_ms());
         self.cache.write_internal(DIRTY_NAME, bytes).await.map_err(SyncError::from_store)
     }
 
+    /// The marks in the folder now. An unreadable folder is an error: a push that cannot see the marks cannot know
+    /// what to push.
+    async fn read_marks(&self) -> Result<Vec<Mark>, SyncError> {
+        let names = self.cache.list_internal(MARKS_FOLDER).await.map_err(SyncError::from_store)?;
+        Ok(names.iter().map(|name| parse_mark(name)).collect())
+    }
+
     /// Read-only look at the local state and the remote index (one HEAD).
     pub async fn status(&self) -> Result<Status, SyncError> {
         let state = self.read_state().await;
         let marker = self.read_marker().await;
-        let locally_dirty = !state.is_clean_at(marker.id().as_deref()) || self.instance.marked_since_push.get();
+        let marks = self.read_marks().await?;
+        let locally_dirty = !state.is_clean_at(marker.id().as_deref())
+            || self.instance.marked_since_push.get()
+            || !marks.is_empty()
+            || !self.instance.marked_paths.borrow().is_empty();
+        let conflicts =
+            Conflicts::parse(self.cache.read_internal(CONFLICTS_NAME).await.ok().flatten().as_deref()).conflicts;
         let (pull_fast_path, remote_format, remote_index_size) = match self.index_layer().head().await? {
             Some((format, meta)) => (
                 state.verified_token.as_ref().map(|verified| meta.token.is_fingerprint() && *verified == meta.token),
@@ -171,7 +237,16 @@ where
             ),
             None => (Some(false), None, None),
         };
-        Ok(Status { state, marker, locally_dirty, pull_fast_path, remote_format, remote_index_size })
+        Ok(Status {
+            state,
+            marker,
+            locally_dirty,
+            marked_paths: marks.len(),
+            pull_fast_path,
+            remote_format,
+            remote_index_size,
+            conflicts,
+        })
     }
 
     /// Convert a format-1 bucket to format 2 (`index::IndexLayer::migrate`); a format-2 bucket is left as it is.
@@ -225,6 +300,19 @@ where
         let mut state = self.read_state().await;
         change(&mut state);
         self.cache.write_internal(crate::path::SIDECAR_NAME, state.to_json()).await.map_err(SyncError::from_store)
+    }
+
+    /// Record the conflicts an operation found among the paths it `examined` (the others' records stay).
+    async fn report_conflicts(
+        &self,
+        found: &[(String, ConflictKind)],
+        examined: impl IntoIterator<Item = String>,
+    ) -> Result<(), SyncError> {
+        let mut report = Conflicts::parse(self.cache.read_internal(CONFLICTS_NAME).await.ok().flatten().as_deref());
+        if report.update(found, examined, &self.now_iso()) {
+            self.cache.write_internal(CONFLICTS_NAME, report.to_json()).await.map_err(SyncError::from_store)?;
+        }
+        Ok(())
     }
 
     fn now_iso(&self) -> String {

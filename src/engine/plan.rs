@@ -1,96 +1,236 @@
-//! Pure per-file decisions: given an index entry, the local file's stat and its local-view record, what must a pull or
-//! a push do? No I/O here; where stat cannot decide, the answer is "hash it" and the engine comes back with the hash.
+//! Pure per-path decisions: given the remote entry (R), the local file's stat (L) and the base (B: the local view's
+//! record of what this cache last synced), what must a pull or a push do? No I/O here; where stat cannot decide, the
+//! answer is "hash it" and the engine comes back with the hash.
 //!
-//! Principles: content (size + sha256) beats clocks (W18); a file edited here since its last sync is never
-//! overwritten by a pull (it is pushed next); a file untouched here is never pushed over a newer remote version.
+//! Principles:
+//! - content (size + sha256) beats clocks (W18);
+//! - a three-way decision against the base: a side that did not move since B gives way to the side that did; both
+//!   moved is a conflict, never silently resolved (W20): neither side is overwritten or deleted;
+//! - a file absent here but known to the base is a deletion only when it was marked (a `markDirty` for it, or a bare
+//!   one since the last clean push); otherwise it was lost here, and a pull restores it (W21, W23);
+//! - a file gone from the bucket but known to the base was deleted there: a pull removes the local copy if it is
+//!   unchanged since B, and a push never uploads it again (no zombie);
+//! - without a base, the bucket's version wins unless this path was marked here (then both sides created it: a
+//!   conflict), as the official extensions do.
 
 use crate::encoding::time::is_iso_of_ms;
 use crate::index::IndexEntry;
+use crate::local::conflicts::ConflictKind;
 use crate::local::view::ViewEntry;
 use crate::store::FileStat;
 
+/// How a path was marked since the last clean push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Marked {
+    /// A `markDirty` named this path (or a folder holding it): a write or removal here was announced.
+    pub path: bool,
+    /// A bare `markDirty` since the last clean push: anything may have changed.
+    pub bulk: bool,
+}
+
+impl Marked {
+    fn any(self) -> bool {
+        self.path || self.bulk
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullDecision {
-    /// The local file is this entry's version.
+    /// The local file is the entry's version.
     InSync,
     Download,
-    /// The local file was edited since its last sync: keep it for the next push. `conflict`: the remote moved too.
-    KeepLocal {
-        conflict: bool,
-    },
-    /// Stat cannot decide; compare the local content hash with the entry (`pull_after_hash`).
+    /// Edited here since B, unchanged there: kept for the next push.
+    KeepLocal,
+    /// Both sides moved since B: both versions stay where they are.
+    Conflict(ConflictKind),
+    /// Stat cannot decide; compare the local content hash (`pull_after_hash`).
     NeedHash,
+    /// Deleted in the bucket, unchanged here: remove the local copy (not a download).
+    RemoveLocal,
+    /// Deleted here and marked, unchanged in the bucket: the next push deletes it.
+    PendingDeletion,
+    /// Gone on both sides: the base record goes.
+    ForgetBase,
+    /// A local-only file (the next push's business), or nothing anywhere.
+    Nothing,
 }
 
-/// Whether the local file was edited since the view recorded it (`None`: no record, so no evidence either way).
-fn edited_since_sync(stat: &FileStat, view: Option<&ViewEntry>) -> Option<bool> {
-    view.map(|record| !record.matches_stat(stat))
+/// The local file was touched since B (size or mtime differ); `None`: no base to compare with.
+fn touched(stat: &FileStat, base: Option<&ViewEntry>) -> Option<bool> {
+    base.map(|base| !base.matches_stat(stat))
 }
 
-pub fn pull_decision(entry: &IndexEntry, local: Option<&FileStat>, view: Option<&ViewEntry>) -> PullDecision {
-    let Some(stat) = local else { return PullDecision::Download };
-    match (edited_since_sync(stat, view), view) {
-        (Some(false), Some(record)) if record.matches_entry(entry) => PullDecision::InSync,
-        // Untouched here, changed there: take the remote version.
-        (Some(false), Some(_)) => PullDecision::Download,
-        (Some(true), Some(record)) if entry.sha256.is_none() => {
-            PullDecision::KeepLocal { conflict: !record.matches_entry(entry) }
+pub fn pull_decision(
+    entry: Option<&IndexEntry>,
+    local: Option<&FileStat>,
+    base: Option<&ViewEntry>,
+    marked: Marked,
+) -> PullDecision {
+    match (entry, local, base) {
+        (Some(_), None, None) => PullDecision::Download,
+        (Some(entry), None, Some(base)) if marked.any() => {
+            if base.matches_entry(entry) {
+                PullDecision::PendingDeletion
+            } else {
+                PullDecision::Conflict(ConflictKind::DeletedHere)
+            }
         }
-        (Some(true), _) => PullDecision::NeedHash,
-        // No record of this file: content decides; without a remote hash, the official rule (size and the pusher's
-        // recorded mtime) — and when that does not hold, the remote wins, as with the official extensions.
-        _ if entry.sha256.is_some() => PullDecision::NeedHash,
-        _ if same_size_and_recorded_mtime(entry, stat) => PullDecision::InSync,
-        _ => PullDecision::Download,
+        // Lost here without a mark (a wiped folder, a restore): the bucket's copy comes back.
+        (Some(_), None, Some(_)) => PullDecision::Download,
+        (Some(entry), Some(stat), Some(base)) if touched(stat, Some(base)) == Some(false) => {
+            if base.matches_entry(entry) {
+                PullDecision::InSync
+            } else {
+                PullDecision::Download
+            }
+        }
+        // Touched here: the content decides.
+        (Some(entry), Some(_), Some(base)) if entry.sha256.is_none() && base.sha256.is_none() => {
+            if base.matches_entry(entry) {
+                PullDecision::KeepLocal
+            } else {
+                PullDecision::Conflict(ConflictKind::BothChanged)
+            }
+        }
+        (Some(_), Some(_), Some(_)) => PullDecision::NeedHash,
+        (Some(entry), Some(_), None) if entry.sha256.is_some() => PullDecision::NeedHash,
+        (Some(entry), Some(stat), None) if same_size_and_recorded_mtime(entry, stat) => PullDecision::InSync,
+        (Some(_), Some(_), None) if marked.path => PullDecision::Conflict(ConflictKind::CreatedBoth),
+        (Some(_), Some(_), None) => PullDecision::Download,
+        // Unchanged here: removed, unless a mark says it is about to change (then the push decides).
+        (None, Some(stat), Some(base)) if touched(stat, Some(base)) == Some(false) => {
+            if marked.path {
+                PullDecision::Nothing
+            } else {
+                PullDecision::RemoveLocal
+            }
+        }
+        (None, Some(_), Some(base)) if base.sha256.is_some() => PullDecision::NeedHash,
+        (None, Some(_), Some(_)) => PullDecision::Conflict(ConflictKind::DeletedThere),
+        (None, None, Some(_)) => PullDecision::ForgetBase,
+        (None, Some(_), None) | (None, None, None) => PullDecision::Nothing,
     }
 }
 
-/// Second step of a `NeedHash` pull decision.
-pub fn pull_after_hash(entry: &IndexEntry, size: u64, sha256: &[u8; 32], view: Option<&ViewEntry>) -> PullDecision {
-    if same_content(entry, size, sha256) {
-        return PullDecision::InSync;
-    }
-    match view {
-        // Edited here (that is why a hash was needed with a record present): keep it for the push.
-        Some(record) => PullDecision::KeepLocal { conflict: !record.matches_entry(entry) },
-        None => PullDecision::Download,
+/// Second step of a `NeedHash` pull decision, with the local file's size and hash.
+pub fn pull_after_hash(
+    entry: Option<&IndexEntry>,
+    size: u64,
+    sha256: &[u8; 32],
+    base: Option<&ViewEntry>,
+    marked: Marked,
+) -> PullDecision {
+    let unchanged_here = base.is_some_and(|base| base_content_is(base, size, sha256));
+    match (entry, base) {
+        (Some(entry), _) if same_content(entry, size, sha256) => PullDecision::InSync,
+        (Some(entry), Some(base)) if unchanged_here => {
+            if base.matches_entry(entry) {
+                PullDecision::InSync
+            } else {
+                PullDecision::Download
+            }
+        }
+        (Some(entry), Some(base)) if base.matches_entry(entry) => PullDecision::KeepLocal,
+        (Some(_), Some(_)) => PullDecision::Conflict(ConflictKind::BothChanged),
+        (Some(_), None) if marked.path => PullDecision::Conflict(ConflictKind::CreatedBoth),
+        (Some(_), None) => PullDecision::Download,
+        (None, Some(_)) if unchanged_here && marked.path => PullDecision::Nothing,
+        (None, Some(_)) if unchanged_here => PullDecision::RemoveLocal,
+        (None, Some(_)) => PullDecision::Conflict(ConflictKind::DeletedThere),
+        (None, None) => PullDecision::Nothing,
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushDecision {
     InSync,
-    /// Upload; `conflict`: the remote entry also moved since this file's last sync (it will be overwritten; W5).
+    /// Upload: a new file (`replaces: false`, create-only) or an edit of B's version (replace that version only).
     Upload {
-        conflict: bool,
+        replaces: bool,
     },
-    /// Untouched here, newer remotely: the next pull's job, never pushed over.
+    /// Untouched here, newer (or deleted) in the bucket: the next pull's business, never pushed over.
     RemoteNewer,
+    /// Deleted here and marked; the bucket still has B's version: remove it.
+    Delete,
+    /// Both sides moved since B: neither is overwritten.
+    Conflict(ConflictKind),
     /// Stat cannot decide; hash and compare (`push_after_hash`).
     NeedHash,
+    /// Gone on both sides: the base record goes.
+    ForgetBase,
+    /// Nothing to push (absent here without a mark: lost, and the next pull restores it).
+    Nothing,
 }
 
-pub fn push_decision(entry: Option<&IndexEntry>, stat: &FileStat, view: Option<&ViewEntry>) -> PushDecision {
-    // Not in the index: new here (or its entry was removed remotely, which is not propagated: W9).
-    let Some(entry) = entry else { return PushDecision::Upload { conflict: false } };
-    match (edited_since_sync(stat, view), view) {
-        (Some(false), Some(record)) if record.matches_entry(entry) => PushDecision::InSync,
-        (Some(false), Some(_)) => PushDecision::RemoteNewer,
-        (Some(true), Some(record)) if entry.sha256.is_none() => {
-            PushDecision::Upload { conflict: !record.matches_entry(entry) }
+pub fn push_decision(
+    entry: Option<&IndexEntry>,
+    local: Option<&FileStat>,
+    base: Option<&ViewEntry>,
+    marked: Marked,
+) -> PushDecision {
+    match (entry, local, base) {
+        (None, Some(_), None) => PushDecision::Upload { replaces: false },
+        (Some(entry), Some(stat), Some(base)) if touched(stat, Some(base)) == Some(false) => {
+            if base.matches_entry(entry) {
+                PushDecision::InSync
+            } else {
+                PushDecision::RemoteNewer
+            }
         }
-        _ if entry.sha256.is_some() => PushDecision::NeedHash,
-        _ if same_size_and_recorded_mtime(entry, stat) => PushDecision::InSync,
-        _ => PushDecision::Upload { conflict: false },
+        (Some(entry), Some(_), Some(base)) if entry.sha256.is_none() && base.sha256.is_none() => {
+            if base.matches_entry(entry) {
+                PushDecision::Upload { replaces: true }
+            } else {
+                PushDecision::Conflict(ConflictKind::BothChanged)
+            }
+        }
+        (Some(_), Some(_), Some(_)) => PushDecision::NeedHash,
+        (Some(entry), Some(_), None) if entry.sha256.is_some() => PushDecision::NeedHash,
+        (Some(entry), Some(stat), None) if same_size_and_recorded_mtime(entry, stat) => PushDecision::InSync,
+        (Some(_), Some(_), None) if marked.path => PushDecision::Conflict(ConflictKind::CreatedBoth),
+        (Some(_), Some(_), None) => PushDecision::RemoteNewer,
+        // Deleted in the bucket: never uploaded again (no zombie); a local edit since B is a conflict.
+        (None, Some(stat), Some(base)) if touched(stat, Some(base)) == Some(false) => PushDecision::RemoteNewer,
+        (None, Some(_), Some(base)) if base.sha256.is_some() => PushDecision::NeedHash,
+        (None, Some(_), Some(_)) => PushDecision::Conflict(ConflictKind::DeletedThere),
+        (Some(entry), None, Some(base)) if marked.any() => {
+            if base.matches_entry(entry) {
+                PushDecision::Delete
+            } else {
+                PushDecision::Conflict(ConflictKind::DeletedHere)
+            }
+        }
+        (Some(_), None, _) => PushDecision::Nothing,
+        (None, None, Some(_)) => PushDecision::ForgetBase,
+        (None, None, None) => PushDecision::Nothing,
     }
 }
 
 /// Second step of a `NeedHash` push decision.
-pub fn push_after_hash(entry: &IndexEntry, size: u64, sha256: &[u8; 32], view: Option<&ViewEntry>) -> PushDecision {
-    if same_content(entry, size, sha256) {
-        PushDecision::InSync
-    } else {
-        PushDecision::Upload { conflict: view.is_some_and(|record| !record.matches_entry(entry)) }
+pub fn push_after_hash(
+    entry: Option<&IndexEntry>,
+    size: u64,
+    sha256: &[u8; 32],
+    base: Option<&ViewEntry>,
+    marked: Marked,
+) -> PushDecision {
+    let unchanged_here = base.is_some_and(|base| base_content_is(base, size, sha256));
+    match (entry, base) {
+        (Some(entry), _) if same_content(entry, size, sha256) => PushDecision::InSync,
+        (Some(entry), Some(base)) if unchanged_here => {
+            if base.matches_entry(entry) {
+                PushDecision::InSync
+            } else {
+                PushDecision::RemoteNewer
+            }
+        }
+        (Some(entry), Some(base)) if base.matches_entry(entry) => PushDecision::Upload { replaces: true },
+        (Some(_), Some(_)) => PushDecision::Conflict(ConflictKind::BothChanged),
+        (Some(_), None) if marked.path => PushDecision::Conflict(ConflictKind::CreatedBoth),
+        (Some(_), None) => PushDecision::RemoteNewer,
+        (None, Some(_)) if unchanged_here => PushDecision::RemoteNewer,
+        (None, Some(_)) => PushDecision::Conflict(ConflictKind::DeletedThere),
+        (None, None) => PushDecision::Upload { replaces: false },
     }
 }
 
@@ -98,7 +238,12 @@ fn same_content(entry: &IndexEntry, size: u64, sha256: &[u8; 32]) -> bool {
     entry.size == size && entry.sha256.is_none_or(|remote| remote == *sha256)
 }
 
-/// The official extensions' equality test, used only for entries without a hash.
+/// The local bytes are B's (by hash when B has one, else not known to be).
+fn base_content_is(base: &ViewEntry, size: u64, sha256: &[u8; 32]) -> bool {
+    base.stat.size == size && base.sha256.is_some_and(|known| known == *sha256)
+}
+
+/// The official extensions' equality test, used only for entries without a hash and files without a base.
 fn same_size_and_recorded_mtime(entry: &IndexEntry, stat: &FileStat) -> bool {
     entry.size == stat.size
         && entry.local_mtime.as_deref().is_some_and(|recorded| is_iso_of_ms(recorded, stat.mtime_ms))
@@ -111,6 +256,9 @@ mod tests {
 
     const T1: &str = "2026-11-24T10:00:00.000Z";
     const T2: &str = "2026-11-24T11:00:00.000Z";
+    const NONE: Marked = Marked { path: false, bulk: false };
+    const PATH: Marked = Marked { path: true, bulk: false };
+    const BULK: Marked = Marked { path: false, bulk: true };
 
     fn entry(size: u64, last_modified: &str, sha: Option<u8>) -> IndexEntry {
         IndexEntry::new(size, last_modified.to_string(), None, sha.map(|b| [b; 32]))
@@ -125,89 +273,159 @@ mod tests {
     }
 
     #[test]
-    fn pull_downloads_a_missing_file() {
-        assert_eq!(pull_decision(&entry(3, T1, Some(1)), None, None), PullDecision::Download);
-    }
-
-    #[test]
-    fn pull_skips_an_untouched_file_of_the_same_version() {
+    fn pull_downloads_a_missing_file_and_restores_one_lost_without_a_mark() {
         let e = entry(3, T1, Some(1));
-        let view = synced(stat(3, 10), &e);
-        assert_eq!(pull_decision(&e, Some(&stat(3, 10)), Some(&view)), PullDecision::InSync);
+        assert_eq!(pull_decision(Some(&e), None, None, NONE), PullDecision::Download);
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(pull_decision(Some(&e), None, Some(&base), NONE), PullDecision::Download);
     }
 
     #[test]
-    fn pull_downloads_a_same_size_remote_edit_of_an_untouched_file() {
+    fn pull_leaves_a_marked_deletion_for_the_push_and_flags_one_the_bucket_changed() {
+        let e = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &e);
+        for marked in [PATH, BULK] {
+            assert_eq!(pull_decision(Some(&e), None, Some(&base), marked), PullDecision::PendingDeletion);
+            let newer = entry(4, T2, Some(2));
+            assert_eq!(
+                pull_decision(Some(&newer), None, Some(&base), marked),
+                PullDecision::Conflict(ConflictKind::DeletedHere)
+            );
+        }
+    }
+
+    #[test]
+    fn pull_skips_an_untouched_file_of_the_same_version_and_downloads_a_newer_one() {
+        let e = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(pull_decision(Some(&e), Some(&stat(3, 10)), Some(&base), NONE), PullDecision::InSync);
         // W4: a same-size edit elsewhere has a new lastModified and hash; size alone would miss it.
-        let old = entry(3, T1, Some(1));
-        let view = synced(stat(3, 10), &old);
         let new = entry(3, T2, Some(2));
-        assert_eq!(pull_decision(&new, Some(&stat(3, 10)), Some(&view)), PullDecision::Download);
+        assert_eq!(pull_decision(Some(&new), Some(&stat(3, 10)), Some(&base), NONE), PullDecision::Download);
     }
 
     #[test]
-    fn pull_keeps_an_unpushed_local_edit() {
-        let e = entry(3, T1, None);
-        let view = synced(stat(3, 10), &e);
-        assert_eq!(pull_decision(&e, Some(&stat(4, 20)), Some(&view)), PullDecision::KeepLocal { conflict: false });
-    }
-
-    #[test]
-    fn pull_hashes_an_edited_file_when_the_remote_has_a_hash() {
+    fn pull_keeps_a_local_edit_and_flags_edits_on_both_sides() {
         let e = entry(3, T1, Some(1));
-        let view = synced(stat(3, 10), &e);
-        assert_eq!(pull_decision(&e, Some(&stat(3, 20)), Some(&view)), PullDecision::NeedHash);
-        // Touched but identical content: in sync.
-        assert_eq!(pull_after_hash(&e, 3, &[1; 32], Some(&view)), PullDecision::InSync);
-        assert_eq!(pull_after_hash(&e, 3, &[9; 32], Some(&view)), PullDecision::KeepLocal { conflict: false });
-    }
-
-    #[test]
-    fn pull_without_a_record_lets_the_remote_win_unless_content_matches() {
-        let e = entry(3, T1, Some(1));
-        assert_eq!(pull_decision(&e, Some(&stat(3, 10)), None), PullDecision::NeedHash);
-        assert_eq!(pull_after_hash(&e, 3, &[1; 32], None), PullDecision::InSync);
-        assert_eq!(pull_after_hash(&e, 3, &[2; 32], None), PullDecision::Download);
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(pull_decision(Some(&e), Some(&stat(4, 20)), Some(&base), NONE), PullDecision::NeedHash);
+        assert_eq!(pull_after_hash(Some(&e), 4, &[9; 32], Some(&base), NONE), PullDecision::KeepLocal);
+        assert_eq!(pull_after_hash(Some(&e), 3, &[1; 32], Some(&base), NONE), PullDecision::InSync, "touched only");
+        let newer = entry(5, T2, Some(2));
+        assert_eq!(
+            pull_after_hash(Some(&newer), 4, &[9; 32], Some(&base), NONE),
+            PullDecision::Conflict(ConflictKind::BothChanged)
+        );
+        assert_eq!(pull_after_hash(Some(&newer), 3, &[1; 32], Some(&base), NONE), PullDecision::Download);
+        // Without hashes on either side the stat change decides: an edit.
         let official = entry(3, T1, None);
-        assert_eq!(pull_decision(&official, Some(&stat(4, 10)), None), PullDecision::Download);
+        let official_base = synced(stat(3, 10), &official);
+        assert_eq!(
+            pull_decision(Some(&official), Some(&stat(4, 20)), Some(&official_base), NONE),
+            PullDecision::KeepLocal
+        );
     }
 
     #[test]
-    fn official_entries_match_on_size_and_recorded_mtime() {
-        let mut e = entry(3, T1, None);
-        e.local_mtime = Some(iso_from_ms(1_000).into());
-        assert_eq!(pull_decision(&e, Some(&stat(3, 1_000)), None), PullDecision::InSync);
-        assert_eq!(push_decision(Some(&e), &stat(3, 1_000), None), PushDecision::InSync);
-        assert_eq!(push_decision(Some(&e), &stat(3, 2_000), None), PushDecision::Upload { conflict: false });
-    }
-
-    #[test]
-    fn push_uploads_a_new_file() {
-        assert_eq!(push_decision(None, &stat(1, 1), None), PushDecision::Upload { conflict: false });
-    }
-
-    #[test]
-    fn push_never_overwrites_a_newer_remote_version_of_an_untouched_file() {
-        let old = entry(3, T1, Some(1));
-        let view = synced(stat(3, 10), &old);
-        let new = entry(5, T2, Some(2));
-        assert_eq!(push_decision(Some(&new), &stat(3, 10), Some(&view)), PushDecision::RemoteNewer);
-    }
-
-    #[test]
-    fn push_reports_a_conflict_when_both_sides_moved() {
-        let old = entry(3, T1, None);
-        let view = synced(stat(3, 10), &old);
-        let new = entry(5, T2, None);
-        assert_eq!(push_decision(Some(&new), &stat(4, 20), Some(&view)), PushDecision::Upload { conflict: true });
-    }
-
-    #[test]
-    fn push_hash_decides_touched_files() {
+    fn pull_without_a_base_takes_the_bucket_unless_the_path_was_marked_here() {
         let e = entry(3, T1, Some(1));
-        let view = synced(stat(3, 10), &e);
-        assert_eq!(push_decision(Some(&e), &stat(3, 11), Some(&view)), PushDecision::NeedHash);
-        assert_eq!(push_after_hash(&e, 3, &[1; 32], Some(&view)), PushDecision::InSync);
-        assert_eq!(push_after_hash(&e, 3, &[2; 32], Some(&view)), PushDecision::Upload { conflict: false });
+        assert_eq!(pull_decision(Some(&e), Some(&stat(3, 10)), None, NONE), PullDecision::NeedHash);
+        assert_eq!(pull_after_hash(Some(&e), 3, &[1; 32], None, NONE), PullDecision::InSync);
+        assert_eq!(pull_after_hash(Some(&e), 3, &[2; 32], None, NONE), PullDecision::Download);
+        assert_eq!(
+            pull_after_hash(Some(&e), 3, &[2; 32], None, PATH),
+            PullDecision::Conflict(ConflictKind::CreatedBoth)
+        );
+        let mut official = entry(3, T1, None);
+        official.local_mtime = Some(iso_from_ms(1_000).into());
+        assert_eq!(pull_decision(Some(&official), Some(&stat(3, 1_000)), None, NONE), PullDecision::InSync);
+        assert_eq!(pull_decision(Some(&official), Some(&stat(4, 1_000)), None, NONE), PullDecision::Download);
+    }
+
+    #[test]
+    fn pull_removes_a_copy_the_bucket_deleted_only_when_it_is_unchanged_here() {
+        let e = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(pull_decision(None, Some(&stat(3, 10)), Some(&base), NONE), PullDecision::RemoveLocal);
+        assert_eq!(pull_decision(None, Some(&stat(4, 20)), Some(&base), NONE), PullDecision::NeedHash);
+        assert_eq!(
+            pull_after_hash(None, 4, &[9; 32], Some(&base), NONE),
+            PullDecision::Conflict(ConflictKind::DeletedThere)
+        );
+        assert_eq!(pull_after_hash(None, 3, &[1; 32], Some(&base), NONE), PullDecision::RemoveLocal);
+        assert_eq!(
+            pull_decision(None, Some(&stat(3, 10)), Some(&base), PATH),
+            PullDecision::Nothing,
+            "about to change"
+        );
+        assert_eq!(pull_decision(None, None, Some(&base), NONE), PullDecision::ForgetBase);
+        assert_eq!(pull_decision(None, Some(&stat(3, 10)), None, NONE), PullDecision::Nothing);
+    }
+
+    #[test]
+    fn push_uploads_new_files_create_only_and_edits_over_their_base_only() {
+        assert_eq!(push_decision(None, Some(&stat(1, 1)), None, PATH), PushDecision::Upload { replaces: false });
+        let e = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(push_decision(Some(&e), Some(&stat(3, 11)), Some(&base), PATH), PushDecision::NeedHash);
+        assert_eq!(push_after_hash(Some(&e), 3, &[1; 32], Some(&base), PATH), PushDecision::InSync);
+        assert_eq!(push_after_hash(Some(&e), 3, &[2; 32], Some(&base), PATH), PushDecision::Upload { replaces: true });
+    }
+
+    #[test]
+    fn push_never_overwrites_a_newer_remote_version_and_flags_edits_on_both_sides() {
+        let old = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &old);
+        let new = entry(5, T2, Some(2));
+        assert_eq!(push_decision(Some(&new), Some(&stat(3, 10)), Some(&base), NONE), PushDecision::RemoteNewer);
+        assert_eq!(
+            push_after_hash(Some(&new), 4, &[9; 32], Some(&base), PATH),
+            PushDecision::Conflict(ConflictKind::BothChanged)
+        );
+        let official_old = entry(3, T1, None);
+        let official_base = synced(stat(3, 10), &official_old);
+        assert_eq!(
+            push_decision(Some(&entry(5, T2, None)), Some(&stat(4, 20)), Some(&official_base), PATH),
+            PushDecision::Conflict(ConflictKind::BothChanged)
+        );
+    }
+
+    #[test]
+    fn push_deletes_only_marked_absences_of_an_unchanged_remote_version() {
+        let e = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(push_decision(Some(&e), None, Some(&base), PATH), PushDecision::Delete);
+        assert_eq!(push_decision(Some(&e), None, Some(&base), BULK), PushDecision::Delete);
+        assert_eq!(push_decision(Some(&e), None, Some(&base), NONE), PushDecision::Nothing, "lost, not deleted");
+        let newer = entry(4, T2, Some(2));
+        assert_eq!(
+            push_decision(Some(&newer), None, Some(&base), PATH),
+            PushDecision::Conflict(ConflictKind::DeletedHere)
+        );
+        assert_eq!(push_decision(None, None, Some(&base), PATH), PushDecision::ForgetBase);
+    }
+
+    #[test]
+    fn push_never_uploads_a_file_the_bucket_deleted() {
+        let e = entry(3, T1, Some(1));
+        let base = synced(stat(3, 10), &e);
+        assert_eq!(push_decision(None, Some(&stat(3, 10)), Some(&base), BULK), PushDecision::RemoteNewer);
+        assert_eq!(push_decision(None, Some(&stat(4, 20)), Some(&base), PATH), PushDecision::NeedHash);
+        assert_eq!(push_after_hash(None, 3, &[1; 32], Some(&base), PATH), PushDecision::RemoteNewer);
+        assert_eq!(
+            push_after_hash(None, 4, &[9; 32], Some(&base), PATH),
+            PushDecision::Conflict(ConflictKind::DeletedThere)
+        );
+    }
+
+    #[test]
+    fn push_without_a_base_leaves_a_different_remote_file_to_the_pull_unless_created_here_too() {
+        let e = entry(3, T1, Some(1));
+        assert_eq!(push_after_hash(Some(&e), 3, &[1; 32], None, NONE), PushDecision::InSync);
+        assert_eq!(push_after_hash(Some(&e), 3, &[2; 32], None, BULK), PushDecision::RemoteNewer);
+        assert_eq!(
+            push_after_hash(Some(&e), 3, &[2; 32], None, PATH),
+            PushDecision::Conflict(ConflictKind::CreatedBoth)
+        );
     }
 }

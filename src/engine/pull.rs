@@ -1,44 +1,62 @@
 //! `pull_changed`: bring the cache up to the remote index.
 //!
-//! Fast path: one conditional GET of the index with the verified token; "not modified" means nothing to do (B1).
-//! Otherwise the index is always fetched from the store (B4), compared with the cache, and missing or outdated files are
-//! downloaded (to a temp name, verified, renamed: W16). The token recorded as verified is the token of *this* GET, and
-//! only when every entry of *these* bytes is present locally with matching size and hash (B5, B6). Recording the token
-//! of a later HEAD instead (the official extensions' seed bug) would hide a writer's push landing between our GET and
-//! that HEAD from every later fast path. A pull never touches the clean marker (W2): "remote verified" and "nothing unpushed
-//! here" are separate facts. A complete pull leaves its walk and index to the same instance's next push, which uses
-//! them only if nothing can have changed the cache since (`engine::Walked`).
+//! Fast path: one conditional GET of the commit object with the verified token; "not modified" means nothing to do
+//! (B1). Otherwise the index is always fetched from the store (B4) and every path known to the index, the cache or the
+//! base (the local view) is decided three ways (`plan`): missing or outdated files are downloaded (to a temp name,
+//! verified, renamed: W16), files the bucket deleted are removed here when unchanged since the base (W21), and a path
+//! changed on both sides is a conflict that neither side overwrites (W20). The token recorded as verified is the token
+//! of *this* read, and only when every entry of *these* entries is present locally with matching size and hash (B5,
+//! B6). Recording the token of a later HEAD instead (the official extensions' seed bug) would hide a writer's push
+//! landing between our GET and that HEAD from every later fast path. A pull never touches the clean marker or the marks
+//! (W2): "remote verified" and "nothing unpushed here" are separate facts. A complete pull leaves its walk and index to
+//! the same instance's next push, which uses them only if nothing can have changed the cache since (`engine::Walked`).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use futures_util::future::{join, try_join};
 
-use super::cursor::Cursor;
+use super::cursor::{sorted_union, Cursor};
 use super::listing::{LocalListing, ReadView};
+use super::plan::{pull_after_hash, pull_decision, Marked, PullDecision};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
-use crate::engine::plan::{pull_after_hash, pull_decision, PullDecision};
 use crate::index::{IndexEntry, Read, RemoteIndex, Snapshot};
+use crate::local::conflicts::ConflictKind;
 use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::is_internal;
 use crate::store::token::VersionToken;
-use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, StoreError};
+use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, Replaces, StoreError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullReport {
     /// Files actually downloaded (B18).
     pub downloaded: u64,
+    /// Local copies of files the bucket deleted, removed here (not counted as downloads).
+    pub removed: Vec<String>,
     /// The index was unchanged since the last verified sync: nothing else was read.
     pub fast_path: bool,
     /// The token of the index we read was recorded as verified.
     pub verified: bool,
     /// Files edited here and not yet pushed: left in place for the next push.
     pub kept_local: Vec<String>,
-    /// Of those, files whose remote entry also changed (the push will overwrite it; W5).
-    pub conflicts: Vec<String>,
+    /// Files deleted here (marked) and not yet pushed: left absent for the next push.
+    pub pending_deletions: Vec<String>,
+    /// Paths changed here and in the bucket since the base (W20): left as they are on both sides.
+    pub conflicts: Vec<(String, ConflictKind)>,
+    /// Files whose object did not match its entry when downloaded (a writer's commit in flight): left as they are
+    /// here, taken by a later pull.
+    pub in_flux: Vec<String>,
     pub index_entries: usize,
     /// Dry run only: the files a real pull would download.
     pub planned: Vec<String>,
+}
+
+/// What a pull decided, path by path, before any transfer.
+#[derive(Default)]
+struct PullPlan {
+    /// Each with the local file it may replace, as the plan saw it.
+    downloads: Vec<(String, IndexEntry, Replaces)>,
+    removals: Vec<(String, FileStat)>,
 }
 
 impl<S, C, E> Engine<'_, S, C, E>
@@ -52,9 +70,9 @@ where
         self.instance.take_walk();
         let started = self.env.now_ms();
         let state = self.read_state().await;
-        let verified = state.verified_token.filter(VersionToken::is_fingerprint);
-        // The walk and the view read run alongside the index GET (its I/O, and the write of the local copy, overlap the
-        // walk), except when a verified token may make the whole pull one "not modified" answer.
+        let verified = state.verified_token.clone().filter(VersionToken::is_fingerprint);
+        // The walk and the view read run alongside the index read (its I/O, and the write of the local copy, overlap
+        // the walk), except when a verified token may make the whole pull one "not modified" answer.
         let (snapshot, marker, (mut listing, view_read)) = if verified.is_some() {
             let Read::Found(mut snapshot) = self.index_layer().read(verified.as_ref()).await? else {
                 self.trace("pull", "fast path (index not modified)", started);
@@ -62,11 +80,11 @@ where
             };
             self.check_abort()?;
             // Captured before the walk: the push that may reuse this walk checks that it is still current.
-            let marker = self.read_marker().await.id();
+            let marker = self.read_marker().await;
             let (_, local) = try_join(self.keep_index_copy(&mut snapshot), self.read_local()).await?;
             (snapshot, marker, local)
         } else {
-            let marker = self.read_marker().await.id();
+            let marker = self.read_marker().await;
             let index = async {
                 let mut snapshot = match self.index_layer().read(None).await? {
                     Read::Found(snapshot) => snapshot,
@@ -82,6 +100,11 @@ where
         self.check_abort()?;
         let token = snapshot.commit_token().cloned();
         let index = &snapshot.index;
+        // What was marked here since the last clean push: a deletion waiting for the push is left alone.
+        let mut marked_paths: BTreeSet<String> =
+            self.read_marks().await?.into_iter().filter_map(|mark| mark.path).collect();
+        marked_paths.extend(self.instance.marked_paths());
+        let bulk = self.instance.marked_since_push.get() || state.bare_mark_since_clean(&marker);
 
         let mut report = PullReport { index_entries: index.len(), ..PullReport::default() };
         let mut failures: Vec<FileFailure> = index
@@ -93,23 +116,24 @@ where
             })
             .collect();
         let mut updates = ViewUpdates::new();
-        let to_download =
-            self.plan_pull(index, &listing, &view_read.view, &mut report, &mut failures, &mut updates).await?;
+        let marks = Marks { paths: &marked_paths, bulk: bulk && !self.config.restore_deleted };
+        let plan =
+            self.plan_pull(index, &listing, &view_read.view, marks, &mut report, &mut failures, &mut updates).await?;
         self.trace("pull", "plan", started);
         if self.config.dry_run {
-            report.planned = to_download.into_iter().map(|(rel, _)| rel).collect();
+            report.planned = plan.downloads.into_iter().map(|(rel, ..)| rel).collect();
             return Ok(report);
         }
-        let bytes_planned = to_download.iter().map(|(_, entry)| entry.size).sum();
+        let bytes_planned = plan.downloads.iter().map(|(_, entry, _)| entry.size).sum();
         self.env.progress(&Progress::Planned {
             operation: "pull",
-            files: to_download.len() as u64,
+            files: plan.downloads.len() as u64,
             bytes: bytes_planned,
         });
         self.check_abort()?;
 
-        let results = run_bounded(self.config.transfers, to_download, |(rel, entry)| async move {
-            let outcome = self.download_one(&rel, &entry).await;
+        let results = run_bounded(self.config.transfers, plan.downloads, |(rel, entry, replaces)| async move {
+            let outcome = self.download_one(&rel, &entry, replaces).await;
             (rel, entry, outcome)
         })
         .await;
@@ -117,29 +141,57 @@ where
         let mut downloaded = Vec::new();
         for (rel, entry, outcome) in results {
             match outcome {
-                Ok((stat, sha256)) => {
+                Ok((stat, sha256, token)) => {
                     report.downloaded += 1;
                     self.env.progress(&Progress::Transferred { operation: "pull", rel: &rel, bytes: stat.size });
-                    updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry)));
+                    updates
+                        .insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry).with_token(Some(token))));
                     downloaded.push((rel, stat));
                 }
                 Err(StoreError::Aborted) => aborted = true,
+                // The object is not the entry's bytes, or is gone: another writer's commit is in flight (its object is
+                // up and its entry not yet, or its entry is removed and its object going). Left as it is here, not
+                // verified; the next pull takes what the index then says.
+                Err(StoreError::Mismatch { .. } | StoreError::NotFound { .. }) => report.in_flux.push(rel),
+                // A local write landed since the plan: it stays, for the push (which marked it) to decide.
+                Err(StoreError::LocalChanged { .. }) => report.kept_local.push(rel),
                 Err(error) => failures.push(FileFailure { rel, error }),
             }
         }
         listing.record(downloaded);
-        self.trace("pull", "downloads", started);
+        for (rel, stat) in plan.removals {
+            match self.cache.remove(&rel, stat).await {
+                Ok(()) => {
+                    updates.insert(rel.clone(), None);
+                    report.removed.push(rel);
+                }
+                Err(StoreError::Aborted) => aborted = true,
+                Err(StoreError::LocalChanged { .. }) => report.kept_local.push(rel),
+                Err(error) => failures.push(FileFailure { rel, error }),
+            }
+        }
+        listing.forget(&report.removed);
+        self.trace("pull", "downloads and removals", started);
 
         // Persist what we learnt even if some files failed or the pull was aborted (a local write only), so that the
         // next push does not re-upload them and the next pull does not hash them again (W6).
         let saved = self.save_view(updates).await?;
+        let examined = index
+            .entries()
+            .map(|(rel, _)| rel.to_string())
+            .chain(view_read.view.iter().map(|(rel, _)| rel.to_string()));
+        self.report_conflicts(&report.conflicts, examined).await?;
         if aborted {
             return Err(SyncError::Aborted);
         }
         if !failures.is_empty() {
             return Err(SyncError::Files { operation: "pull", transferred: report.downloaded, failures });
         }
-        if report.kept_local.is_empty() {
+        let complete_here = report.kept_local.is_empty()
+            && report.conflicts.is_empty()
+            && report.pending_deletions.is_empty()
+            && report.in_flux.is_empty();
+        if complete_here {
             if let Some(token) = &token {
                 report.verified = self.record_verified(token.clone()).await?;
             }
@@ -151,7 +203,7 @@ where
             None => Some((view_read.fingerprint, view_read.view)),
             Some(saved) => (saved.base == view_read.fingerprint).then_some((saved.written, saved.view)),
         };
-        if let (Some(marker), Some((view_fingerprint, view))) = (marker, view) {
+        if let (Some(marker), Some((view_fingerprint, view))) = (marker.id(), view) {
             let snapshot = token.is_some().then_some(snapshot);
             self.instance.keep_walk(Walked { marker, view_fingerprint, view, listing, snapshot });
         }
@@ -176,40 +228,44 @@ where
         Ok((listing?, view))
     }
 
-    /// Decide per entry; hash where stat cannot decide. Returns the downloads to run.
+    /// Decide per path (every path of the index, the walk or the view); hash where stat cannot decide.
+    #[allow(clippy::too_many_arguments)]
     async fn plan_pull(
         &self,
         index: &RemoteIndex,
         listing: &LocalListing,
         view: &LocalView,
+        marks: Marks<'_>,
         report: &mut PullReport,
         failures: &mut Vec<FileFailure>,
         updates: &mut ViewUpdates,
-    ) -> Result<Vec<(String, IndexEntry)>, SyncError> {
-        let mut downloads = Vec::new();
+    ) -> Result<PullPlan, SyncError> {
+        let mut plan = PullPlan::default();
         let mut to_hash = Vec::new();
+        let mut entries = Cursor::new(index.entries());
         let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
         let mut records = Cursor::new(view.iter());
-        for (rel, entry) in index.entries() {
+        let paths = sorted_union(
+            index.entries().map(|(rel, _)| rel),
+            listing.files.iter().map(|(rel, _)| rel.as_str()),
+            view.iter().map(|(rel, _)| rel),
+        );
+        for rel in paths {
+            let (entry, local, record) = (entries.seek(rel), local_files.seek(rel), records.seek(rel));
             // B11: internal files are never downloaded (pushes scrub such entries from the index).
             if is_internal(rel) {
                 continue;
             }
-            if listing.through_symlink(rel) {
+            if entry.is_some() && listing.through_symlink(rel) {
                 let reason = "its cache path is or goes through a symlink".to_string();
                 let error = StoreError::InvalidKey { key: rel.to_string(), reason };
                 failures.push(FileFailure { rel: rel.to_string(), error });
                 continue;
             }
-            let local = local_files.seek(rel);
-            let record = records.seek(rel);
-            match pull_decision(entry, local, record) {
-                // A dry run writes no view: nothing to note.
-                PullDecision::InSync if self.config.dry_run => {}
-                PullDecision::InSync => note_in_sync(updates, rel, entry, local, record),
-                PullDecision::Download => downloads.push((rel.to_string(), entry.clone())),
-                PullDecision::KeepLocal { conflict } => keep_local(report, rel, conflict),
-                PullDecision::NeedHash => to_hash.push((rel.to_string(), entry.clone())),
+            let marked = marks.of(rel);
+            match pull_decision(entry, local, record, marked) {
+                PullDecision::NeedHash => to_hash.push((rel.to_string(), entry.cloned())),
+                decision => self.follow(decision, rel, entry, local, record, &mut plan, report, updates),
             }
         }
         let hashed = run_bounded(self.config.transfers, to_hash, |(rel, entry)| async move {
@@ -217,38 +273,94 @@ where
             (rel, entry, hash)
         })
         .await;
-        let mut hashed_in_sync = BTreeMap::new();
         for (rel, entry, hash) in hashed {
             let record = view.get(&rel);
             match hash {
-                Ok(Some(found)) => match pull_after_hash(&entry, found.stat.size, &found.sha256, record) {
-                    PullDecision::InSync => {
-                        hashed_in_sync.insert(rel, Some(ViewEntry::new(found.stat, Some(found.sha256), &entry)));
+                Ok(Some(found)) => {
+                    let decision =
+                        pull_after_hash(entry.as_ref(), found.stat.size, &found.sha256, record, marks.of(&rel));
+                    if let (PullDecision::InSync, Some(entry)) = (decision, &entry) {
+                        let kept_token =
+                            record.filter(|record| record.matches_entry(entry)).and_then(|r| r.token.clone());
+                        let synced = ViewEntry::new(found.stat, Some(found.sha256), entry).with_token(kept_token);
+                        updates.insert(rel, Some(synced));
+                    } else {
+                        self.follow(
+                            decision,
+                            &rel,
+                            entry.as_ref(),
+                            Some(&found.stat),
+                            record,
+                            &mut plan,
+                            report,
+                            updates,
+                        );
                     }
-                    PullDecision::KeepLocal { conflict } => keep_local(report, &rel, conflict),
-                    _ => downloads.push((rel, entry)),
-                },
-                // Vanished since the walk: fetch it again.
-                Ok(None) => downloads.push((rel, entry)),
+                }
+                // Vanished since the walk: decide again as absent.
+                Ok(None) => {
+                    let decision = pull_decision(entry.as_ref(), None, record, marks.of(&rel));
+                    self.follow(decision, &rel, entry.as_ref(), None, record, &mut plan, report, updates);
+                }
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),
                 Err(error) => failures.push(FileFailure { rel, error }),
             }
         }
-        updates.extend(hashed_in_sync);
-        Ok(downloads)
+        Ok(plan)
+    }
+
+    /// Carry out one decision that needs no hash.
+    #[allow(clippy::too_many_arguments)]
+    fn follow(
+        &self,
+        decision: PullDecision,
+        rel: &str,
+        entry: Option<&IndexEntry>,
+        local: Option<&FileStat>,
+        record: Option<&ViewEntry>,
+        plan: &mut PullPlan,
+        report: &mut PullReport,
+        updates: &mut ViewUpdates,
+    ) {
+        match (decision, entry) {
+            // A dry run writes no view: nothing to note.
+            (PullDecision::InSync, Some(entry)) if !self.config.dry_run => {
+                note_in_sync(updates, rel, entry, local, record)
+            }
+            (PullDecision::Download, Some(entry)) => {
+                let replaces = local.map_or(Replaces::Nothing, |stat| Replaces::File(*stat));
+                plan.downloads.push((rel.to_string(), entry.clone(), replaces))
+            }
+            (PullDecision::KeepLocal, _) => report.kept_local.push(rel.to_string()),
+            (PullDecision::PendingDeletion, _) => report.pending_deletions.push(rel.to_string()),
+            (PullDecision::Conflict(kind), _) => report.conflicts.push((rel.to_string(), kind)),
+            (PullDecision::RemoveLocal, _) if !self.config.dry_run => {
+                if let Some(stat) = local {
+                    plan.removals.push((rel.to_string(), *stat));
+                }
+            }
+            (PullDecision::ForgetBase, _) if !self.config.dry_run => updates.insert(rel.to_string(), None),
+            _ => {}
+        }
     }
 
     /// GET the object and hand the body to the cache, which writes a temp file, checks size and hash, and renames.
-    async fn download_one(&self, rel: &str, entry: &IndexEntry) -> Result<(FileStat, [u8; 32]), StoreError> {
-        let expected = Expected { size: entry.size, sha256: entry.sha256 };
+    /// Answers the file as written and the object's version token (the base of this file's next upload).
+    async fn download_one(
+        &self,
+        rel: &str,
+        entry: &IndexEntry,
+        replaces: Replaces,
+    ) -> Result<(FileStat, [u8; 32], VersionToken), StoreError> {
+        let expected = Expected { size: entry.size, sha256: entry.sha256, replaces };
         self.retry(|| async {
             if self.env.is_aborted() {
                 return Err(StoreError::Aborted);
             }
             match self.store.get(rel, None).await? {
-                Fetched::Found { body, .. } => {
+                Fetched::Found { body, token, .. } => {
                     let done = self.cache.download(rel, body, expected).await?;
-                    Ok((done.stat, done.sha256))
+                    Ok((done.stat, done.sha256, token))
                 }
                 Fetched::NotModified => Err(StoreError::Io { message: format!("{rel}: unexpected not-modified") }),
             }
@@ -281,14 +393,24 @@ where
     }
 }
 
-fn keep_local(report: &mut PullReport, rel: &str, conflict: bool) {
-    report.kept_local.push(rel.to_string());
-    if conflict {
-        report.conflicts.push(rel.to_string());
+/// What was marked here, as `plan` needs it per path.
+#[derive(Clone, Copy)]
+pub(super) struct Marks<'a> {
+    pub paths: &'a BTreeSet<String>,
+    pub bulk: bool,
+}
+
+impl Marks<'_> {
+    /// Whether `rel` or a folder holding it was marked (one lookup per folder level, not one per mark).
+    pub fn of(&self, rel: &str) -> Marked {
+        let path = !self.paths.is_empty()
+            && (self.paths.contains(rel) || rel.match_indices('/').any(|(at, _)| self.paths.contains(&rel[..at])));
+        Marked { path, bulk: self.bulk }
     }
 }
 
-/// Record an in-sync file in the view when the view does not already say exactly this.
+/// Record an in-sync file in the view when the view does not already say exactly this (keeping the object token of
+/// the base when the base is still this entry's version).
 fn note_in_sync(
     updates: &mut ViewUpdates,
     rel: &str,
@@ -298,6 +420,8 @@ fn note_in_sync(
 ) {
     let Some(stat) = local else { return };
     if !record.is_some_and(|record| record.is(stat, record.sha256, entry)) {
-        updates.insert(rel.to_string(), Some(ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry)));
+        let token = record.filter(|record| record.matches_entry(entry)).and_then(|record| record.token.clone());
+        let synced = ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry).with_token(token);
+        updates.insert(rel.to_string(), Some(synced));
     }
 }

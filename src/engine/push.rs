@@ -1,31 +1,44 @@
-//! `push_changed`: upload what changed here and merge it into the remote index.
+//! `push_changed`: upload what changed here, delete what was deleted here, and commit it to the remote index.
 //!
-//! Fast path: the sidecar says the cache was clean at the current dirty marker and this instance has not marked dirty
-//! since: no request at all (B2; remote changes are the pull's business). Otherwise: one complete walk (W7), or the
-//! walk of this instance's pull when nothing can have changed since (`engine::Walked`); a fresh index GET (conditional
-//! on the pull's token when its walk is reused; a failure other than "not found" stops here, B12); uploads in a sliding
-//! window (B13); then a compare-and-swap commit (W1, see `index::IndexLayer::commit`). "Clean" is recorded only for the marker
-//! captured before the walk and only if it is still current at the end (W3); "verified" only if every entry of the
-//! index we wrote or read is present here (B6), and never after a write-back that had to merge another writer's index.
+//! Fast path: no bare markDirty since the last clean push, no mark, no unfinished commit: no request at all (B2; remote
+//! changes are the pull's business). With per-path marks only, the push looks at exactly the marked paths (a marked
+//! folder: everything in it), never walking the rest of the cache (W23). After a bare markDirty it walks the whole
+//! cache (or reuses the walk of this instance's pull when nothing can have changed since: `engine::Walked`).
+//!
+//! Every path is decided three ways against the base (`plan`): an edit of the base's version is uploaded on condition
+//! that the object still is that version, a new file create-only (W19: of two writers of one key, the second gets a
+//! conflict, never a mismatched index); a path that moved on both sides is a conflict and neither side is overwritten
+//! (W20); a marked absence of an unchanged remote version is deleted, entry then object (W21). The index is committed
+//! by compare-and-swap, each change on condition that its entry is still the one decided on (`index::Change`). Only
+//! the marks this push listed and handled are removed (W22). "Clean" is recorded only for the marker captured before
+//! the walk and only if it is still current at the end (W3); "verified" only if every entry of the index written is
+//! known to be here (B6), never after a commit that had to merge another writer's index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::cursor::Cursor;
+use super::cursor::{sorted_union, Cursor};
+use super::listing::LocalListing;
+use super::plan::{push_after_hash, push_decision, Marked, PushDecision};
+use super::pull::Marks;
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
 use crate::encoding::time::iso_from_ms;
-use crate::engine::plan::{push_after_hash, push_decision, PushDecision};
 use crate::index::{Changes, Committed, IndexEntry, Read, RemoteIndex, Snapshot};
+use crate::local::conflicts::ConflictKind;
 use crate::local::journal::{Journal, COMMIT_JOURNAL_NAME};
 use crate::local::marker::Marker;
-use crate::local::view::{ViewEntry, ViewUpdates};
-use crate::path::VIEW_NAME;
+use crate::local::marks::{covers, Mark, MARKS_FOLDER, MAX_MARKS};
+use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
+use crate::path::{is_internal, VIEW_NAME};
+use crate::store::token::VersionToken;
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushReport {
     /// Files actually uploaded (B18).
     pub uploaded: u64,
+    /// Files deleted from the bucket (their entry, then their object).
+    pub deleted: Vec<String>,
     pub fast_path: bool,
     pub index_written: bool,
     /// Internal entries removed from the remote index (B11).
@@ -34,23 +47,48 @@ pub struct PushReport {
     pub symlinks: Vec<String>,
     /// Files that disappeared during the push: skipped explicitly (W7).
     pub vanished: Vec<String>,
-    /// Files edited here whose remote entry also changed since their last sync; the upload replaced it (W5).
-    pub conflicts: Vec<String>,
-    /// Files untouched here with a newer remote version: left for the next pull.
+    /// Paths changed here and in the bucket since the base (W20): left as they are on both sides.
+    pub conflicts: Vec<(String, ConflictKind)>,
+    /// Files untouched here that are newer or deleted in the bucket: left for the next pull.
     pub remote_newer: Vec<String>,
     pub verified: bool,
     pub clean: bool,
     /// The walk of this instance's pull was used instead of a new one (see `engine::Walked`).
     pub walk_reused: bool,
-    /// Dry run only: the files a real push would upload (or hash first, then upload if they differ).
+    /// Only marked paths were looked at (no walk of the cache).
+    pub marked_only: bool,
+    /// Marks handled and removed.
+    pub marks_cleared: usize,
+    /// Dry run only: the files a real push would upload (or hash first) or delete.
     pub planned: Vec<String>,
 }
 
 /// What happened to one file that needed a closer look.
 enum Pushed {
-    Uploaded { entry: IndexEntry, stat: FileStat, sha256: [u8; 32], conflict: bool },
+    Uploaded { entry: IndexEntry, stat: FileStat, sha256: [u8; 32], token: VersionToken },
     Unchanged { stat: FileStat, sha256: [u8; 32] },
+    RemoteNewer,
+    Conflict(ConflictKind),
     Vanished,
+}
+
+/// A file to upload or hash, with what it was decided against.
+struct ToCheck {
+    rel: String,
+    decision: PushDecision,
+    entry: Option<IndexEntry>,
+    record: Option<ViewEntry>,
+    marked: Marked,
+}
+
+/// What the push looks at, and how it was marked.
+struct Scope {
+    /// Marked paths (durable marks and this instance's): looked at in any mode.
+    paths: BTreeSet<String>,
+    /// A bare markDirty (or too many marks, or nothing known to be clean): the whole cache.
+    bulk: bool,
+    /// A bare markDirty since the last clean push: files gone here may be deletions (`plan::Marked::bulk`).
+    bare_mark: bool,
 }
 
 impl<S, C, E> Engine<'_, S, C, E>
@@ -63,24 +101,36 @@ where
         self.check_abort()?;
         let marker = self.read_marker().await;
         let state = self.read_state().await;
+        let marks = self.read_marks().await?;
         let marked_here = self.instance.take_marked();
         // The flaw `flaw-ignore-instance-mark`, kept only to prove the tests catch it: this instance's own markDirty
-        // does not force its next push onto the full path.
+        // does not force its next push to look at what it marked.
         #[cfg(feature = "flaw-ignore-instance-mark")]
         let marked_here = false;
+        #[cfg(feature = "flaw-ignore-instance-mark")]
+        let instance_paths = BTreeSet::new();
+        #[cfg(not(feature = "flaw-ignore-instance-mark"))]
+        let instance_paths = self.instance.marked_paths();
         let walked = self.instance.take_walk();
         let journal = self.read_journal().await;
         // The flaw `flaw-no-commit-journal`, kept only to prove the simulator catches it: a commit that stopped
         // between its shards and its record is never finished.
         #[cfg(feature = "flaw-no-commit-journal")]
         let journal = Journal::default();
-        if !marked_here && journal.is_empty() && state.is_clean_at(marker.id().as_deref()) {
+        let overflow = marks.len() > MAX_MARKS || marks.iter().any(|mark| mark.path.is_none());
+        let bulk = marked_here || overflow || !state.is_clean_at(marker.id().as_deref());
+        let bare_mark = marked_here || state.bare_mark_since_clean(&marker);
+        if !bulk && marks.is_empty() && instance_paths.is_empty() && journal.is_empty() {
             return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
         }
+        let mut paths: BTreeSet<String> = marks.iter().filter_map(|mark| mark.path.clone()).collect();
+        paths.extend(instance_paths);
         // A markDirty through this instance since its last push may have been followed by a write after the pull's
         // walk: walk again.
         let walked = walked.filter(|_| !marked_here);
-        let result = self.push_full(&marker, walked, journal).await;
+        let verified_before = state.verified_token.clone();
+        let scope = Scope { paths, bulk, bare_mark };
+        let result = self.push_full(&marker, walked, journal, &marks, scope, verified_before).await;
         if marked_here && !matches!(&result, Ok(report) if report.clean) {
             self.instance.set_marked();
         }
@@ -92,27 +142,13 @@ where
         captured: &Marker,
         walked: Option<Walked>,
         journal: Journal,
+        marks: &[Mark],
+        scope: Scope,
+        verified_before: Option<VersionToken>,
     ) -> Result<PushReport, SyncError> {
         let started = self.env.now_ms();
         let captured_id = captured.id();
-        // Without the check (the flaw `flaw-stale-walk-reuse`, kept only to prove the simulator catches it), the walk
-        // would be reused even if a markDirty happened since.
-        #[cfg(not(feature = "flaw-stale-walk-reuse"))]
-        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref());
-        // Only a fingerprint of the view is needed to know whether it is still the one the pull left.
-        let walked = match walked {
-            Some(walked) if walked.view_fingerprint == self.cache.fingerprint_internal(VIEW_NAME).await => Some(walked),
-            _ => None,
-        };
-        let walk_reused = walked.is_some();
-        // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
-        let (listing, known, view) = match walked {
-            Some(Walked { listing, snapshot, view, .. }) => (listing, snapshot, view),
-            None => {
-                let view = self.read_view().await.view;
-                (self.list_local().await?, None, view)
-            }
-        };
+        let (listing, known, view, walk_reused) = self.push_inputs(&captured_id, walked, &scope).await?;
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
         let snapshot = match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
@@ -123,99 +159,129 @@ where
                 unreachable!("the index layer answered not-modified to an unconditional read")
             }
         };
+        let read_token = snapshot.commit_token().cloned();
         self.trace("push", "index read", started);
         let mut report = PushReport {
             scrubbed: snapshot.index.internal_keys(),
             symlinks: listing.symlinks.clone(),
             vanished: listing.vanished.clone(),
             walk_reused,
+            marked_only: !scope.bulk,
             ..PushReport::default()
         };
         let mut failures = listing.invalid.clone();
         let mut updates = ViewUpdates::new();
-        // Files equal to their entry in the index we read, in path order (for the "verified" decision).
-        let mut in_sync: Vec<&str> = Vec::new();
-        let mut to_check = Vec::new();
-        let mut entries = Cursor::new(snapshot.index.entries());
-        let mut records = Cursor::new(view.iter());
-        for (rel, stat) in &listing.files {
-            let entry = entries.seek(rel);
-            let record = records.seek(rel);
-            match push_decision(entry, stat, record) {
-                PushDecision::InSync => {
-                    let entry = entry.expect("in sync implies an entry");
-                    if !record.is_some_and(|record| record.is(stat, record.sha256, entry)) {
-                        updates.insert(rel.clone(), Some(ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry)));
-                    }
-                    in_sync.push(rel);
-                }
-                PushDecision::RemoteNewer => report.remote_newer.push(rel.clone()),
-                decision => to_check.push((rel.clone(), decision, entry.cloned(), record.cloned())),
-            }
-        }
-        drop((entries, records));
+        let marks_of = Marks { paths: &scope.paths, bulk: scope.bare_mark };
+        let plan = self.plan_push(&snapshot.index, &listing, &view, &scope, marks_of, &mut report, &mut updates)?;
         if self.config.dry_run {
-            report.planned = to_check.into_iter().map(|(rel, ..)| rel).collect();
+            report.planned = plan.to_check.iter().map(|check| check.rel.clone()).collect();
+            report.planned.extend(plan.deletions.iter().map(|(rel, ..)| rel.clone()));
+            report.planned.sort();
             return Ok(report);
         }
-        let bytes_planned = to_check.iter().map(|(rel, ..)| listing.stat(rel).map_or(0, |stat| stat.size)).sum();
-        self.env.progress(&Progress::Planned { operation: "push", files: to_check.len() as u64, bytes: bytes_planned });
+        let bytes_planned =
+            plan.to_check.iter().map(|check| listing.stat(&check.rel).map_or(0, |stat| stat.size)).sum();
+        self.env.progress(&Progress::Planned {
+            operation: "push",
+            files: plan.to_check.len() as u64,
+            bytes: bytes_planned,
+        });
         self.check_abort()?;
 
-        let results = run_bounded(self.config.transfers, to_check, |(rel, decision, entry, record)| async move {
-            let outcome = self.push_one(&rel, decision, entry.as_ref(), record.as_ref()).await;
-            (rel, entry, outcome)
+        let results = run_bounded(self.config.transfers, plan.to_check, |check| async move {
+            let outcome = self.push_one(&check).await;
+            (check, outcome)
         })
         .await;
-        // What this push adds to the index: the files uploaded, with the entries written.
+        // What this push adds to the index, each on condition that the entry is still the one decided on.
         let mut changes = Changes::default();
-        // Files found equal to their entry after hashing.
+        let mut in_sync = plan.in_sync;
         let mut unchanged: BTreeMap<String, IndexEntry> = BTreeMap::new();
-        for (rel, entry, outcome) in results {
+        let mut pushed: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        for (check, outcome) in results {
+            let rel = check.rel;
             match outcome {
-                Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, conflict }) => {
+                Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, token }) => {
                     report.uploaded += 1;
                     self.env.progress(&Progress::Transferred { operation: "push", rel: &rel, bytes: stat.size });
-                    if conflict {
-                        report.conflicts.push(rel.clone());
+                    let record = ViewEntry::new(stat, Some(sha256), &new_entry).with_token(Some(token));
+                    updates.insert(rel.clone(), Some(record));
+                    changes.put(rel.clone(), new_entry.clone(), check.entry);
+                    pushed.insert(rel, new_entry);
+                }
+                Ok(Pushed::Unchanged { stat, sha256 }) => match check.entry {
+                    Some(entry) => {
+                        let token = check.record.filter(|r| r.matches_entry(&entry)).and_then(|r| r.token);
+                        updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry).with_token(token)));
+                        unchanged.insert(rel, entry);
                     }
-                    updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &new_entry)));
-                    changes.upserts.insert(rel, new_entry);
-                }
-                Ok(Pushed::Unchanged { stat, sha256 }) => {
-                    let entry = entry.expect("unchanged implies an entry");
-                    updates.insert(rel.clone(), Some(ViewEntry::new(stat, Some(sha256), &entry)));
-                    unchanged.insert(rel, entry);
-                }
+                    None => in_sync.push(rel),
+                },
+                Ok(Pushed::RemoteNewer) => report.remote_newer.push(rel),
+                Ok(Pushed::Conflict(kind)) => report.conflicts.push((rel, kind)),
                 Ok(Pushed::Vanished) => report.vanished.push(rel),
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),
                 Err(error) => failures.push(FileFailure { rel, error }),
             }
         }
+        for (rel, entry, _) in &plan.deletions {
+            changes.remove(rel.clone(), entry.clone());
+        }
         self.trace("push", "uploads", started);
 
-        // Write back whatever was uploaded even if other files failed, so no uploaded object is left out of the index. A
+        // Commit whatever was uploaded even if other files failed, so no uploaded object is left out of the index. A
         // commit of this cache that stopped half-way (`local::journal`) is finished by committing the record again.
-        let (snapshot, rebased) = if !changes.upserts.is_empty() || !report.scrubbed.is_empty() || !journal.is_empty() {
+        let mut refused = BTreeSet::new();
+        let (snapshot, rebased) = if !changes.is_empty() || !report.scrubbed.is_empty() || !journal.is_empty() {
             let mut committed = self.commit_journaled(snapshot, &changes, &journal).await?;
             report.index_written = true;
             if let Some(copy) = committed.snapshot.take_local_copy() {
                 self.cache.write_internal(copy.name, copy.bytes).await.map_err(SyncError::from_store)?;
             }
+            refused.extend(committed.refused.iter().cloned());
             (committed.snapshot, committed.rebased)
         } else {
             (snapshot, false)
         };
-        self.trace("push", "index write-back", started);
+        for rel in &refused {
+            // Our object went up but another writer changed the entry first: theirs stays, and so does our file.
+            let kind = if pushed.remove(rel).is_some() { ConflictKind::BothChanged } else { ConflictKind::DeletedHere };
+            updates.insert(rel.clone(), None);
+            report.conflicts.push((rel.clone(), kind));
+        }
+        for (rel, _, record) in plan.deletions.into_iter().filter(|(rel, ..)| !refused.contains(rel)) {
+            self.delete_object(&rel, &record).await;
+            updates.insert(rel.clone(), None);
+            report.deleted.push(rel);
+        }
+        self.trace("push", "index commit and deletions", started);
         self.save_view(updates).await?;
+        report.conflicts.sort();
+        let examined = plan.examined;
+        self.report_conflicts(&report.conflicts, examined.iter().cloned()).await?;
+        report.marks_cleared = self.clear_marks(marks, &scope, &report, &failures).await?;
 
         // After a rebase the index holds other writers' entries, which the in-sync files were not compared with: not
         // verified (the next pull takes the full path; cheaper than keeping a copy of every entry compared).
-        let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &changes.upserts };
         // The flaw `flaw-verify-rebased`, kept only to prove the tests catch it: a rebased index counts as compared.
         #[cfg(feature = "flaw-verify-rebased")]
         let rebased = false;
-        report.verified = failures.is_empty() && !rebased && every_entry_matches(&snapshot.index, &known);
+        // A file the bucket changed or deleted is still the pull's to take: the cache is not yet what the index says.
+        let settled = failures.is_empty()
+            && report.conflicts.is_empty()
+            && report.vanished.is_empty()
+            && report.remote_newer.is_empty()
+            && !rebased;
+        report.verified = settled
+            && if scope.bulk {
+                in_sync.sort();
+                let in_sync: Vec<&str> = in_sync.iter().map(String::as_str).collect();
+                let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &pushed };
+                every_entry_matches(&snapshot.index, &known)
+            } else {
+                // Only marked paths were looked at: the rest is as verified before, if that was the index read.
+                verified_before.is_some() && verified_before == read_token
+            };
         let verified_token = match snapshot.commit_token() {
             Some(token) if report.verified && token.is_fingerprint() => Some(token.clone()),
             _ => {
@@ -224,8 +290,11 @@ where
             }
         };
         // W3: clean only for the marker captured before the walk, and only if no markDirty replaced it since. (A reused
-        // walk was made after the same marker was captured: `Walked`.)
-        report.clean = failures.is_empty() && captured_id.is_some() && self.read_marker().await.id() == captured_id;
+        // walk was made after the same marker was captured: `Walked`.) Conflicts keep the cache dirty.
+        report.clean = failures.is_empty()
+            && report.conflicts.is_empty()
+            && captured_id.is_some()
+            && self.read_marker().await.id() == captured_id;
         // W3's flaw, kept only to prove the tests catch it: clean at whatever marker is current at the end, erasing a
         // markDirty that landed during the push.
         #[cfg(feature = "flaw-clean-at-current-marker")]
@@ -233,8 +302,8 @@ where
             report.clean = failures.is_empty();
             (self.read_marker().await.id(), &captured_id)
         };
-        if verified_token.is_some() || report.clean {
-            let (verified_at, clean) = (self.now_iso(), report.clean);
+        if verified_token.is_some() || (report.clean && scope.bulk) {
+            let (verified_at, clean) = (self.now_iso(), report.clean && scope.bulk);
             self.update_state(|state| {
                 if let Some(token) = verified_token {
                     state.verified_token = Some(token);
@@ -247,11 +316,166 @@ where
             .await?;
         }
         self.trace("push", "done", started);
-        if failures.is_empty() {
-            Ok(report)
-        } else {
+        if !failures.is_empty() {
             Err(SyncError::Files { operation: "push", transferred: report.uploaded, failures })
+        } else if !report.conflicts.is_empty() {
+            Err(SyncError::Conflicts { transferred: report.uploaded, conflicts: report.conflicts })
+        } else {
+            Ok(report)
         }
+    }
+
+    /// The listing, the index the pull compared (if its walk is reused) and the view: in bulk mode the whole cache (or
+    /// the pull's walk, with the marked paths looked at again); otherwise only the marked paths.
+    async fn push_inputs(
+        &self,
+        captured_id: &Option<String>,
+        walked: Option<Walked>,
+        scope: &Scope,
+    ) -> Result<(LocalListing, Option<Snapshot>, LocalView, bool), SyncError> {
+        if !scope.bulk {
+            return Ok((self.list_under(&scope.paths).await?, None, self.read_view().await.view, false));
+        }
+        // Without the check (the flaw `flaw-stale-walk-reuse`, kept only to prove the simulator catches it), the walk
+        // would be reused even if a markDirty happened since.
+        #[cfg(not(feature = "flaw-stale-walk-reuse"))]
+        let walked = walked.filter(|w| Some(&w.marker) == captured_id.as_ref());
+        #[cfg(feature = "flaw-stale-walk-reuse")]
+        let _ = captured_id;
+        // Only a fingerprint of the view is needed to know whether it is still the one the pull left.
+        let walked = match walked {
+            Some(walked) if walked.view_fingerprint == self.cache.fingerprint_internal(VIEW_NAME).await => Some(walked),
+            _ => None,
+        };
+        match walked {
+            // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
+            Some(Walked { mut listing, snapshot, view, .. }) => {
+                if !scope.paths.is_empty() {
+                    listing.refresh(&scope.paths, self.list_under(&scope.paths).await?);
+                }
+                Ok((listing, snapshot, view, true))
+            }
+            None => Ok((self.list_local().await?, None, self.read_view().await.view, false)),
+        }
+    }
+
+    /// Decide per path in scope; refuse a mass deletion before anything is written (W23).
+    #[allow(clippy::too_many_arguments)]
+    fn plan_push(
+        &self,
+        index: &RemoteIndex,
+        listing: &LocalListing,
+        view: &LocalView,
+        scope: &Scope,
+        marks: Marks<'_>,
+        report: &mut PushReport,
+        updates: &mut ViewUpdates,
+    ) -> Result<PushPlan, SyncError> {
+        let mut plan = PushPlan::default();
+        let mut inferred = Vec::new();
+        let mut entries = Cursor::new(index.entries());
+        let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
+        let mut records = Cursor::new(view.iter());
+        let paths = sorted_union(
+            index.entries().map(|(rel, _)| rel),
+            listing.files.iter().map(|(rel, _)| rel.as_str()),
+            view.iter().map(|(rel, _)| rel),
+        );
+        for rel in paths {
+            let (entry, local, record) = (entries.seek(rel), local_files.seek(rel), records.seek(rel));
+            let marked = marks.of(rel);
+            if is_internal(rel) || !(scope.bulk || marked.path) {
+                continue;
+            }
+            plan.examined.push(rel.to_string());
+            let decision = push_decision(entry, local, record, marked);
+            // The flaw `flaw-delete-without-base-check`, kept only to prove the simulator catches it: a marked absence
+            // deletes whatever version the bucket has now.
+            #[cfg(feature = "flaw-delete-without-base-check")]
+            let decision = match decision {
+                PushDecision::Conflict(ConflictKind::DeletedHere) => PushDecision::Delete,
+                other => other,
+            };
+            match decision {
+                PushDecision::InSync => {
+                    let (Some(entry), Some(stat)) = (entry, local) else { continue };
+                    if !record.is_some_and(|record| record.is(stat, record.sha256, entry)) {
+                        let token = record.filter(|r| r.matches_entry(entry)).and_then(|r| r.token.clone());
+                        let synced = ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry).with_token(token);
+                        updates.insert(rel.to_string(), Some(synced));
+                    }
+                    plan.in_sync.push(rel.to_string());
+                }
+                PushDecision::RemoteNewer => report.remote_newer.push(rel.to_string()),
+                PushDecision::Conflict(kind) => report.conflicts.push((rel.to_string(), kind)),
+                PushDecision::Delete => {
+                    let (Some(entry), Some(record)) = (entry, record) else { continue };
+                    if !marked.path {
+                        inferred.push(rel.to_string());
+                    }
+                    plan.deletions.push((rel.to_string(), entry.clone(), record.clone()));
+                }
+                PushDecision::ForgetBase => updates.insert(rel.to_string(), None),
+                PushDecision::Nothing => {}
+                decision @ (PushDecision::Upload { .. } | PushDecision::NeedHash) => plan.to_check.push(ToCheck {
+                    rel: rel.to_string(),
+                    decision,
+                    entry: entry.cloned(),
+                    record: record.cloned(),
+                    marked,
+                }),
+            }
+        }
+        if inferred.len() > self.config.max_inferred_deletions {
+            let first = inferred.iter().take(5).cloned().collect();
+            return Err(SyncError::MassDeletion {
+                count: inferred.len(),
+                limit: self.config.max_inferred_deletions,
+                first,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Remove the marks this push listed whose paths it handled: a mark made during the push, or one whose path failed
+    /// or is in conflict, stays for the next push (W22).
+    async fn clear_marks(
+        &self,
+        marks: &[Mark],
+        scope: &Scope,
+        report: &PushReport,
+        failures: &[FileFailure],
+    ) -> Result<usize, SyncError> {
+        let unsettled: Vec<&str> = failures
+            .iter()
+            .map(|failure| failure.rel.as_str())
+            .chain(report.conflicts.iter().map(|(rel, _)| rel.as_str()))
+            .chain(report.vanished.iter().map(String::as_str))
+            .collect();
+        let handled = |path: &str| !unsettled.iter().any(|rel| covers(path, rel));
+        let handled_paths: BTreeSet<String> = scope.paths.iter().filter(|path| handled(path)).cloned().collect();
+        self.instance.handled_paths(&handled_paths);
+        let mut cleared = 0;
+        for mark in marks {
+            let done = match &mark.path {
+                Some(path) => handled_paths.contains(path),
+                // Not ours to read: it made this push walk everything, which handled it unless something failed.
+                None => scope.bulk && unsettled.is_empty(),
+            };
+            if done {
+                self.cache
+                    .remove_internal(&format!("{MARKS_FOLDER}/{}", mark.name))
+                    .await
+                    .map_err(SyncError::from_store)?;
+                cleared += 1;
+            }
+        }
+        // W22's flaw, kept only to prove the simulator catches it: every mark goes, those made during the push too.
+        #[cfg(feature = "flaw-clear-all-marks")]
+        for name in self.cache.list_internal(MARKS_FOLDER).await.map_err(SyncError::from_store)? {
+            self.cache.remove_internal(&format!("{MARKS_FOLDER}/{name}")).await.map_err(SyncError::from_store)?;
+        }
+        Ok(cleared)
     }
 
     /// Commit `changes`, with a note in the journal while a format-2 commit could stop between its shards and its
@@ -287,38 +511,94 @@ where
         self.cache.write_internal(COMMIT_JOURNAL_NAME, journal.to_json()).await.map_err(SyncError::from_store)
     }
 
-    /// Stat and hash before reading (W12), upload, then stat again: a file that changed meanwhile is retried, so the
-    /// entry we record always describes the bytes we sent.
-    async fn push_one(
-        &self,
-        rel: &str,
-        decision: PushDecision,
-        entry: Option<&IndexEntry>,
-        record: Option<&ViewEntry>,
-    ) -> Result<Pushed, StoreError> {
+    /// The object version an edit of `record` may replace (W19): the token recorded when this cache last had it, or,
+    /// for a base recorded without one, the current version if its size is the base's (a cheap check that another
+    /// writer's upload of a different size is not replaced; same-size uploads of an unknown base remain a risk).
+    async fn base_version(&self, rel: &str, record: &ViewEntry) -> Result<Option<VersionToken>, StoreError> {
+        if let Some(token) = &record.token {
+            return Ok(Some(token.clone()));
+        }
+        match self.retry(|| self.store.head(rel)).await {
+            Ok(meta) if meta.size == record.stat.size => Ok(Some(meta.token)),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Delete the object of a removed entry, on condition that it still is the version this cache last had: another
+    /// writer's newer object (and its coming entry) is never removed. A failure leaves an object no entry names.
+    async fn delete_object(&self, rel: &str, record: &ViewEntry) {
+        let Ok(Some(token)) = self.base_version(rel, record).await else { return };
+        let _ = self.retry(|| self.store.delete(rel, Some(&token))).await;
+    }
+
+    /// Stat and hash before reading (W12), upload on condition that the object is the version decided on, then stat
+    /// again: a file that changed meanwhile is retried, so the entry we record always describes the bytes we sent.
+    async fn push_one(&self, check: &ToCheck) -> Result<Pushed, StoreError> {
+        let rel = check.rel.as_str();
+        // An attempt whose upload landed but whose file changed meanwhile: the next attempt replaces that upload.
+        let ours = std::cell::RefCell::new(None::<VersionToken>);
         self.retry(|| async {
             if self.env.is_aborted() {
                 return Err(StoreError::Aborted);
             }
             let Some(prepared) = self.cache.prepare_upload(rel).await? else { return Ok(Pushed::Vanished) };
             let (stat, sha256) = (prepared.stat, prepared.sha256);
-            let conflict = match (decision, entry) {
-                (PushDecision::NeedHash, Some(entry)) => match push_after_hash(entry, stat.size, &sha256, record) {
-                    PushDecision::Upload { conflict } => conflict,
-                    _ => return Ok(Pushed::Unchanged { stat, sha256 }),
-                },
-                (PushDecision::Upload { conflict }, _) => conflict,
-                _ => false,
+            let decision = match check.decision {
+                // Our earlier attempt replaced the object: whatever the file is now, it goes up over that attempt.
+                _ if ours.borrow().is_some() => PushDecision::Upload { replaces: true },
+                PushDecision::NeedHash => {
+                    push_after_hash(check.entry.as_ref(), stat.size, &sha256, check.record.as_ref(), check.marked)
+                }
+                decision => decision,
             };
-            let new_entry = IndexEntry::new(stat.size, self.now_iso(), Some(iso_from_ms(stat.mtime_ms)), Some(sha256));
-            self.store.put(rel, prepared.body, &Precondition::None).await?;
+            let replaces = match decision {
+                PushDecision::Upload { replaces } => replaces,
+                PushDecision::InSync => return Ok(Pushed::Unchanged { stat, sha256 }),
+                PushDecision::Conflict(kind) => return Ok(Pushed::Conflict(kind)),
+                _ => return Ok(Pushed::RemoteNewer),
+            };
+            let earlier = ours.borrow().clone();
+            let precondition = match (earlier, &check.record, replaces) {
+                (Some(ours), ..) => Precondition::IfMatch(ours),
+                (None, Some(record), true) => match self.base_version(rel, record).await? {
+                    Some(token) => Precondition::IfMatch(token),
+                    None => return Ok(Pushed::Conflict(ConflictKind::ObjectMoved)),
+                },
+                _ => Precondition::IfAbsent,
+            };
+            // W19's flaw, kept only to prove the simulator catches it: replace whatever object is there.
+            #[cfg(feature = "flaw-blind-object-put")]
+            let precondition = Precondition::None;
+            let entry = IndexEntry::new(stat.size, self.now_iso(), Some(iso_from_ms(stat.mtime_ms)), Some(sha256));
+            let token = match self.store.put(rel, prepared.body, &precondition).await {
+                Ok(token) => token,
+                // Another writer's object is there (uploaded, maybe not yet in the index): a conflict, never replaced.
+                Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) => {
+                    return Ok(Pushed::Conflict(ConflictKind::ObjectMoved))
+                }
+                Err(other) => return Err(other),
+            };
             if self.cache.stat(rel).await? != Some(stat) {
+                ours.replace(Some(token));
                 return Err(StoreError::Transient { status: None, message: format!("{rel} changed during upload") });
             }
-            Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, conflict })
+            Ok(Pushed::Uploaded { entry, stat, sha256, token })
         })
         .await
     }
+}
+
+/// What a push decided, path by path, before any transfer.
+#[derive(Default)]
+struct PushPlan {
+    to_check: Vec<ToCheck>,
+    /// Files equal to their entry in the index read (by stat and view), in path order.
+    in_sync: Vec<String>,
+    /// Marked absences to delete: the entry decided on and the base.
+    deletions: Vec<(String, IndexEntry, ViewEntry)>,
+    /// Every path looked at, in path order (for the conflicts report).
+    examined: Vec<String>,
 }
 
 /// What a push knows to equal the local files, by the entry version compared.

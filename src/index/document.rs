@@ -72,6 +72,12 @@ impl IndexEntry {
         IndexEntry { size, last_modified, local_mtime, sha256, key_field: KeyField::SameAsPath, extra: None }
     }
 
+    /// The same version of a path's entry: the same size, `lastModified` and hash (a writer's clock and content tell
+    /// two writes apart even when their bytes are equal).
+    pub fn same_version(&self, other: &IndexEntry) -> bool {
+        self.size == other.size && self.last_modified == other.last_modified && self.sha256 == other.sha256
+    }
+
     /// Same content as far as we can tell: sizes equal, and hashes equal when both are known.
     pub fn same_content(&self, other: &IndexEntry) -> bool {
         let hashes_agree = match (&self.sha256, &other.sha256) {

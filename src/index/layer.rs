@@ -80,6 +80,8 @@ struct ShardWritten {
     kept: ShardKept,
     entries: Vec<(String, IndexEntry)>,
     conflicted: bool,
+    /// Paths whose change the shard as written refused (see [`Change`]).
+    refused: Vec<String>,
 }
 
 /// A copy of the index kept in the cache ("the last index seen", never read back for a decision: B4).
@@ -133,11 +135,47 @@ pub enum Read {
     Found(Snapshot),
 }
 
-/// One writer's changes to the index.
+/// One writer's changes to the index, by path.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
-    /// Entries to add or replace, by path.
-    pub upserts: BTreeMap<String, IndexEntry>,
+    pub paths: BTreeMap<String, Change>,
+}
+
+/// One path's change: the entry to write (`None`: remove it), on condition that the entry there is still the one the
+/// writer decided on. A writer that lost a compare-and-swap re-applies its changes on top of another writer's index;
+/// without the condition it would put back an entry whose object that writer had replaced or deleted (W19, W21).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub entry: Option<IndexEntry>,
+    pub expected: Expected,
+}
+
+/// What a change expects to find at its path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expected {
+    /// No entry: a new file.
+    Absent,
+    /// This version of the entry (size, `lastModified`, hash).
+    Version(IndexEntry),
+    /// Whatever is there (the migration copies a monolith the shards must follow).
+    Any,
+}
+
+impl Changes {
+    /// Add or replace `rel`'s entry, if the entry there is still `expected` (`None`: no entry).
+    pub fn put(&mut self, rel: String, entry: IndexEntry, expected: Option<IndexEntry>) {
+        let expected = expected.map_or(Expected::Absent, Expected::Version);
+        self.paths.insert(rel, Change { entry: Some(entry), expected });
+    }
+
+    /// Remove `rel`'s entry, if it is still `expected`.
+    pub fn remove(&mut self, rel: String, expected: IndexEntry) {
+        self.paths.insert(rel, Change { entry: None, expected: Expected::Version(expected) });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
 }
 
 /// A successful commit.
@@ -147,6 +185,8 @@ pub struct Committed {
     pub snapshot: Snapshot,
     /// Another writer committed first: entries other than ours may differ from the ones read before.
     pub rebased: bool,
+    /// Paths whose change was not applied: another writer had changed their entry since this writer decided.
+    pub refused: Vec<String>,
 }
 
 /// What `migrate` left: the commit record, as the official `migrateMonolithToShards` answers it.
@@ -288,7 +328,8 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
                 match self.get(&key, None).await? {
                     Got::Found(body, token) => {
                         let (kept, entries) = split_shard(&name, &body)?;
-                        Ok(ShardWritten { name, kept: ShardKept { token, kept }, entries, conflicted: false })
+                        let kept = ShardKept { token, kept };
+                        Ok(ShardWritten { name, kept, entries, conflicted: false, refused: Vec::new() })
                     }
                     Got::Missing | Got::NotModified => {
                         Err(SyncError::IndexCorrupt(format!("{META_KEY} lists shard {name}, but {key} does not exist")))
@@ -343,15 +384,14 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
             if self.env.is_aborted() {
                 return Err(SyncError::Aborted);
             }
+            let mut refused = Vec::new();
             let written = match snapshot.layout {
-                Layout::Monolith { .. } => self.commit_monolith(&mut snapshot, changes).await?,
-                Layout::Sharded(_) => {
-                    self.commit_sharded(&mut snapshot, changes, &mut rebased).await?;
-                    true
-                }
+                Layout::Monolith { .. } => self.commit_monolith(&mut snapshot, changes, &mut refused).await?,
+                Layout::Sharded(_) => self.commit_sharded(&mut snapshot, changes, &mut rebased, &mut refused).await?,
             };
             if written {
-                return Ok(Committed { snapshot, rebased });
+                refused.sort();
+                return Ok(Committed { snapshot, rebased, refused });
             }
             if attempt + 1 < self.cas_attempts {
                 self.backoff(attempt).await?;
@@ -366,9 +406,14 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
     }
 
     /// One compare-and-swap of the monolith. `false`: another writer changed it since it was read.
-    async fn commit_monolith(&self, snapshot: &mut Snapshot, changes: &Changes) -> Result<bool, SyncError> {
+    async fn commit_monolith(
+        &self,
+        snapshot: &mut Snapshot,
+        changes: &Changes,
+        refused: &mut Vec<String>,
+    ) -> Result<bool, SyncError> {
         let index = &mut snapshot.index;
-        index.insert_all(changes.upserts.iter().map(|(rel, entry)| (rel.clone(), entry.clone())).collect());
+        *refused = apply(index, changes.paths.iter());
         index.scrub_internal();
         index.set_last_pulled(iso_from_ms(self.env.now_ms()));
         let bytes = index.to_json();
@@ -385,16 +430,21 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         }
     }
 
-    /// The touched shards (each by its own compare-and-swap loop), then the commit record (likewise).
+    /// The touched shards (each by its own compare-and-swap loop), then the commit record (likewise). `false`: a
+    /// format-1 writer created a monolith since this bucket was read as new (the commit goes there instead).
     async fn commit_sharded(
         &self,
         snapshot: &mut Snapshot,
         changes: &Changes,
         rebased: &mut bool,
-    ) -> Result<(), SyncError> {
+        refused: &mut Vec<String>,
+    ) -> Result<bool, SyncError> {
+        if snapshot.commit.is_none() && self.monolith_in_use().await? {
+            return Ok(false);
+        }
         let Layout::Sharded(shards) = &snapshot.layout else { unreachable!("a sharded snapshot") };
         // Shards that change: those of the changed paths, and those holding entries of internal files (B11).
-        let mut touched = group_by_shard(&changes.upserts);
+        let mut touched = group_by_shard(changes);
         for (name, shard) in &shards.read {
             if !shard.kept.internal_keys().is_empty() {
                 touched.entry(name.clone()).or_default();
@@ -404,21 +454,27 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
             touched.entry(home_shard(rel).into_owned()).or_default();
         }
         let names: Vec<String> = touched.keys().cloned().collect();
-        *rebased |= self.write_shards(snapshot, touched).await?;
+        *rebased |= self.write_shards(snapshot, touched, refused).await?;
         let Layout::Sharded(shards) = &mut snapshot.layout else { unreachable!("a sharded snapshot") };
         let (meta, token) = self.write_meta(&shards.meta, snapshot.commit.take(), names, rebased).await?;
         shards.meta = meta;
         snapshot.commit = Some(token);
-        Ok(())
+        Ok(true)
     }
 
-    /// Rewrite the `touched` shards of `snapshot`: each with its entries plus the upserts given, by its own
+    /// A monolith that is not sealed: the bucket is format 1 (for a commit about to create `_meta.json`).
+    async fn monolith_in_use(&self) -> Result<bool, SyncError> {
+        Ok(matches!(self.get(INDEX_KEY, None).await?, Got::Found(body, _) if body != SEALED_MONOLITH))
+    }
+
+    /// Rewrite the `touched` shards of `snapshot`: each with its entries and the changes given, by its own
     /// compare-and-swap loop. The snapshot's entries and shard tokens then describe what was written. Answers whether
     /// another writer had changed one of them since it was read.
     async fn write_shards(
         &self,
         snapshot: &mut Snapshot,
-        touched: BTreeMap<String, Vec<(String, IndexEntry)>>,
+        touched: BTreeMap<String, Vec<(&String, &Change)>>,
+        refused: &mut Vec<String>,
     ) -> Result<bool, SyncError> {
         let Layout::Sharded(shards) = &mut snapshot.layout else { unreachable!("a sharded snapshot") };
         // Split the merged entries: those of untouched shards stay as they are; the others go to their shard's rewrite.
@@ -434,15 +490,15 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         }
         let bases: Vec<_> = touched
             .iter()
-            .map(|(name, upserts)| {
+            .map(|(name, changes)| {
                 let read = shards.read.get(name);
                 let mut document = read.map(|read| read.kept.clone()).unwrap_or_default();
                 document.set_entries(contents.remove(name).unwrap_or_default());
-                (name.clone(), document, read.map(|read| read.token.clone()), upserts.as_slice())
+                (name.clone(), document, read.map(|read| read.token.clone()), changes.as_slice())
             })
             .collect();
         let written: Vec<ShardWritten> = stream::iter(bases)
-            .map(|(name, document, token, upserts)| self.write_shard(name, document, token, upserts))
+            .map(|(name, document, token, changes)| self.write_shard(name, document, token, changes))
             .buffer_unordered(SHARD_CONCURRENCY)
             .try_collect()
             .await?;
@@ -450,6 +506,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         let mut rewritten = Vec::new();
         for shard in written {
             conflicted |= shard.conflicted;
+            refused.extend(shard.refused);
             rewritten.extend(shard.entries);
             shards.read.insert(shard.name, shard.kept);
         }
@@ -462,19 +519,19 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         Ok(conflicted)
     }
 
-    /// Write one shard with `upserts` applied, re-reading it after each lost compare-and-swap. Answers what was
+    /// Write one shard with `changes` applied, re-reading it after each lost compare-and-swap. Answers what was
     /// written (its token and kept fields, its valid entries) and whether another writer had changed it.
     async fn write_shard(
         &self,
         name: String,
         mut document: RemoteIndex,
         mut token: Option<VersionToken>,
-        upserts: &[(String, IndexEntry)],
+        changes: &[(&String, &Change)],
     ) -> Result<ShardWritten, SyncError> {
         let key = shard_key(&name);
         let mut conflicted = false;
         for attempt in 0..self.cas_attempts {
-            document.insert_all(upserts.to_vec());
+            let refused = apply(&mut document, changes.iter().copied());
             document.scrub_internal();
             let bytes = document.to_json_compact();
             let condition = write_condition(token.as_ref());
@@ -486,6 +543,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
                         kept: ShardKept { token: written, kept: document },
                         entries,
                         conflicted,
+                        refused,
                     });
                 }
                 Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. })
@@ -580,15 +638,22 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
             };
             // Shards first, merged over whatever a stopped earlier attempt left: the monolith is the newer record.
             let mut shards = self.read_listed().await?;
-            let upserts: BTreeMap<String, IndexEntry> =
-                monolith.entries().map(|(rel, entry)| (rel.to_string(), entry.clone())).collect();
-            let mut touched = group_by_shard(&upserts);
+            let copy = Changes {
+                paths: monolith
+                    .entries()
+                    .map(|(rel, entry)| {
+                        (rel.to_string(), Change { entry: Some(entry.clone()), expected: Expected::Any })
+                    })
+                    .collect(),
+            };
+            let mut touched = group_by_shard(&copy);
             if let Layout::Sharded(ref layout) = shards.layout {
                 for name in layout.read.keys() {
                     touched.entry(name.clone()).or_default();
                 }
             }
-            let mut rebased = self.write_shards(&mut shards, touched).await?;
+            let mut refused = Vec::new();
+            let mut rebased = self.write_shards(&mut shards, touched, &mut refused).await?;
             let Some(token) = token else { unreachable!("a monolith read has a token") };
             let seal_condition = Precondition::IfMatch(token);
             let sealed =
@@ -619,13 +684,42 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
     }
 }
 
-/// Changed entries by the shard that holds them.
-fn group_by_shard(upserts: &BTreeMap<String, IndexEntry>) -> BTreeMap<String, Vec<(String, IndexEntry)>> {
-    let mut by_shard: BTreeMap<String, Vec<(String, IndexEntry)>> = BTreeMap::new();
-    for (rel, entry) in upserts {
-        by_shard.entry(home_shard(rel).into_owned()).or_default().push((rel.clone(), entry.clone()));
+/// Changes by the shard that holds their path.
+fn group_by_shard(changes: &Changes) -> BTreeMap<String, Vec<(&String, &Change)>> {
+    let mut by_shard: BTreeMap<String, Vec<(&String, &Change)>> = BTreeMap::new();
+    for (rel, change) in &changes.paths {
+        by_shard.entry(home_shard(rel).into_owned()).or_default().push((rel, change));
     }
     by_shard
+}
+
+/// Apply each change whose expected entry is still there (or whose result is already there: our own earlier write
+/// whose answer was lost); answer the paths refused.
+fn apply<'c>(document: &mut RemoteIndex, changes: impl Iterator<Item = (&'c String, &'c Change)>) -> Vec<String> {
+    let mut refused = Vec::new();
+    let mut puts = Vec::new();
+    for (rel, change) in changes {
+        let current = document.get(rel);
+        let expected = match &change.expected {
+            Expected::Any => true,
+            Expected::Absent => current.is_none(),
+            Expected::Version(entry) => current.is_some_and(|current| current.same_version(entry)),
+        };
+        let done = match (&change.entry, current) {
+            (Some(entry), Some(current)) => current.same_version(entry),
+            (None, None) => true,
+            _ => false,
+        };
+        match (&change.entry, expected || done) {
+            (_, false) => refused.push(rel.clone()),
+            (Some(entry), true) => puts.push((rel.clone(), entry.clone())),
+            (None, true) => {
+                document.remove(rel);
+            }
+        }
+    }
+    document.insert_all(puts);
+    refused
 }
 
 /// A shard's document, with its valid entries taken out and checked: an entry whose path belongs in another shard is

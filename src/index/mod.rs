@@ -14,4 +14,4 @@ pub mod meta;
 pub mod shard;
 
 pub use document::{parse_sha256_hex, sha256_hex, sha256_of, IndexEntry, IndexError, InvalidEntry, RemoteIndex};
-pub use layer::{Changes, Committed, IndexLayer, LocalCopy, Migrated, Read, Snapshot};
+pub use layer::{Change, Changes, Committed, Expected, IndexLayer, LocalCopy, Migrated, Read, Snapshot};

@@ -3,7 +3,9 @@
 //! (what each file looked like when it last matched an index entry), and the commit journal (format-2 commits that may
 //! have stopped half-way). Every operation re-reads them from disk (W11).
 
+pub mod conflicts;
 pub mod journal;
 pub mod marker;
+pub mod marks;
 pub mod sidecar;
 pub mod view;

@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::local::marker::Marker;
 use crate::store::token::VersionToken;
 
 pub const SIDECAR_VERSION: u64 = 2;
@@ -82,6 +83,14 @@ impl SyncState {
     /// The local cache holds nothing unpushed, as far as the marker `current` tells.
     pub fn is_clean_at(&self, current: Option<&str>) -> bool {
         matches!((&self.clean_marker, current), (Some(clean), Some(now)) if clean == now)
+    }
+
+    /// A bare markDirty is known to have happened since the last clean push: the evidence a push needs before it
+    /// takes a file gone here for a deletion (W23). A missing or foreign sidecar is no such evidence (a wiped cache
+    /// must not delete the bucket's files: W21), though it still makes a push look at the whole cache.
+    pub fn bare_mark_since_clean(&self, marker: &Marker) -> bool {
+        let marked = matches!(marker, Marker::Marked { .. } | Marker::Unreadable);
+        self.origin == SidecarOrigin::Marsh && marked && !self.is_clean_at(marker.id().as_deref())
     }
 }
 

@@ -10,6 +10,7 @@ use crate::encoding::scan::Scan;
 use crate::encoding::stamp::Stamp;
 use crate::index::{parse_sha256_hex, sha256_hex, IndexEntry};
 use crate::sorted::{find, merge_changes, sorted_unique};
+use crate::store::token::VersionToken;
 use crate::store::FileStat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +19,24 @@ pub struct ViewEntry {
     pub sha256: Option<[u8; 32]>,
     /// `lastModified` of the index entry this file was equal to (with `stat.size` and `sha256`, the entry's version).
     pub base_last_modified: Stamp,
+    /// The version token of the object that held these bytes (from the download or the upload), when known: a push
+    /// replaces the object only on condition that it still is that version (W19).
+    pub token: Option<VersionToken>,
 }
 
 impl ViewEntry {
     pub fn new(stat: FileStat, sha256: Option<[u8; 32]>, entry: &IndexEntry) -> Self {
-        ViewEntry { stat, sha256: sha256.or(entry.sha256), base_last_modified: entry.last_modified.clone() }
+        ViewEntry {
+            stat,
+            sha256: sha256.or(entry.sha256),
+            base_last_modified: entry.last_modified.clone(),
+            token: None,
+        }
+    }
+
+    pub fn with_token(mut self, token: Option<VersionToken>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The index entry is still the version this file was synced with.
@@ -87,6 +101,8 @@ struct ViewRecord {
     #[serde(default)]
     sha256: Option<String>,
     base_last_modified: Stamp,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 impl ViewRecord {
@@ -95,6 +111,7 @@ impl ViewRecord {
             stat: FileStat { size: record.size, mtime_ms: record.mtime_ms },
             sha256: record.sha256.as_deref().and_then(parse_sha256_hex),
             base_last_modified: record.base_last_modified,
+            token: record.token.map(VersionToken::new),
         };
         (rel, entry)
     }
@@ -118,8 +135,9 @@ fn read_as_written(text: &[u8]) -> Option<Vec<(String, ViewEntry)>> {
             let sha256 =
                 if scan.literal(r#","sha256":"#) { Some(parse_sha256_hex(scan.plain_string()?)?) } else { None };
             let base = scan.literal(r#","baseLastModified":"#).then(|| scan.plain_string())??;
+            let token = if scan.literal(r#","token":"#) { Some(VersionToken::new(scan.plain_string()?)) } else { None };
             let stat = FileStat { size, mtime_ms: i64::try_from(mtime_ms).ok()? };
-            records.push((rel, ViewEntry { stat, sha256, base_last_modified: Stamp::from(base) }));
+            records.push((rel, ViewEntry { stat, sha256, base_last_modified: Stamp::from(base), token }));
             if scan.literal("},") {
                 continue;
             }
@@ -149,6 +167,8 @@ struct ViewRecordOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     sha256: Option<String>,
     base_last_modified: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
 }
 
 impl Serialize for FilesOut<'_> {
@@ -159,6 +179,7 @@ impl Serialize for FilesOut<'_> {
                 mtime_ms: entry.stat.mtime_ms,
                 sha256: entry.sha256.as_ref().map(sha256_hex),
                 base_last_modified: entry.base_last_modified.as_str(),
+                token: entry.token.as_ref().map(VersionToken::as_str),
             };
             (rel, record)
         }))
@@ -192,7 +213,8 @@ impl LocalView {
     fn json_len_estimate(&self) -> usize {
         let record = |(rel, entry): &(String, ViewEntry)| {
             // `"rel":{"size":N,"mtimeMs":N,"sha256":"…","baseLastModified":"…"},`
-            rel.len() + entry.base_last_modified.len() + 86 + if entry.sha256.is_some() { 76 } else { 0 }
+            let token = entry.token.as_ref().map_or(0, |token| token.as_str().len() + 11);
+            rel.len() + entry.base_last_modified.len() + 86 + if entry.sha256.is_some() { 76 } else { 0 } + token
         };
         self.files.iter().map(record).sum::<usize>() + 32
     }

@@ -33,6 +33,13 @@ pub enum StoreError {
     Aborted,
     #[error("invalid key {key:?}: {reason}")]
     InvalidKey { key: String, reason: String },
+    /// The cache file changed since the operation looked (a local write landed): it was left as it is.
+    #[error("{key} changed here while this operation ran; it was left as it is")]
+    LocalChanged { key: String },
+    /// A download whose bytes are not the index entry's: the object changed since the entry was written (another
+    /// writer's commit in flight) or the bucket disagrees with itself. The cache file is left as it was.
+    #[error("{key}: the bucket's object does not match its index entry ({message}); the file was not replaced")]
+    Mismatch { key: String, message: String },
     #[error("local I/O error: {message}")]
     Io { message: String },
 }
@@ -150,6 +157,30 @@ pub struct Downloaded {
 pub struct Expected {
     pub size: u64,
     pub sha256: Option<[u8; 32]>,
+    /// What the download may replace: a local write that landed since the operation looked is never overwritten.
+    pub replaces: Replaces,
+}
+
+/// The file a download may replace (or a removal remove), as the operation saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaces {
+    /// No file there.
+    Nothing,
+    /// The file with this stat.
+    File(FileStat),
+    /// Whatever is there (tests and tools; never a sync decision).
+    Anything,
+}
+
+impl Replaces {
+    /// Whether the file now at the path (`None`: none) is the one this allows replacing.
+    pub fn allows(self, now: Option<FileStat>) -> bool {
+        match self {
+            Replaces::Anything => true,
+            Replaces::Nothing => now.is_none(),
+            Replaces::File(stat) => now == Some(stat),
+        }
+    }
 }
 
 /// The local cache directory. `rel` paths are checked by the core (`path::check_rel`) before any call.
@@ -160,6 +191,12 @@ pub trait LocalCache {
     async fn stat(&self, rel: &str) -> StoreResult<Option<FileStat>>;
     /// Every file under the root, internal ones included (the core filters), symlinks reported not followed.
     async fn walk(&self) -> StoreResult<Vec<WalkItem>>;
+    /// `walk` restricted to `rel`: the file itself when it is one, every file under it when it is a folder, nothing
+    /// when it does not exist (a push of marked paths looks at those paths only).
+    async fn walk_under(&self, rel: &str) -> StoreResult<Vec<WalkItem>>;
+    /// Remove a data file (a peer deleted it and it is unchanged here) if it still is `expected`; a missing file is not
+    /// an error. `LocalChanged` when the file changed since: a local write is never removed.
+    async fn remove(&self, rel: &str, expected: FileStat) -> StoreResult<()>;
     /// Read a small internal file at the root; `None` if missing.
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
     /// `fingerprint::fingerprint` of an internal file at the root (0: missing or unreadable). A host may feed a large
@@ -167,11 +204,17 @@ pub trait LocalCache {
     async fn fingerprint_internal(&self, name: &str) -> u64 {
         fingerprint(self.read_internal(name).await.ok().flatten().as_deref())
     }
-    /// Replace a small internal file atomically (temp in the same directory, then rename).
+    /// Replace a small internal file atomically (temp in the same directory, then rename). `name` may be inside an
+    /// internal folder (`.marsh-marks/…`), which is created when missing.
     async fn write_internal(&self, name: &str, bytes: Vec<u8>) -> StoreResult<()>;
+    /// The names in an internal folder at the root (`.marsh-marks`); none when it does not exist.
+    async fn list_internal(&self, folder: &str) -> StoreResult<Vec<String>>;
+    /// Remove an internal file; a missing one is not an error.
+    async fn remove_internal(&self, name: &str) -> StoreResult<()>;
     /// Stat, hash and open a file for upload. `None` if it vanished.
     async fn prepare_upload(&self, rel: &str) -> StoreResult<Option<Prepared<Self::Body>>>;
-    /// Write a body to a temp name, verify size (and hash), then rename onto `rel` (W16).
+    /// Write a body to a temp name, verify size (and hash), then rename onto `rel` (W16) if what is there is still what
+    /// `expected.replaces` says; `LocalChanged` otherwise (the temp file is removed, the local file kept).
     async fn download(&self, rel: &str, body: Self::Body, expected: Expected) -> StoreResult<Downloaded>;
     /// Hash a cache file (to confirm equality when stat alone cannot). `None` if missing.
     async fn hash(&self, rel: &str) -> StoreResult<Option<Downloaded>>;

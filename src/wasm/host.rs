@@ -17,7 +17,7 @@ use crate::index::{parse_sha256_hex, sha256_hex};
 use crate::store::token::VersionToken;
 use crate::store::{
     Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
-    Precondition, Prepared, Progress, StoreError, StoreResult, WalkItem,
+    Precondition, Prepared, Progress, Replaces, StoreError, StoreResult, WalkItem,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -33,6 +33,8 @@ pub fn store_error_kind(error: &StoreError) -> &'static str {
         StoreError::Http { .. } => "Http",
         StoreError::Aborted => "Aborted",
         StoreError::InvalidKey { .. } => "InvalidKey",
+        StoreError::Mismatch { .. } => "Mismatch",
+        StoreError::LocalChanged { .. } => "LocalChanged",
         StoreError::Io { .. } => "Io",
     }
 }
@@ -62,6 +64,8 @@ pub fn store_error_from_js(thrown: &JsValue, key: &str) -> StoreError {
         Some("Http") => StoreError::Http { status: status.unwrap_or(0), message },
         Some("Aborted") => StoreError::Aborted,
         Some("InvalidKey") => StoreError::InvalidKey { key, reason: message },
+        Some("Mismatch") => StoreError::Mismatch { key, message },
+        Some("LocalChanged") => StoreError::LocalChanged { key },
         Some("Io") => StoreError::Io { message },
         _ if string_prop(thrown, "name").as_deref() == Some("AbortError") => StoreError::Aborted,
         Some(other) => StoreError::Io { message: format!("{message} (unknown error kind {other:?})") },
@@ -463,8 +467,19 @@ pub struct JsCache {
 }
 
 impl JsCache {
-    pub const METHODS: [&'static str; 7] =
-        ["stat", "walk", "readInternal", "writeInternal", "prepareUpload", "download", "hash"];
+    pub const METHODS: [&'static str; 11] = [
+        "stat",
+        "walk",
+        "walkUnder",
+        "removeFile",
+        "readInternal",
+        "writeInternal",
+        "listInternal",
+        "removeInternal",
+        "prepareUpload",
+        "download",
+        "hash",
+    ];
 
     /// Wrap a host cache, checking that every method of `MarshCache` is present.
     pub fn from_js(cache: JsValue) -> Result<Self, JsValue> {
@@ -552,6 +567,26 @@ impl JsCache {
     }
 
     /// `{ size, mtimeMs, sha256 }`.
+    /// A walk answered as one object per item (`walk` without `walkPacked`, and `walkUnder`).
+    fn walk_items(value: JsValue, call: &str) -> StoreResult<Vec<WalkItem>> {
+        if !Array::is_array(&value) {
+            return Err(Answer::new(value, call).malformed("expected an array"));
+        }
+        let mut items = Vec::new();
+        for item in Array::from(&value).iter() {
+            let item = Answer::new(item, call);
+            item.require_object()?;
+            let rel = item.string("rel")?;
+            items.push(match item.string("kind")?.as_str() {
+                "file" => WalkItem::File { rel, stat: item.stat()? },
+                "vanished" => WalkItem::Vanished { rel },
+                "symlink" => WalkItem::Symlink { rel },
+                other => return Err(item.malformed(&format!("unknown walk item kind {other:?}"))),
+            });
+        }
+        Ok(items)
+    }
+
     fn downloaded(answer: &Answer<'_>) -> StoreResult<Downloaded> {
         answer.require_object()?;
         Ok(Downloaded { stat: answer.stat()?, sha256: answer.sha256("sha256")? })
@@ -579,23 +614,34 @@ impl LocalCache for JsCache {
             return Self::packed_walk(&Answer::new(value, &call));
         }
         let value = self.host.call("walk", &[], "").await?;
-        let call = self.host.call_name("walk", "");
+        Self::walk_items(value, &self.host.call_name("walk", ""))
+    }
+
+    async fn walk_under(&self, rel: &str) -> StoreResult<Vec<WalkItem>> {
+        let value = self.host.call("walkUnder", &[rel.into()], rel).await?;
+        Self::walk_items(value, &self.host.call_name("walkUnder", rel))
+    }
+
+    async fn remove(&self, rel: &str, expected: FileStat) -> StoreResult<()> {
+        self.host.call("removeFile", &[rel.into(), stat_js(&expected)], rel).await?;
+        Ok(())
+    }
+
+    async fn list_internal(&self, folder: &str) -> StoreResult<Vec<String>> {
+        let value = self.host.call("listInternal", &[folder.into()], folder).await?;
+        let call = self.host.call_name("listInternal", folder);
         if !Array::is_array(&value) {
-            return Err(Answer::new(value, &call).malformed("expected an array"));
+            return Err(Answer::new(value, &call).malformed("expected an array of names"));
         }
-        let mut items = Vec::new();
-        for item in Array::from(&value).iter() {
-            let item = Answer::new(item, &call);
-            item.require_object()?;
-            let rel = item.string("rel")?;
-            items.push(match item.string("kind")?.as_str() {
-                "file" => WalkItem::File { rel, stat: item.stat()? },
-                "vanished" => WalkItem::Vanished { rel },
-                "symlink" => WalkItem::Symlink { rel },
-                other => return Err(item.malformed(&format!("unknown walk item kind {other:?}"))),
-            });
-        }
-        Ok(items)
+        Array::from(&value)
+            .iter()
+            .map(|name| name.as_string().ok_or_else(|| Answer::new(name, &call).malformed("expected a name")))
+            .collect()
+    }
+
+    async fn remove_internal(&self, name: &str) -> StoreResult<()> {
+        self.host.call("removeInternal", &[name.into()], name).await?;
+        Ok(())
     }
 
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -675,10 +721,16 @@ impl LocalCache for JsCache {
     }
 
     async fn download(&self, rel: &str, body: JsValue, expected: Expected) -> StoreResult<Downloaded> {
-        let expected_js = object(&[
-            ("size", JsValue::from_f64(expected.size as f64)),
-            ("sha256", expected.sha256.map(|d| JsValue::from_str(&sha256_hex(&d))).unwrap_or(JsValue::UNDEFINED)),
-        ]);
+        let mut fields = vec![("size", JsValue::from_f64(expected.size as f64))];
+        if let Some(digest) = expected.sha256 {
+            fields.push(("sha256", JsValue::from_str(&sha256_hex(&digest))));
+        }
+        match expected.replaces {
+            Replaces::Nothing => fields.push(("replaces", JsValue::NULL)),
+            Replaces::File(stat) => fields.push(("replaces", stat_js(&stat))),
+            Replaces::Anything => {}
+        }
+        let expected_js = object(&fields);
         let value = self.host.call("download", &[rel.into(), body, expected_js], rel).await?;
         let call = self.host.call_name("download", rel);
         Self::downloaded(&Answer::new(value, &call))
@@ -693,6 +745,11 @@ impl LocalCache for JsCache {
         }
         Self::downloaded(&answer).map(Some)
     }
+}
+
+/// `{ size, mtimeMs }`, as the host reports a stat.
+fn stat_js(stat: &FileStat) -> JsValue {
+    object(&[("size", JsValue::from_f64(stat.size as f64)), ("mtimeMs", JsValue::from_f64(stat.mtime_ms as f64))])
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

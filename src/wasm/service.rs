@@ -15,6 +15,7 @@ use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, 
 use super::lock::{held_locks, lock_error_to_js};
 use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError};
 use crate::index::Migrated;
+use crate::local::conflicts::ConflictKind;
 use crate::local::sidecar::SidecarOrigin;
 
 struct Service {
@@ -48,7 +49,8 @@ where
 
 #[wasm_bindgen]
 impl SyncService {
-    /// `options`: `{ concurrency?: number (default 16), casAttempts?: number, dryRun?: boolean, scope?: string }`.
+    /// `options`: `{ concurrency?: number (default 16), casAttempts?: number, dryRun?: boolean, scope?: string,
+    /// maxInferredDeletions?: number (default 25), restoreDeleted?: boolean }`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
@@ -63,6 +65,10 @@ impl SyncService {
         if let Some(attempts) = get(&options, "casAttempts").as_f64() {
             config.index_cas_attempts = attempts.clamp(1.0, 100.0) as u32;
         }
+        if let Some(limit) = get(&options, "maxInferredDeletions").as_f64() {
+            config.max_inferred_deletions = limit.clamp(0.0, 1e9) as usize;
+        }
+        config.restore_deleted = get(&options, "restoreDeleted").as_bool() == Some(true);
         let instance = match get(&options, "scope").as_string() {
             Some(scope) => Instance::under_locks(held_locks().watch(scope)),
             None => Instance::new(),
@@ -89,14 +95,16 @@ impl SyncService {
         operation(&self.inner, env, |engine| Box::pin(async move { engine.push_changed().await.map(push_report) }))
     }
 
-    /// "The cache is about to change."
+    /// "The cache is about to change": `relPath` (cache-relative, `/`-separated) about to be written or removed, or
+    /// anything when it is absent (swamp's `markDirty({ relPath })`).
     #[wasm_bindgen(js_name = markDirty, unchecked_return_type = "Promise<void>")]
     pub fn mark_dirty(
         &self,
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+        #[wasm_bindgen(js_name = relPath)] rel_path: Option<String>,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, |engine| {
-            Box::pin(async move { engine.mark_dirty().await.map(|()| JsValue::UNDEFINED) })
+        operation(&self.inner, env, move |engine| {
+            Box::pin(async move { engine.mark_dirty(rel_path.as_deref()).await.map(|()| JsValue::UNDEFINED) })
         })
     }
 
@@ -120,13 +128,29 @@ fn strings(items: &[String]) -> JsValue {
     items.iter().map(|s| JsValue::from_str(s)).collect::<Array>().into()
 }
 
+/// `[{ rel, kind }]`, kinds as `ConflictKind` names them in `.marsh-conflicts.json` (`both-changed`, …).
+fn conflicts(items: &[(String, ConflictKind)]) -> JsValue {
+    items
+        .iter()
+        .map(|(rel, kind)| object(&[("rel", rel.as_str().into()), ("kind", conflict_kind(*kind).into())]))
+        .collect::<Array>()
+        .into()
+}
+
+fn conflict_kind(kind: ConflictKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|value| value.as_str().map(str::to_string)).unwrap_or_default()
+}
+
 fn pull_report(report: PullReport) -> JsValue {
     object(&[
         ("downloaded", JsValue::from_f64(report.downloaded as f64)),
+        ("removed", strings(&report.removed)),
         ("fastPath", report.fast_path.into()),
         ("verified", report.verified.into()),
         ("keptLocal", strings(&report.kept_local)),
-        ("conflicts", strings(&report.conflicts)),
+        ("pendingDeletions", strings(&report.pending_deletions)),
+        ("inFlux", strings(&report.in_flux)),
+        ("conflicts", conflicts(&report.conflicts)),
         ("indexEntries", JsValue::from_f64(report.index_entries as f64)),
         ("planned", strings(&report.planned)),
     ])
@@ -144,16 +168,19 @@ fn migrated(migrated: Migrated) -> JsValue {
 fn push_report(report: PushReport) -> JsValue {
     object(&[
         ("uploaded", JsValue::from_f64(report.uploaded as f64)),
+        ("deleted", strings(&report.deleted)),
         ("fastPath", report.fast_path.into()),
         ("indexWritten", report.index_written.into()),
         ("scrubbed", strings(&report.scrubbed)),
         ("symlinks", strings(&report.symlinks)),
         ("vanished", strings(&report.vanished)),
-        ("conflicts", strings(&report.conflicts)),
+        ("conflicts", conflicts(&report.conflicts)),
         ("remoteNewer", strings(&report.remote_newer)),
         ("verified", report.verified.into()),
         ("clean", report.clean.into()),
         ("walkReused", report.walk_reused.into()),
+        ("markedOnly", report.marked_only.into()),
+        ("marksCleared", JsValue::from_f64(report.marks_cleared as f64)),
         ("planned", strings(&report.planned)),
     ])
 }
@@ -175,9 +202,14 @@ fn status_report(status: Status) -> JsValue {
         ("verifiedAt", optional(status.state.verified_at.clone())),
         ("dirtyGeneration", JsValue::from_f64(status.marker.generation() as f64)),
         ("locallyDirty", status.locally_dirty.into()),
+        ("markedPaths", JsValue::from_f64(status.marked_paths as f64)),
         ("pullFastPath", optional(status.pull_fast_path)),
         ("remoteFormat", optional(status.remote_format.map(f64::from))),
         ("remoteIndexSize", optional(status.remote_index_size.map(|n| n as f64))),
+        (
+            "conflicts",
+            conflicts(&status.conflicts.iter().map(|(rel, open)| (rel.clone(), open.kind)).collect::<Vec<_>>()),
+        ),
     ])
 }
 
@@ -191,6 +223,8 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
         SyncError::IndexUnreadable(cause) => ("IndexUnreadable", Some(cause)),
         SyncError::IndexCorrupt(_) => ("IndexCorrupt", None),
         SyncError::FormatUnsupported(_) => ("FormatUnsupported", None),
+        SyncError::Conflicts { .. } => ("Conflicts", None),
+        SyncError::MassDeletion { .. } => ("MassDeletion", None),
         SyncError::IndexContended { .. } => ("IndexContended", None),
         SyncError::IndexWrite(cause) => ("IndexWrite", Some(cause)),
         SyncError::Local(cause) => ("Local", Some(cause)),
@@ -205,6 +239,14 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
         if let Some(status) = status_of(cause) {
             set(&value, "status", &JsValue::from_f64(status as f64));
         }
+    }
+    if let SyncError::Conflicts { conflicts: found, transferred } = error {
+        set(&value, "conflicts", &conflicts(found));
+        set(&value, "transferred", &JsValue::from_f64(*transferred as f64));
+    }
+    if let SyncError::MassDeletion { count, limit, .. } = error {
+        set(&value, "count", &JsValue::from_f64(*count as f64));
+        set(&value, "limit", &JsValue::from_f64(*limit as f64));
     }
     if let SyncError::Files { failures, transferred, .. } = error {
         let list: Array = failures

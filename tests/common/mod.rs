@@ -55,14 +55,32 @@ impl Machine {
         block_on(self.engine().push_changed())
     }
 
+    /// A bare `markDirty()` (swamp before per-path marks): anything may change.
     pub fn mark_dirty(&self) {
-        block_on(self.engine().mark_dirty()).expect("markDirty");
+        block_on(self.engine().mark_dirty(None)).expect("markDirty");
     }
 
-    /// What swamp does for a write: markDirty, then the write.
+    /// `markDirty({ relPath })`.
+    pub fn mark_path(&self, rel: &str) {
+        block_on(self.engine().mark_dirty(Some(rel))).expect("markDirty");
+    }
+
+    /// What today's swamp does for a write: markDirty with the path, then the write.
     pub fn write(&self, rel: &str, bytes: &[u8]) {
+        self.mark_path(rel);
+        self.cache.write_file(rel, bytes.to_vec());
+    }
+
+    /// A write under a bare markDirty (swamp before per-path marks).
+    pub fn write_bare(&self, rel: &str, bytes: &[u8]) {
         self.mark_dirty();
         self.cache.write_file(rel, bytes.to_vec());
+    }
+
+    /// What today's swamp does for a removal: markDirty with the path, then the removal.
+    pub fn delete(&self, rel: &str) {
+        self.mark_path(rel);
+        self.cache.remove_file(rel);
     }
 
     pub fn state(&self) -> SyncState {

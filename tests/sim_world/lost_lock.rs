@@ -70,13 +70,13 @@ impl Process {
         let (requests, calls) = (self.store.requests(), self.cache.calls());
         Writes {
             store: requests.put + requests.put_bytes + requests.delete,
-            cache: calls.write_internal + calls.download,
+            cache: calls.write_internal + calls.download + calls.remove + calls.remove_internal,
         }
     }
 
     /// A markDirty, then the file, as swamp writes into its cache.
     async fn write(&self, rel: &str) -> Result<(), SyncError> {
-        self.engine().mark_dirty().await?;
+        self.engine().mark_dirty(Some(rel)).await?;
         self.cache.write_file(rel, format!("{rel} by {}", self.name).into_bytes());
         Ok(())
     }

@@ -82,6 +82,21 @@ pub fn writer_and_syncer_share_a_cache(style: TokenStyle) -> Plan {
     )
 }
 
+/// The same with a writer that marks in bulk (swamp before per-path marks): the dirty marker and the clean record
+/// carry the whole protocol.
+pub fn writer_and_syncer_share_a_cache_bare(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new("A1 write (bare mark)", 0, &[Op::WriteBare("w1")]),
+            ActorPlan::new("A2 pull,push", 0, &[Op::Pull, Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
 /// Three machines and a shared cache, several operations each: the broad random scenario.
 pub fn busy(style: TokenStyle) -> Plan {
     plan(
@@ -112,9 +127,112 @@ pub fn late_write_and_its_own_push(style: TokenStyle) -> Plan {
         2,
         true,
         vec![
-            ActorPlan::new("A1 write late,push", 0, &[Op::WriteLate("w1"), Op::Push]),
-            ActorPlan::new("A2 pull,push", 0, &[Op::Pull, Op::Push]),
-            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+            ActorPlan::new("A1 write late (bare mark),push", 0, &[Op::WriteLateBare("w1"), Op::Push]),
+            ActorPlan::new("A2 push", 0, &[Op::Push]),
+        ],
+    )
+}
+
+/// W19/W20: two machines edit the same file at once and push; one of them pulls afterwards.
+pub fn same_file_edits(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A pull,write,push", 0, &[Op::Pull, Op::Write("base.json"), Op::Push]),
+            ActorPlan::new("B pull,write,push,pull", 1, &[Op::Pull, Op::Write("base.json"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// W19: two machines create the same new file at once (no common base).
+pub fn same_new_file(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A write,push", 0, &[Op::Write("new.json"), Op::Push]),
+            ActorPlan::new("B write,push,pull", 1, &[Op::Write("new.json"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// W21: one machine deletes a file while another edits it; a third only pulls.
+pub fn delete_and_edit(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        3,
+        false,
+        vec![
+            ActorPlan::new("A pull,delete,push", 0, &[Op::Pull, Op::Delete("base.json"), Op::Push]),
+            ActorPlan::new("B pull,write,push", 1, &[Op::Pull, Op::Write("base.json"), Op::Push]),
+            ActorPlan::new("C pull,pull", 2, &[Op::Pull, Op::Pull]),
+        ],
+    )
+}
+
+/// W21/W23: a deletion announced by a bare markDirty, while another machine pulls and pushes a file of its own.
+pub fn bare_deletion(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new("A pull,delete(bare),push", 0, &[Op::Pull, Op::DeleteBare("base.json"), Op::Push]),
+            ActorPlan::new("B pull,write,push,pull", 1, &[Op::Pull, Op::Write("b1"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// Everything at once on one file: edits and a deletion on three machines, a shared cache, re-creation after a delete.
+pub fn one_file_busy(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        3,
+        true,
+        vec![
+            ActorPlan::new("A pull,write,push,pull", 0, &[Op::Pull, Op::Write("base.json"), Op::Push, Op::Pull]),
+            ActorPlan::new("A' write,push", 0, &[Op::Write("base.json"), Op::Push]),
+            ActorPlan::new(
+                "B pull,delete,push,write,push",
+                1,
+                &[Op::Pull, Op::Delete("base.json"), Op::Push, Op::Write("base.json"), Op::Push],
+            ),
+            ActorPlan::new("C pull,write,push,pull", 2, &[Op::Pull, Op::Write("base.json"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// A process killed while it pushes a deletion and an edit, while another machine edits the same file.
+pub fn crash_during_deletion(style: TokenStyle, polls: usize) -> Plan {
+    let mut crashing = ActorPlan::new(
+        "A pull,delete,write,push (killed)",
+        0,
+        &[Op::Pull, Op::Delete("base.json"), Op::Write("a1"), Op::Push],
+    );
+    crashing.crash_after = Some(polls);
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            crashing,
+            ActorPlan::new("B pull,write,push,pull", 1, &[Op::Pull, Op::Write("base.json"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// W22: a process marks and writes a file while another process on the same cache pushes, then exits without pushing.
+pub fn mark_during_a_push(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        1,
+        true,
+        vec![
+            ActorPlan::new("A1 write", 0, &[Op::Write("w1")]),
+            ActorPlan::new("A2 write,push", 0, &[Op::Write("a2"), Op::Push]),
         ],
     )
 }

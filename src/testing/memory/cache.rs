@@ -7,13 +7,17 @@ use std::rc::Rc;
 
 use super::faults::settle;
 use super::*;
-use crate::store::{Downloaded, Expected, FileStat, LocalCache, Prepared, StoreError, StoreResult, WalkItem};
+use crate::store::{Downloaded, Expected, FileStat, LocalCache, Prepared, Replaces, StoreError, StoreResult, WalkItem};
 
 /// Calls seen by one cache handle, by kind (injected failures included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheCalls {
     pub stat: usize,
     pub walk: usize,
+    pub walk_under: usize,
+    pub remove: usize,
+    pub list_internal: usize,
+    pub remove_internal: usize,
     pub read_internal: usize,
     pub write_internal: usize,
     pub prepare_upload: usize,
@@ -26,6 +30,10 @@ impl CacheCalls {
         let counter = match kind {
             Kind::Stat => &mut self.stat,
             Kind::Walk => &mut self.walk,
+            Kind::WalkUnder => &mut self.walk_under,
+            Kind::Remove => &mut self.remove,
+            Kind::ListInternal => &mut self.list_internal,
+            Kind::RemoveInternal => &mut self.remove_internal,
             Kind::ReadInternal => &mut self.read_internal,
             Kind::WriteInternal => &mut self.write_internal,
             Kind::PrepareUpload => &mut self.prepare_upload,
@@ -212,6 +220,47 @@ impl LocalCache for MemoryCache {
         settle(Ok(items), fail_after)
     }
 
+    async fn walk_under(&self, rel: &str) -> StoreResult<Vec<WalkItem>> {
+        let fail_after = self.arrive(Kind::WalkUnder, rel).await?;
+        let dir = self.dir.borrow();
+        let under =
+            |path: &str| path == rel || (path.starts_with(rel) && path.as_bytes().get(rel.len()) == Some(&b'/'));
+        let mut items: Vec<WalkItem> = dir
+            .files
+            .iter()
+            .filter(|(path, _)| under(path))
+            .map(|(path, file)| WalkItem::File { rel: path.clone(), stat: file.stat() })
+            .collect();
+        items
+            .extend(dir.symlinks.iter().filter(|path| under(path)).map(|path| WalkItem::Symlink { rel: path.clone() }));
+        items.sort_by(|a, b| walk_rel(a).cmp(walk_rel(b)));
+        settle(Ok(items), fail_after)
+    }
+
+    async fn remove(&self, rel: &str, expected: FileStat) -> StoreResult<()> {
+        let fail_after = self.arrive(Kind::Remove, rel).await?;
+        let now = self.file_stat(rel);
+        if !Replaces::File(expected).allows(now) && now.is_some() {
+            return Err(StoreError::LocalChanged { key: rel.to_string() });
+        }
+        self.remove_file(rel);
+        settle(Ok(()), fail_after)
+    }
+
+    async fn list_internal(&self, folder: &str) -> StoreResult<Vec<String>> {
+        let fail_after = self.arrive(Kind::ListInternal, folder).await?;
+        let prefix = format!("{folder}/");
+        let names: Vec<String> =
+            self.dir.borrow().files.keys().filter_map(|path| path.strip_prefix(&prefix)).map(str::to_string).collect();
+        settle(Ok(names), fail_after)
+    }
+
+    async fn remove_internal(&self, name: &str) -> StoreResult<()> {
+        let fail_after = self.arrive(Kind::RemoveInternal, name).await?;
+        self.remove_file(name);
+        settle(Ok(()), fail_after)
+    }
+
     async fn read_internal(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         let fail_after = self.arrive(Kind::ReadInternal, name).await?;
         let bytes = MemoryCache::regular_file(&self.dir.borrow(), name).map(|file| file.map(|f| f.body.to_vec()));
@@ -235,12 +284,16 @@ impl LocalCache for MemoryCache {
     async fn download(&self, rel: &str, body: Body, expected: Expected) -> StoreResult<Downloaded> {
         let fail_after = self.arrive(Kind::Download, rel).await?;
         if body.len() as u64 != expected.size {
-            let message = format!("{rel}: downloaded {} bytes, expected {}", body.len(), expected.size);
-            return Err(StoreError::Io { message });
+            let message = format!("downloaded {} bytes, expected {}", body.len(), expected.size);
+            return Err(StoreError::Mismatch { key: rel.to_string(), message });
         }
         let digest = sha256(&body);
         if expected.sha256.is_some_and(|wanted| wanted != digest) {
-            return Err(StoreError::Io { message: format!("{rel}: downloaded content does not match its sha256") });
+            let message = "downloaded content does not match its sha256".to_string();
+            return Err(StoreError::Mismatch { key: rel.to_string(), message });
+        }
+        if !expected.replaces.allows(self.file_stat(rel)) {
+            return Err(StoreError::LocalChanged { key: rel.to_string() });
         }
         let file = CacheFile { body, mtime_ms: self.clock.tick() };
         let result = Downloaded { stat: file.stat(), sha256: digest };

@@ -28,9 +28,13 @@ pub enum Kind {
     PrepareUpload,
     Download,
     Hash,
+    WalkUnder,
+    Remove,
+    ListInternal,
+    RemoveInternal,
 }
 
-const KIND_COUNT: usize = 14;
+const KIND_COUNT: usize = 18;
 
 /// Identifies an installed rule, for [`Faults::remove`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use std::rc::Rc;
 use super::*;
 use crate::store::token::VersionToken;
 use crate::store::{
-    Env, Expected, Fetched, FileStat, LocalCache, ObjectMeta, ObjectStore, Precondition, StoreError, StoreResult,
-    WalkItem,
+    Env, Expected, Fetched, FileStat, LocalCache, ObjectMeta, ObjectStore, Precondition, Replaces, StoreError,
+    StoreResult, WalkItem,
 };
 use crate::testing::sim::{block_on, Scenario, Sim};
 
@@ -346,7 +346,7 @@ fn a_call_paused_forever_is_reported_by_block_on() {
 }
 
 fn expected(bytes: &[u8]) -> Expected {
-    Expected { size: bytes.len() as u64, sha256: Some(sha256(bytes)) }
+    Expected { size: bytes.len() as u64, sha256: Some(sha256(bytes)), replaces: Replaces::Anything }
 }
 
 #[test]
@@ -355,12 +355,17 @@ fn download_with_the_wrong_size_leaves_the_old_file_intact() {
     cache.write_file("data/a.json", "old");
     let before = cache.file_stat("data/a.json");
 
-    let result =
-        block_on(cache.download("data/a.json", Rc::new(b"truncat".to_vec()), Expected { size: 9, sha256: None }));
+    let result = block_on(cache.download(
+        "data/a.json",
+        Rc::new(b"truncat".to_vec()),
+        Expected { size: 9, sha256: None, replaces: Replaces::Anything },
+    ));
 
     match result {
-        Err(StoreError::Io { message }) => assert!(message.contains("data/a.json"), "{message}"),
-        other => panic!("expected an Io error, got {other:?}"),
+        Err(StoreError::Mismatch { key, message }) => {
+            assert_eq!((key.as_str(), message.contains('9')), ("data/a.json", true))
+        }
+        other => panic!("expected a Mismatch, got {other:?}"),
     }
     assert_eq!(cache.file("data/a.json").unwrap(), b"old");
     assert_eq!(cache.file_stat("data/a.json"), before);
@@ -369,8 +374,8 @@ fn download_with_the_wrong_size_leaves_the_old_file_intact() {
 #[test]
 fn download_with_the_wrong_hash_is_rejected() {
     let cache = MemoryCache::new();
-    let wrong = Expected { size: 3, sha256: Some(sha256(b"xyz")) };
-    assert!(matches!(block_on(cache.download("a", Rc::new(b"abc".to_vec()), wrong)), Err(StoreError::Io { .. })));
+    let wrong = Expected { size: 3, sha256: Some(sha256(b"xyz")), replaces: Replaces::Anything };
+    assert!(matches!(block_on(cache.download("a", Rc::new(b"abc".to_vec()), wrong)), Err(StoreError::Mismatch { .. })));
     assert!(cache.file("a").is_none());
 }
 
@@ -459,7 +464,7 @@ fn a_store_body_downloads_into_the_cache_and_uploads_back() {
     store.put_raw("data/a", "payload");
 
     let Fetched::Found { body, size, .. } = block_on(store.get("data/a", None)).unwrap() else { unreachable!() };
-    block_on(cache.download("data/a", body, Expected { size, sha256: None })).unwrap();
+    block_on(cache.download("data/a", body, Expected { size, sha256: None, replaces: Replaces::Anything })).unwrap();
     let prepared = block_on(cache.prepare_upload("data/a")).unwrap().unwrap();
     let token = block_on(store.put("data/b", prepared.body, &Precondition::IfAbsent)).unwrap();
 
