@@ -61,10 +61,13 @@ export class Timeline {
    */
   breakdown(from: number, to: number): { byKind: Record<string, number>; outsideHost: number } {
     const byKind: Record<string, number> = {};
+    // One pass, appending in place: a slow path on format 2 records one call per shard, tens of thousands of them.
     const kinds = new Map<string, HostCall[]>();
     for (const call of this.calls) {
       const key = `${call.side}.${call.kind.replace(/ \(.*\)$/, "")}`;
-      kinds.set(key, [...(kinds.get(key) ?? []), call]);
+      const calls = kinds.get(key);
+      if (calls) calls.push(call);
+      else kinds.set(key, [call]);
     }
     for (const [kind, calls] of kinds) byKind[kind] = unionMs(calls, from, to);
     return { byKind, outsideHost: to - from - unionMs(this.calls, from, to) };
