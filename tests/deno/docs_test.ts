@@ -110,9 +110,12 @@ function testRefs(entry: string): TestRef[] {
     .map(([, file, name]) => ({ file, name: name.trim() }));
 }
 
-/** The literal titles of the tests a Deno test file declares (template placeholders left as written). */
+/**
+ * The literal titles of the tests a Deno test file declares (template placeholders left as written): `Deno.test` calls,
+ * and calls of a helper whose name ends in `Test` (`e2eTest`, `bucketTest`, …) with the title as the first argument.
+ */
 function denoTitles(source: string): string[] {
-  const calls = /(?:Deno\.test|e2eTest)\(\s*(?:\{\s*name:\s*)?(["'`])((?:\\.|(?!\1)[^\\])*)\1/g;
+  const calls = /(?:\bDeno\.test|\b[a-z][A-Za-z0-9]*Test)\(\s*(?:\{\s*name:\s*)?(["'`])((?:\\.|(?!\1)[^\\])*)\1/g;
   return [...source.matchAll(calls)].map((match) => match[2].replace(/\\(.)/g, "$1"));
 }
 
@@ -213,10 +216,14 @@ Deno.test("docs checks: each one fails on a broken input", () => {
 
   const fake = new Map([
     ["tests/a.rs", "#[test]\nfn real_test() {}\n"],
-    ["tests/deno/a_test.ts", 'Deno.test("real title", () => {});\ne2eTest(\n  "other title",\n  async () => {});\n'],
+    [
+      "tests/deno/a_test.ts",
+      'Deno.test("real title", () => {});\ne2eTest(\n  "other title",\n  async () => {});\nbucketTest("third", () => {});\n',
+    ],
   ]);
   const entry = (text: string) => catalogueEntries(`### ${code} t\n\n- Status: **met**.\n${text}\n`);
   assert.deepEqual(brokenTestRefs(entry("`tests/a.rs::real_test` `tests/deno/a_test.ts::other\n  title`"), fake), []);
+  assert.deepEqual(brokenTestRefs(entry("`tests/deno/a_test.ts::third`"), fake), [], "(b) a helper's title");
   assert.equal(brokenTestRefs(entry("`tests/a.rs::real_tes`"), fake).length, 1, "(b) a missing Rust test");
   assert.equal(brokenTestRefs(entry("`tests/deno/a_test.ts::no title`"), fake).length, 1, "(b) a missing Deno test");
   assert.equal(brokenTestRefs(entry("`tests/b.rs::real_test`"), fake).length, 1, "(b) a missing file");
