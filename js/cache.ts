@@ -119,17 +119,34 @@ export class DenoCache implements MarshCache {
   }
 
   async walk(options?: CallOptions): Promise<WalkItem[]> {
-    const packed = await this.walkPacked(options);
-    const items: WalkItem[] = [];
-    const rels = packed.files === "" ? [] : packed.files.split("\0");
-    for (let i = 0; i < rels.length; i++) {
-      items.push({ kind: "file", rel: rels[i], size: packed.sizes[i], mtimeMs: packed.mtimes[i] });
+    return itemsOf(await this.walkPacked(options));
+  }
+
+  /**
+   * The walk of `rel` alone: the file, or every file under the directory, or nothing when there is none. A symlink at
+   * `rel` or at any directory above it is reported (by its own rel) and not followed: a push of marked paths must not
+   * read through a link out of the cache any more than a full walk does.
+   */
+  async walkUnder(rel: string, options?: CallOptions): Promise<WalkItem[]> {
+    checkAborted(options, rel);
+    const path = this.#pathOf(rel);
+    const segments = rel.split("/");
+    let above = this.root.endsWith("/") ? this.root.slice(0, -1) : this.root;
+    for (let i = 0; i < segments.length - 1; i++) {
+      above = `${above}/${segments[i]}`;
+      const info = await lstatOrNull(above, rel);
+      if (info === null) return [];
+      if (info.isSymlink) return [{ kind: "symlink", rel: segments.slice(0, i + 1).join("/") }];
+      if (!info.isDirectory) return []; // a file where a directory would be: nothing lives at `rel`
     }
-    for (const rel of packed.symlinks) items.push({ kind: "symlink", rel });
-    for (const rel of packed.vanished) items.push({ kind: "vanished", rel });
-    // Three sorted runs: the merge sort finds them and merges them in linear time.
-    items.sort((a, b) => compareRels(a.rel, b.rel));
-    return items;
+    const info = await lstatOrNull(path, rel);
+    if (info === null) return [];
+    if (info.isSymlink) return [{ kind: "symlink", rel }];
+    if (info.isFile) return [{ kind: "file", rel, ...fileStat(info, rel) }];
+    if (!info.isDirectory) {
+      throw new CacheError("Io", `${rel} is not a regular file, directory or symlink (${path})`, rel);
+    }
+    return itemsOf(await this.#walkFrom(rel, options));
   }
 
   /**
@@ -137,7 +154,12 @@ export class DenoCache implements MarshCache {
    * per file. Depth first, each directory's entries in sorted order with a directory sorting as `name/`, so files come
    * out in the order of their full rels and need no global sort.
    */
-  async walkPacked(options?: CallOptions): Promise<PackedWalk> {
+  walkPacked(options?: CallOptions): Promise<PackedWalk> {
+    return this.#walkFrom("", options);
+  }
+
+  /** The packed walk of the directory `startRel` (`""`: the root), rels relative to the root. */
+  async #walkFrom(startRel: string, options?: CallOptions): Promise<PackedWalk> {
     const walkFs = this.#walkFs;
     const base = this.root.endsWith("/") ? this.root : `${this.root}/`;
     const rels: string[] = [];
@@ -149,9 +171,9 @@ export class DenoCache implements MarshCache {
     let unsorted = false;
 
     checkAborted(options, "walk");
-    const rootKeys = this.#listDirectory("");
-    if (rootKeys === null) return packWalk([], [], [], [], []); // no cache directory yet: nothing to list
-    const stack: WalkFrame[] = [{ prefix: "", keys: rootKeys, next: 0 }];
+    const rootKeys = this.#listDirectory(startRel);
+    if (rootKeys === null) return packWalk([], [], [], [], []); // no such directory (yet): nothing to list
+    const stack: WalkFrame[] = [{ prefix: startRel === "" ? "" : `${startRel}/`, keys: rootKeys, next: 0 }];
     let sliceStarted = performance.now();
     let timerTurnAt = sliceStarted;
     while (stack.length > 0) {
@@ -258,7 +280,8 @@ export class DenoCache implements MarshCache {
     checkAborted(options, name);
     const path = this.#pathOf(name, { internal: true });
     await this.#makeRoot(name);
-    const temp = await TempFile.create(this.root, name);
+    const directory = await this.#internalFolder(name, { create: true });
+    const temp = await TempFile.create(directory ?? this.root, name);
     try {
       await writeAll(temp.file, bytes);
       temp.close();
@@ -267,6 +290,77 @@ export class DenoCache implements MarshCache {
     } catch (error) {
       await temp.discard();
       throw error;
+    }
+  }
+
+  /** Regular files only; our own temp files (a write in progress) are left out. */
+  async listInternal(folder: string, options?: CallOptions): Promise<string[]> {
+    checkAborted(options, folder);
+    const path = this.#pathOf(folder, { internal: true });
+    if (folder.includes("/")) {
+      throw new CacheError("InvalidKey", `invalid internal folder ${JSON.stringify(folder)}: folders live at the root`);
+    }
+    const info = await lstatOrNull(path, folder);
+    if (info === null) return [];
+    if (!info.isDirectory) {
+      // A symlink is never followed: a folder of marks pointing elsewhere is not ours to read.
+      throw new CacheError("Io", `${folder} is not a directory (${path})`, folder);
+    }
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(path)) {
+        if (entry.isFile && !entry.name.startsWith(TEMP_PREFIX)) names.push(entry.name);
+      }
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw fsError(error, `cannot list ${folder}`, folder, path);
+    }
+    return names.sort();
+  }
+
+  async removeInternal(name: string, options?: CallOptions): Promise<void> {
+    checkAborted(options, name);
+    const path = this.#pathOf(name, { internal: true });
+    if ((await this.#internalFolder(name, { create: false })) === null && name.includes("/")) return;
+    const info = await lstatOrNull(path, name);
+    if (info === null) return;
+    if (info.isDirectory) throw new CacheError("Io", `${name} is a directory, not an internal file (${path})`, name);
+    try {
+      await Deno.remove(path); // a symlink is removed itself, never its target
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw fsError(error, `cannot remove ${name}`, name, path);
+    }
+  }
+
+  /**
+   * Remove a data file the bucket deleted, only if it is still the version the operation saw. The file is first moved
+   * aside (an atomic rename to a temp name in its directory) and checked there, so a write landing between the check
+   * and the removal is put back instead of lost.
+   */
+  async removeFile(rel: string, expected: FileStat, options?: CallOptions): Promise<void> {
+    checkAborted(options, rel);
+    const path = this.#pathOf(rel);
+    await this.#refuseSymlinkedParents(rel);
+    const info = await lstatOrNull(path, rel);
+    if (info === null) return;
+    if (!isVersion(info, expected)) throw localChanged(rel, "removed");
+    const aside = `${parentOf(path)}/${TEMP_PREFIX}${crypto.randomUUID()}`;
+    try {
+      await Deno.rename(path, aside);
+    } catch (error) {
+      if (isMissing(error)) return;
+      throw fsError(error, `cannot remove ${rel}`, rel, path);
+    }
+    const moved = await lstatOrNull(aside, rel);
+    if (moved !== null && !isVersion(moved, expected)) {
+      await putBack(aside, path);
+      throw localChanged(rel, "removed");
+    }
+    try {
+      await Deno.remove(aside);
+    } catch (error) {
+      if (!isMissing(error)) throw fsError(error, `cannot remove ${rel}`, rel, aside);
     }
   }
 
@@ -289,20 +383,22 @@ export class DenoCache implements MarshCache {
       checkAborted(options, rel);
       const directory = parentOf(path);
       await this.#refuseSymlinkedParents(rel);
+      // Checked before the body is read too: a file edited here meanwhile costs no transfer.
+      await refuseUnlessReplaceable(path, rel, expected.replaces);
       await mkdirAll(directory, rel);
       temp = await TempFile.create(directory, rel);
       const written = await copyHashing(stream, temp, expected.size, rel, options);
       const actual = written.sha256;
       if (written.size !== expected.size) {
         throw new CacheError(
-          "Io",
+          "Mismatch",
           `download of ${rel} has ${written.size} bytes, expected ${expected.size}: the file was not replaced`,
           rel,
         );
       }
       if (expected.sha256 !== undefined && expected.sha256.toLowerCase() !== actual) {
         throw new CacheError(
-          "Io",
+          "Mismatch",
           `download of ${rel} has sha256 ${actual}, expected ${expected.sha256}: the file was not replaced`,
           rel,
         );
@@ -314,8 +410,15 @@ export class DenoCache implements MarshCache {
       // Again right before the rename: a symlink created during a long download must not redirect it.
       await this.#refuseSymlinkedParents(rel);
       await refuseSymlinkTarget(path, rel);
-      await renameInto(temp.path, path, rel);
-      temp = undefined;
+      if (expected.replaces === null) {
+        // Nothing may be there: a hard link never replaces an existing file, so a file created meanwhile is kept.
+        await linkInto(temp.path, path, rel);
+      } else {
+        await refuseUnlessReplaceable(path, rel, expected.replaces);
+        await renameInto(temp.path, path, rel);
+        temp = undefined;
+      }
+      await temp?.discard(); // after a link, the temp name is a second name of the file now in place
       return { ...fileStat(info, rel), sha256: actual };
     } catch (error) {
       await stream.cancel(error).catch(() => {});
@@ -329,9 +432,13 @@ export class DenoCache implements MarshCache {
     return hashed === null ? null : { size: hashed.size, mtimeMs: hashed.mtimeMs, sha256: hashed.sha256 };
   }
 
-  /** The absolute path of a checked `rel` (B16); internal names must be single segments at the root. */
+  /**
+   * The absolute path of a checked `rel` (B16); internal names are files at the root or in an internal folder at the
+   * root (`.marsh-marks/<name>`), never deeper.
+   */
   #pathOf(rel: string, { internal = false } = {}): string {
-    const problem = relProblem(rel) ?? (internal && rel.includes("/") ? "internal files live at the root" : null);
+    const problem = relProblem(rel) ??
+      (internal && rel.split("/").length > 2 ? "internal files live at the root or in a folder there" : null);
     if (problem !== null) {
       throw new CacheError("InvalidKey", `invalid cache path ${JSON.stringify(rel)}: ${problem}`, rel);
     }
@@ -364,6 +471,35 @@ export class DenoCache implements MarshCache {
 
   async #makeRoot(rel: string): Promise<void> {
     await mkdirAll(this.root, rel);
+  }
+
+  /**
+   * The absolute path of the internal folder `name` lives in (`null`: `name` is at the root, or with `create: false`,
+   * its folder does not exist), created when asked. A folder that is a symlink is refused: it could lead out of the
+   * cache.
+   */
+  async #internalFolder(name: string, { create }: { create: boolean }): Promise<string | null> {
+    const slash = name.indexOf("/");
+    if (slash < 0) return null;
+    const folder = name.slice(0, slash);
+    const path = this.#pathOf(folder, { internal: true });
+    let info = await lstatOrNull(path, name);
+    if (info === null) {
+      if (!create) return null;
+      try {
+        await Deno.mkdir(path);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) {
+          throw fsError(error, `cannot create the folder of ${name}`, name, path);
+        }
+      }
+      info = await lstatOrNull(path, name);
+    }
+    if (info?.isSymlink) throw new CacheError("InvalidKey", `refusing to use ${folder}: it is a symlink`, name);
+    if (info !== null && !info.isDirectory) {
+      throw new CacheError("Io", `cannot use ${name}: ${folder} is not a directory (${path})`, name);
+    }
+    return info === null ? null : path;
   }
 
   /**
@@ -441,6 +577,20 @@ function packWalk(
     symlinks: symlinks.sort(),
     vanished: vanished.sort(),
   };
+}
+
+/** A packed walk as one item per entry, in rel order. */
+function itemsOf(packed: PackedWalk): WalkItem[] {
+  const items: WalkItem[] = [];
+  const rels = packed.files === "" ? [] : packed.files.split("\0");
+  for (let i = 0; i < rels.length; i++) {
+    items.push({ kind: "file", rel: rels[i], size: packed.sizes[i], mtimeMs: packed.mtimes[i] });
+  }
+  for (const rel of packed.symlinks) items.push({ kind: "symlink", rel });
+  for (const rel of packed.vanished) items.push({ kind: "vanished", rel });
+  // Three sorted runs: the merge sort finds them and merges them in linear time.
+  items.sort((a, b) => compareRels(a.rel, b.rel));
+  return items;
 }
 
 function parentOf(path: string): string {
@@ -708,6 +858,64 @@ async function mkdirAll(path: string, rel: string): Promise<void> {
 async function refuseSymlinkTarget(path: string, rel: string): Promise<void> {
   const info = await lstatOrNull(path, rel);
   if (info?.isSymlink) throw new CacheError("InvalidKey", `refusing to replace ${rel}: it is a symlink`, rel);
+}
+
+/** Size and mtime as the core saw them (integer milliseconds), on a regular file. */
+function isVersion(info: Deno.FileInfo, expected: FileStat): boolean {
+  return info.isFile && info.mtime !== null && info.size === expected.size &&
+    Math.round(info.mtime.getTime()) === Math.round(expected.mtimeMs);
+}
+
+function localChanged(rel: string, what: "removed" | "replaced"): CacheError {
+  return new CacheError(
+    "LocalChanged",
+    `${rel} changed here while this operation ran; it was not ${what} and is left as it is`,
+    rel,
+  );
+}
+
+/**
+ * `expected.replaces` of a download: absent, anything may be replaced; `null`, nothing may be there; a stat, only the
+ * regular file with that size and mtime.
+ */
+async function refuseUnlessReplaceable(
+  path: string,
+  rel: string,
+  replaces: FileStat | null | undefined,
+): Promise<void> {
+  if (replaces === undefined) return;
+  const info = await lstatOrNull(path, rel);
+  if (replaces === null ? info !== null : info === null || !isVersion(info, replaces)) {
+    throw localChanged(rel, "replaced");
+  }
+}
+
+/** Give `to` the file at `from` unless something is at `to` already (then `LocalChanged`). */
+async function linkInto(from: string, to: string, rel: string): Promise<void> {
+  try {
+    await Deno.link(from, to);
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) throw localChanged(rel, "replaced");
+    // A file system without hard links: check, then rename (the window between them is a few microseconds).
+    await refuseUnlessReplaceable(to, rel, null);
+    await renameInto(from, to, rel);
+  }
+}
+
+/**
+ * Undo a move aside: the file goes back under its name unless a newer file took that name meanwhile, which then wins
+ * as it would have won over the file anyway.
+ */
+async function putBack(aside: string, path: string): Promise<void> {
+  try {
+    await Deno.link(aside, path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) {
+      await Deno.rename(aside, path).catch(() => {});
+      return;
+    }
+  }
+  await Deno.remove(aside).catch(() => {});
 }
 
 async function renameInto(from: string, to: string, rel: string): Promise<void> {

@@ -36,6 +36,13 @@ export type MarshErrorKind =
   | "Http"
   | "Aborted"
   | "InvalidKey"
+  /** A download whose bytes are not what the index entry says (size or sha256): the cache file is left alone. */
+  | "Mismatch"
+  /**
+   * The cache file is not what the operation saw (a local write landed meanwhile): a download or removal refuses to
+   * touch it, and the file is left as it is.
+   */
+  | "LocalChanged"
   | "Io";
 
 /**
@@ -61,13 +68,47 @@ export interface MarshError extends Error {
  */
 export interface MarshSyncError extends Error {
   name: "MarshError" | "AbortError";
-  kind: "Aborted" | "IndexUnreadable" | "IndexCorrupt" | "IndexContended" | "IndexWrite" | "Local" | "Files";
+  kind:
+    | "Aborted"
+    | "IndexUnreadable"
+    | "IndexCorrupt"
+    /** The bucket's format marker asks for a newer reader (or is not a marker): nothing was read further or written. */
+    | "FormatUnsupported"
+    | "IndexContended"
+    | "IndexWrite"
+    | "Local"
+    | "Files"
+    /** A push found paths changed here and in the bucket: everything else was pushed, these were left alone. */
+    | "Conflicts"
+    /** A push after a bare markDirty found more files gone than it may delete: nothing was written. */
+    | "MassDeletion"
+    /** `resolveConflict` for a path with no open conflict: nothing changed. */
+    | "NoConflict";
   /** For IndexUnreadable / IndexWrite / Local: the underlying store or cache error kind, and its HTTP status. */
   causeKind?: MarshErrorKind;
   status?: number;
   /** For Files: every file that failed (the others were transferred). */
   failures?: { rel: string; kind: MarshErrorKind; message: string; status?: number }[];
+  /** For Files and Conflicts: the files that were transferred all the same. */
   transferred?: number;
+  /** For Conflicts: each path left alone on both sides, and how the two sides diverged. */
+  conflicts?: Conflict[];
+  /** For MassDeletion: files gone from the cache, and the most a push may delete without marks naming them. */
+  count?: number;
+  limit?: number;
+}
+
+/**
+ * How the two sides of a conflict diverged from the last version this cache synced (`src/local/conflicts.rs`):
+ * edited on both sides, deleted here and edited there, edited here and deleted there, created on both sides with
+ * different bytes, or the object changed in the bucket while this push uploaded it.
+ */
+export type ConflictKind = "both-changed" | "deleted-here" | "deleted-there" | "created-both" | "object-moved";
+
+/** A path in conflict: neither side was overwritten, until `resolveConflict` (or `marsh resolve`) picks one. */
+export interface Conflict {
+  rel: string;
+  kind: ConflictKind;
 }
 
 /** How a `LockClient` operation fails. `LockTimeoutError` carries the holder; `LockLostError` the new holder. */
@@ -211,6 +252,11 @@ export interface HashedFile extends FileStat {
 export interface ExpectedDownload {
   size: number;
   sha256?: Sha256Hex;
+  /**
+   * What must be at `rel` for the download to replace it (a local write that landed since the operation looked is never
+   * overwritten): absent, anything; `null`, no file; a stat, that very file. Otherwise `download` throws `LocalChanged`.
+   */
+  replaces?: FileStat | null;
 }
 
 /** The local cache directory (Deno fs in production). `rel` paths are checked by the core before any call. */
@@ -225,6 +271,16 @@ export interface MarshCache {
    */
   walkPacked?(options?: CallOptions): Promise<PackedWalk>;
   /**
+   * `walk` restricted to `rel`: the file itself, every file under it when it is a directory, nothing when it does not
+   * exist. A symlink at `rel` or above it is reported, never followed.
+   */
+  walkUnder(rel: string, options?: CallOptions): Promise<WalkItem[]>;
+  /**
+   * Remove a data file the bucket deleted, only if it still has the stat `expected` (`LocalChanged` otherwise: a local
+   * write is never removed). A missing file is not an error.
+   */
+  removeFile(rel: string, expected: FileStat, options?: CallOptions): Promise<void>;
+  /**
    * A small internal file at the root (index, sidecar); `null` when missing. Handed over like `getBytes`' answer: the
    * core frees the buffer once it has read it.
    */
@@ -236,13 +292,21 @@ export interface MarshCache {
    */
   readInternalStream?(name: string, options?: CallOptions): Promise<InternalStream | null>;
   /**
-   * Replace a small internal file atomically (temp file in the same directory, then rename). Like `putBytes`, the bytes
-   * are freed once the call succeeds: copy what you keep.
+   * Replace a small internal file atomically (temp file in the same directory, then rename). `name` may be inside an
+   * internal folder at the root (`.marsh-marks/<mark>`), created when missing. Like `putBytes`, the bytes are freed
+   * once the call succeeds: copy what you keep.
    */
   writeInternal(name: string, bytes: Uint8Array, options?: CallOptions): Promise<void>;
+  /** The names in an internal folder at the root (`.marsh-marks`); `[]` when it does not exist. */
+  listInternal(folder: string, options?: CallOptions): Promise<string[]>;
+  /** Remove an internal file (`.marsh-marks/<mark>`); a missing one is not an error. */
+  removeInternal(name: string, options?: CallOptions): Promise<void>;
   /** Stat, hash and open a file for upload; `null` when it vanished. */
   prepareUpload(rel: string, options?: CallOptions): Promise<PreparedUpload | null>;
-  /** Write `body` to a temp name, verify it against `expected`, then rename onto `rel`. */
+  /**
+   * Write `body` to a temp name, verify it against `expected` (`Mismatch` otherwise), then rename onto `rel` if what is
+   * there is still what `expected.replaces` allows (`LocalChanged` otherwise; the temp file is removed either way).
+   */
   download(rel: string, body: Body, expected: ExpectedDownload, options?: CallOptions): Promise<HashedFile>;
   /** Hash a cache file; `null` when missing. */
   hash(rel: string, options?: CallOptions): Promise<HashedFile | null>;
@@ -277,6 +341,13 @@ export interface SyncOptions {
    * request. Absent: no lock is watched.
    */
   scope?: string;
+  /**
+   * The most files a push may delete from the bucket because they are gone here after a bare `markDirty` (no path
+   * naming them); more is refused with `MassDeletion` (default 25).
+   */
+  maxInferredDeletions?: number;
+  /** A pull brings back files gone here even when a mark says they were deleted (after a refused mass deletion). */
+  restoreDeleted?: boolean;
 }
 
 /** What `MarshEnv.progress` receives. */
@@ -286,27 +357,42 @@ export type ProgressEvent =
 
 export interface PullReport {
   downloaded: number;
+  /** Local copies of files the bucket deleted, removed here (not counted in `downloaded`). */
+  removed: string[];
   fastPath: boolean;
   verified: boolean;
+  /** Files edited here and not pushed yet: left in place for the next push. */
   keptLocal: string[];
-  conflicts: string[];
+  /** Files deleted here (marked) and not pushed yet: left absent for the next push. */
+  pendingDeletions: string[];
+  /** Files whose object did not match its index entry when downloaded (a commit in flight): taken by a later pull. */
+  inFlux: string[];
+  /** Paths changed here and in the bucket: left as they are on both sides (a pull does not fail for them). */
+  conflicts: Conflict[];
   indexEntries: number;
   planned: string[];
 }
 
 export interface PushReport {
   uploaded: number;
+  /** Files deleted from the bucket (entry and object) because they were deleted here. */
+  deleted: string[];
   fastPath: boolean;
   indexWritten: boolean;
   scrubbed: string[];
   symlinks: string[];
   vanished: string[];
-  conflicts: string[];
+  /** Empty in a real push's report (a push that finds conflicts rejects with kind `Conflicts`); a dry run lists them. */
+  conflicts: Conflict[];
   remoteNewer: string[];
   verified: boolean;
   clean: boolean;
   /** The push used the walk of this service's preceding pull instead of walking the cache again. */
   walkReused: boolean;
+  /** Only the paths named by `markDirty({ relPath })` were looked at (no walk of the cache). */
+  markedOnly: boolean;
+  /** Per-path marks handled and removed. */
+  marksCleared: number;
   planned: string[];
 }
 
@@ -316,12 +402,28 @@ export interface SyncStatus {
   verifiedAt: string | null;
   dirtyGeneration: number;
   locallyDirty: boolean;
+  /** Per-path marks (`markDirty({ relPath })`) waiting for a push. */
+  markedPaths: number;
   /** `true`: the remote index still has the verified token; `null`: nothing verified yet. */
   pullFastPath: boolean | null;
   /** The remote index's layout: 1 (one monolith object) or 2 (shards); `null` when there is none. */
   remoteFormat: 1 | 2 | null;
   /** Bytes of the remote index's commit object (`_index/_meta.json`, or the monolith); `null` when there is none. */
   remoteIndexSize: number | null;
+  /** Open conflicts, as the last pulls and pushes found them. */
+  conflicts: Conflict[];
+}
+
+/** What `resolveConflict(env, relPath, keep)` answers: which side won and what that did here. */
+export interface ResolveReport {
+  rel: string;
+  kept: "local" | "remote";
+  /** `remote`: the bucket's version was downloaded over the local file. */
+  downloaded: boolean;
+  /** `remote`: the bucket deleted the file, so the local copy was removed. */
+  removedLocal: boolean;
+  /** `local`: the path is marked, so the next push uploads the local file (or deletes the object if it is gone). */
+  markedForPush: boolean;
 }
 
 /** What `migrateMonolithToShards` answers: the commit record after the migration (swamp's `MigrateIndexResult`). */

@@ -452,8 +452,149 @@ Deno.test("writeInternal creates a missing cache root and refuses names outside 
 
     assert.equal(await Deno.readTextFile(`${dir}/fresh/.datastore-index.json`), "{}");
     await assert.rejects(cache.writeInternal("../escape.json", encoder.encode("x")), { kind: "InvalidKey" });
-    await assert.rejects(cache.writeInternal("sub/x.json", encoder.encode("x")), { kind: "InvalidKey" });
+    await assert.rejects(cache.writeInternal("sub/deeper/x.json", encoder.encode("x")), { kind: "InvalidKey" });
     assert.equal(await exists(`${dir}/escape.json`), false);
+    assert.equal(await exists(`${dir}/fresh/sub`), false);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Internal folders (per-path marks)
+
+Deno.test("writeInternal into a folder creates it; listInternal lists its files, not temps; removeInternal removes", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(`${dir}/cache`);
+    assert.deepEqual(await cache.listInternal(".marsh-marks"), [], "no folder yet: no names");
+
+    await cache.writeInternal(".marsh-marks/2-b", new Uint8Array());
+    await cache.writeInternal(".marsh-marks/1-a", encoder.encode("x"));
+    await Deno.writeTextFile(`${dir}/cache/.marsh-marks/${TEMP_PREFIX}in-flight`, "");
+    await Deno.mkdir(`${dir}/cache/.marsh-marks/a-directory`);
+
+    assert.deepEqual(await cache.listInternal(".marsh-marks"), ["1-a", "2-b"]);
+    assert.equal(await Deno.readTextFile(`${dir}/cache/.marsh-marks/1-a`), "x");
+    await cache.removeInternal(".marsh-marks/1-a");
+    await cache.removeInternal(".marsh-marks/1-a"); // missing: not an error
+    await cache.removeInternal(".marsh-marks/never-there");
+    await cache.removeInternal(".not-a-folder/x");
+    assert.deepEqual(await cache.listInternal(".marsh-marks"), ["2-b"]);
+    await assert.rejects(cache.listInternal("a/b"), { kind: "InvalidKey" });
+    await assert.rejects(cache.listInternal("../x"), { kind: "InvalidKey" });
+    await assert.rejects(cache.removeInternal("../x"), { kind: "InvalidKey" });
+  });
+});
+
+Deno.test("an internal folder that is a symlink is never written, listed or removed through", async () => {
+  await withTempDir(async (dir) => {
+    const outside = `${dir}/outside`;
+    await Deno.mkdir(outside);
+    await Deno.writeTextFile(`${outside}/victim`, "keep me");
+    await Deno.mkdir(`${dir}/cache`);
+    await Deno.symlink(outside, `${dir}/cache/.marsh-marks`);
+    const cache = new DenoCache(`${dir}/cache`);
+
+    await assert.rejects(cache.writeInternal(".marsh-marks/x", new Uint8Array()), { kind: "InvalidKey" });
+    await assert.rejects(cache.removeInternal(".marsh-marks/victim"), { kind: "InvalidKey" });
+    await assert.rejects(cache.listInternal(".marsh-marks"), { kind: "Io" });
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(outside))).map((entry) => entry.name), ["victim"]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// walkUnder
+
+Deno.test("walkUnder answers the file, everything under a folder, or nothing", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a/b/c.json`, "c");
+    await write(`${dir}/a/b/d/e.json`, "ee");
+    await write(`${dir}/a/bz.json`, "outside the folder");
+    await write(`${dir}/top.json`, "t");
+    await Deno.symlink("c.json", `${dir}/a/b/link`);
+    const cache = new DenoCache(dir);
+
+    const file = await cache.walkUnder("a/b/c.json");
+    const info = await Deno.stat(`${dir}/a/b/c.json`);
+    assert.deepEqual(file, [{ kind: "file", rel: "a/b/c.json", size: 1, mtimeMs: Math.round(info.mtime!.getTime()) }]);
+    const folder = await cache.walkUnder("a/b");
+    assert.deepEqual(folder.map((item) => [item.kind, item.rel]), [
+      ["file", "a/b/c.json"],
+      ["file", "a/b/d/e.json"],
+      ["symlink", "a/b/link"],
+    ]);
+    assert.deepEqual(await cache.walkUnder("a/missing.json"), []);
+    assert.deepEqual(await cache.walkUnder("nowhere/deep/x"), []);
+    assert.deepEqual(await cache.walkUnder("top.json/x"), [], "a file where a folder would be: nothing under it");
+    await assert.rejects(cache.walkUnder("../x"), { kind: "InvalidKey" });
+  });
+});
+
+Deno.test("walkUnder reports a symlink at or above the path and never follows it", async () => {
+  await withTempDir(async (dir) => {
+    const outside = `${dir}/outside`;
+    await write(`${outside}/secret.json`, "s");
+    await Deno.mkdir(`${dir}/cache`);
+    await Deno.symlink(outside, `${dir}/cache/link`);
+    const cache = new DenoCache(`${dir}/cache`);
+
+    assert.deepEqual(await cache.walkUnder("link"), [{ kind: "symlink", rel: "link" }]);
+    assert.deepEqual(await cache.walkUnder("link/secret.json"), [{ kind: "symlink", rel: "link" }]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
+// removeFile
+
+Deno.test("removeFile removes the file it was told of, and a missing one is not an error", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a/gone.json`, "bye");
+    const cache = new DenoCache(dir);
+    const stat = (await cache.stat("a/gone.json"))!;
+
+    await cache.removeFile("a/gone.json", stat);
+    await cache.removeFile("a/gone.json", stat);
+    await cache.removeFile("never/there.json", stat);
+
+    assert.equal(await exists(`${dir}/a/gone.json`), false);
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("removeFile refuses with LocalChanged when the file changed since, and keeps it", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/edited.json`, "v1");
+    const cache = new DenoCache(dir);
+    const seen = (await cache.stat("edited.json"))!;
+    await Deno.writeTextFile(`${dir}/edited.json`, "v2, longer");
+    const sameSize = { ...seen, size: 10, mtimeMs: seen.mtimeMs - 5000 };
+
+    for (const expected of [seen, sameSize]) {
+      await assert.rejects(cache.removeFile("edited.json", expected), (error: MarshHostError) => {
+        assert.equal(error.kind, "LocalChanged");
+        assert.equal(error.key, "edited.json");
+        return true;
+      });
+    }
+    assert.equal(await Deno.readTextFile(`${dir}/edited.json`), "v2, longer");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("removeFile never removes through a symlinked folder, a symlink or a directory", async () => {
+  await withTempDir(async (dir) => {
+    const outside = `${dir}/outside`;
+    await write(`${outside}/victim.json`, "keep");
+    await Deno.mkdir(`${dir}/cache/sub`, { recursive: true });
+    await Deno.symlink(outside, `${dir}/cache/link`);
+    await Deno.symlink(`${outside}/victim.json`, `${dir}/cache/file-link`);
+    const cache = new DenoCache(`${dir}/cache`);
+    const info = await Deno.stat(`${outside}/victim.json`);
+    const stat = { size: info.size, mtimeMs: Math.round(info.mtime!.getTime()) };
+
+    await assert.rejects(cache.removeFile("link/victim.json", stat), { kind: "InvalidKey" });
+    await assert.rejects(cache.removeFile("file-link", stat), { kind: "LocalChanged" });
+    await assert.rejects(cache.removeFile("sub", stat), { kind: "LocalChanged" });
+    assert.equal(await Deno.readTextFile(`${outside}/victim.json`), "keep");
+    assert.equal(await exists(`${dir}/cache/file-link`), true);
   });
 });
 
@@ -500,7 +641,7 @@ Deno.test("download of a short body leaves the old file untouched and no temp fi
     await assert.rejects(
       new DenoCache(dir).download("a/data.json", streamOf(truncated), { size: 13 }),
       (error: MarshHostError) => {
-        assert.equal(error.kind, "Io");
+        assert.equal(error.kind, "Mismatch");
         assert.equal(error.key, "a/data.json");
         assert.match(error.message, /a\/data\.json has 6 bytes, expected 13/);
         return true;
@@ -517,7 +658,7 @@ Deno.test("download of a body longer than expected is refused", async () => {
 
     await assert.rejects(
       new DenoCache(dir).download("data.json", streamOf(encoder.encode("abc"), encoder.encode("def")), { size: 4 }),
-      { kind: "Io", message: /data\.json has \d+ bytes, expected 4/ },
+      { kind: "Mismatch", message: /data\.json has \d+ bytes, expected 4/ },
     );
     assert.equal(await Deno.readTextFile(`${dir}/data.json`), "old");
     assert.deepEqual(await tempFilesUnder(dir), []);
@@ -531,7 +672,7 @@ Deno.test("download with the right size but another hash leaves the old file unt
 
     await assert.rejects(
       new DenoCache(dir).download("data.json", streamOf(encoder.encode("evil")), { size: 4, sha256: expectedHash }),
-      { kind: "Io", key: "data.json", message: new RegExp(`sha256 [0-9a-f]{64}, expected ${expectedHash}`) },
+      { kind: "Mismatch", key: "data.json", message: new RegExp(`sha256 [0-9a-f]{64}, expected ${expectedHash}`) },
     );
     assert.equal(await Deno.readTextFile(`${dir}/data.json`), "old!");
     assert.deepEqual(await tempFilesUnder(dir), []);
@@ -689,6 +830,70 @@ Deno.test("an upload body errors before its last chunk when the file changes whi
   });
 });
 
+Deno.test("download with replaces: null lands only where nothing is, a stat only over that very file", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    const bytes = encoder.encode("remote");
+    const expected = { size: bytes.length, sha256: sha256Hex(bytes) };
+
+    await cache.download("new.json", streamOf(bytes), { ...expected, replaces: null });
+    assert.equal(await Deno.readTextFile(`${dir}/new.json`), "remote");
+
+    await write(`${dir}/created-here.json`, "local");
+    await assert.rejects(
+      cache.download("created-here.json", streamOf(bytes), { ...expected, replaces: null }),
+      { kind: "LocalChanged", key: "created-here.json" },
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/created-here.json`), "local");
+
+    await write(`${dir}/old.json`, "old");
+    const seen = (await cache.stat("old.json"))!;
+    await cache.download("old.json", streamOf(bytes), { ...expected, replaces: seen });
+    assert.equal(await Deno.readTextFile(`${dir}/old.json`), "remote");
+
+    await write(`${dir}/edited.json`, "old");
+    const before = (await cache.stat("edited.json"))!;
+    await Deno.writeTextFile(`${dir}/edited.json`, "edited here");
+    for (const replaces of [before, { ...before, mtimeMs: before.mtimeMs + 1 }]) {
+      await assert.rejects(cache.download("edited.json", streamOf(bytes), { ...expected, replaces }), {
+        kind: "LocalChanged",
+      });
+    }
+    await assert.rejects(cache.download("gone.json", streamOf(bytes), { ...expected, replaces: before }), {
+      kind: "LocalChanged",
+    });
+    assert.equal(await exists(`${dir}/gone.json`), false);
+    assert.equal(await Deno.readTextFile(`${dir}/edited.json`), "edited here");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
+Deno.test("download with replaces: a file written while the body streams is kept", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    await write(`${dir}/racy.json`, "base");
+    const seen = (await cache.stat("racy.json"))!;
+    const bytes = encoder.encode("remote");
+    // The local write lands after the first chunk, between the early check and the rename.
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(bytes.subarray(0, 3));
+      },
+      async pull(controller) {
+        await Deno.writeTextFile(`${dir}/racy.json`, "local edit");
+        controller.enqueue(bytes.subarray(3));
+        controller.close();
+      },
+    });
+
+    await assert.rejects(cache.download("racy.json", body, { size: bytes.length, replaces: seen }), {
+      kind: "LocalChanged",
+    });
+    assert.equal(await Deno.readTextFile(`${dir}/racy.json`), "local edit");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Paths
 
@@ -704,6 +909,9 @@ Deno.test("every method refuses a path that could leave the cache, naming it", a
         ["readInternal", () => cache.readInternal(rel)],
         ["writeInternal", () => cache.writeInternal(rel, encoder.encode("x"))],
         ["download", () => cache.download(rel, streamOf(encoder.encode("x")), { size: 1 })],
+        ["walkUnder", () => cache.walkUnder(rel)],
+        ["removeFile", () => cache.removeFile(rel, { size: 1, mtimeMs: 0 })],
+        ["removeInternal", () => cache.removeInternal(rel)],
       ];
       for (const [method, call] of calls) {
         await assert.rejects(call(), (error: MarshHostError) => {
