@@ -10,14 +10,16 @@ import { EXIT, exitCodeFor } from "./cli_exit.ts";
 import { formatBytes, terminalProgress } from "./cli_progress.ts";
 import { type OpenedStore, openStore, UsageError } from "./cli_store.ts";
 import { makeEnv, traceFromEnvironment } from "./env.ts";
-import type { PullReport, PushReport } from "./host.ts";
+import type { Conflict, MarshEnv, MarshSyncError, PullReport, PushReport, SyncOptions } from "./host.ts";
 import { MarshLock } from "./lock.ts";
 import { makeVerifier } from "./verifier.ts";
 import { SyncService, version } from "./wasm.ts";
 
 const USAGE = `usage:
   marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json] [--concurrency N]
-  marsh mark-dirty --store URL --cache DIR
+                       [--restore] (pull, sync)  [--max-deletions N] (push, sync)
+  marsh mark-dirty --store URL --cache DIR [--path P]
+  marsh resolve PATH --keep-local|--keep-remote --store URL --cache DIR [--json]
   marsh migrate-index --store URL [--json]       (format-1 bucket to format 2, under the datastore lock)
   marsh status --store URL --cache DIR [--json]
   marsh lock status --store URL [--lock-key KEY] [--json]
@@ -26,9 +28,20 @@ const USAGE = `usage:
   marsh version
 store URLs: s3://bucket/prefix  gs://bucket/prefix  file:///absolute/dir
 store options: --endpoint URL (S3-compatible endpoint or GCS emulator), --region R, --force-path-style, --project ID
-exit codes: 0 ok, 2 usage, 3 conflict, 4 auth, 5 not found, 6 transient, 7 some files failed, 130 aborted`;
+exit codes: 0 ok, 1 other failure (a refused mass deletion too), 2 usage, 3 conflict (paths changed here and in the
+  bucket: see status, then resolve; or the index kept changing, or the lock is held or was lost), 4 auth,
+  5 not found, 6 transient, 7 some files failed, 130 aborted`;
 
-const BOOLEAN_FLAGS = new Set(["json", "dry-run", "force", "force-path-style", "help"]);
+const BOOLEAN_FLAGS = new Set([
+  "json",
+  "dry-run",
+  "force",
+  "force-path-style",
+  "help",
+  "restore",
+  "keep-local",
+  "keep-remote",
+]);
 
 interface Parsed {
   words: string[];
@@ -81,27 +94,67 @@ function storeFrom(flags: Parsed["flags"]): OpenedStore {
 function describePull(report: PullReport, dryRun: boolean): string {
   if (dryRun) return `pull (dry run): would download ${report.planned.length} file(s)${list(report.planned)}`;
   if (report.fastPath) return "pull: up to date (index unchanged since the last verified sync)";
-  const kept = report.keptLocal.length ? `; kept ${report.keptLocal.length} unpushed local edit(s)` : "";
-  const conflicts = report.conflicts.length ? `; conflicts: ${report.conflicts.join(", ")}` : "";
+  const extras = [
+    report.removed.length ? `removed ${report.removed.length} file(s) deleted in the bucket` : "",
+    report.keptLocal.length ? `kept ${report.keptLocal.length} unpushed local edit(s)` : "",
+    report.pendingDeletions.length ? `${report.pendingDeletions.length} local deletion(s) not pushed yet` : "",
+    report.inFlux.length ? `${report.inFlux.length} file(s) changing in the bucket (pull again)` : "",
+    report.conflicts.length ? `conflicts: ${describeConflictList(report.conflicts)}` : "",
+  ].filter(Boolean);
   return `pull: downloaded ${report.downloaded} of ${report.indexEntries} indexed file(s)` +
-    `${report.verified ? ", verified" : ""}${kept}${conflicts}`;
+    `${report.verified ? ", verified" : ""}${extras.map((extra) => `; ${extra}`).join("")}`;
 }
 
 function describePush(report: PushReport, dryRun: boolean): string {
-  if (dryRun) return `push (dry run): would check or upload ${report.planned.length} file(s)${list(report.planned)}`;
+  if (dryRun) {
+    const conflicts = report.conflicts.length ? `; conflicts: ${describeConflictList(report.conflicts)}` : "";
+    return `push (dry run): would check, upload or delete ${report.planned.length} file(s)${conflicts}` +
+      list(report.planned);
+  }
   if (report.fastPath) return "push: nothing to push (no markDirty since the last complete push)";
   const extras = [
     report.indexWritten ? "index updated" : "index unchanged",
+    report.markedOnly ? `only the marked paths (${report.marksCleared} mark(s) cleared)` : "",
     report.scrubbed.length ? `scrubbed ${report.scrubbed.length} internal entr(ies)` : "",
     report.symlinks.length ? `skipped symlinks: ${report.symlinks.join(", ")}` : "",
-    report.conflicts.length ? `overwrote remote changes to: ${report.conflicts.join(", ")}` : "",
     report.remoteNewer.length ? `${report.remoteNewer.length} newer remotely (pull them)` : "",
   ].filter(Boolean);
-  return `push: uploaded ${report.uploaded} file(s); ${extras.join("; ")}`;
+  return `push: uploaded ${report.uploaded} file(s), deleted ${report.deleted.length}; ${extras.join("; ")}`;
 }
+
+/** "a.json (changed here and in the bucket), b.json (…)" */
+function describeConflictList(conflicts: Conflict[]): string {
+  return conflicts.map((conflict) => `${conflict.rel} (${CONFLICT_KINDS[conflict.kind] ?? conflict.kind})`).join(", ");
+}
+
+/** As `src/local/conflicts.rs` describes each kind. */
+const CONFLICT_KINDS: Record<string, string> = {
+  "both-changed": "changed here and in the bucket",
+  "deleted-here": "deleted here, changed in the bucket",
+  "deleted-there": "changed here, deleted in the bucket",
+  "created-both": "created here and in the bucket with different contents",
+  "object-moved": "the bucket's object changed while this push uploaded it",
+};
 
 function list(items: string[]): string {
   return items.length ? `:\n  ${items.join("\n  ")}` : "";
+}
+
+/** A non-negative integer option, or undefined when absent. */
+function count(flags: Parsed["flags"], name: string): number | undefined {
+  const value = optional(flags, name);
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(number)) {
+    throw new UsageError(`--${name} needs a whole number, got ${value}`);
+  }
+  return number;
+}
+
+function cliEnv(signal: AbortSignal, flags: Parsed["flags"]): MarshEnv {
+  const env = makeEnv(signal, traceFromEnvironment(["MARSH_SYNC_TRACE"]));
+  env.progress = flags.get("json") ? undefined : terminalProgress();
+  return env;
 }
 
 async function sync(command: string, parsed: Parsed, signal: AbortSignal): Promise<number> {
@@ -109,26 +162,48 @@ async function sync(command: string, parsed: Parsed, signal: AbortSignal): Promi
   const { store } = storeFrom(flags);
   const cache = new DenoCache(required(flags, "cache"));
   const dryRun = flags.get("dry-run") === true;
-  const concurrency = optional(flags, "concurrency");
-  const service = new SyncService(store, cache, {
+  const options: SyncOptions = {
     dryRun,
-    concurrency: concurrency === undefined ? undefined : Number(concurrency),
-  });
-  const env = makeEnv(signal, traceFromEnvironment(["MARSH_SYNC_TRACE"]));
-  env.progress = flags.get("json") ? undefined : terminalProgress();
+    concurrency: count(flags, "concurrency"),
+    maxInferredDeletions: count(flags, "max-deletions"),
+    restoreDeleted: flags.get("restore") === true,
+  };
+  const service = new SyncService(store, cache, options);
+  const env = cliEnv(signal, flags);
   const started = performance.now();
   const result: { pull?: PullReport; push?: PushReport } = {};
-  if (command === "sync" || command === "pull") result.pull = await service.pullChanged(env);
-  if (command === "sync" || command === "push") result.push = await service.pushChanged(env);
+  let failure: unknown;
+  try {
+    if (command === "sync" || command === "pull") result.pull = await service.pullChanged(env);
+    if (command === "sync" || command === "push") result.push = await service.pushChanged(env);
+  } catch (error) {
+    // A push refused for conflicts has pushed everything else: what was done is still reported below.
+    if ((error as MarshSyncError)?.kind !== "Conflicts") throw error;
+    failure = error;
+  }
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
+  const conflicts = failure !== undefined || (result.pull?.conflicts.length ?? 0) > 0 ||
+    (dryRun && (result.push?.conflicts.length ?? 0) > 0);
   if (flags.get("json")) {
-    console.log(JSON.stringify({ ...result, seconds: Number(seconds) }));
+    const error = failure === undefined ? undefined : errorJson(failure as MarshSyncError);
+    console.log(JSON.stringify({ ...result, ...(error ? { error } : {}), seconds: Number(seconds) }));
   } else {
     if (result.pull) console.log(describePull(result.pull, dryRun));
     if (result.push) console.log(describePush(result.push, dryRun));
+    if (failure !== undefined) console.log(`marsh: ${(failure as Error).message}`);
     console.log(`done in ${seconds}s`);
   }
-  return EXIT.ok;
+  return conflicts ? EXIT.conflict : EXIT.ok;
+}
+
+/** The fields of an engine error, for `--json` output. */
+function errorJson(error: MarshSyncError): Record<string, unknown> {
+  return {
+    kind: error.kind,
+    message: error.message,
+    ...(error.conflicts ? { conflicts: error.conflicts } : {}),
+    ...(error.transferred !== undefined ? { transferred: error.transferred } : {}),
+  };
 }
 
 async function status(parsed: Parsed, signal: AbortSignal): Promise<number> {
@@ -149,12 +224,23 @@ async function status(parsed: Parsed, signal: AbortSignal): Promise<number> {
   console.log(
     `locally dirty:    ${report.locallyDirty ? "yes" : "no"} (markDirty generation ${report.dirtyGeneration})`,
   );
+  console.log(`marked paths:     ${report.markedPaths}`);
   console.log(`pull fast path:   ${fast}`);
   const layout = report.remoteFormat === 2 ? "format 2 (shards), _meta.json" : "format 1 (one object)";
   console.log(
-    `remote index:     ${report.remoteIndexSize === null ? "none" : `${layout} ${formatBytes(report.remoteIndexSize)}`}`,
+    `remote index:     ${
+      report.remoteIndexSize === null ? "none" : `${layout} ${formatBytes(report.remoteIndexSize)}`
+    }`,
   );
+  console.log(`open conflicts:   ${report.conflicts.length}${list(describeEach(report.conflicts))}`);
+  if (report.conflicts.length > 0) {
+    console.log("resolve each with `marsh resolve PATH --keep-local` or `--keep-remote`");
+  }
   return EXIT.ok;
+}
+
+function describeEach(conflicts: Conflict[]): string[] {
+  return conflicts.map((conflict) => describeConflictList([conflict]));
 }
 
 /** swamp's `datastore migrate-index`, under the datastore lock so that cooperating writers wait for it. */
@@ -182,7 +268,36 @@ async function migrateIndex(parsed: Parsed, signal: AbortSignal): Promise<number
 async function markDirty(parsed: Parsed, signal: AbortSignal): Promise<number> {
   const { flags } = parsed;
   const { store } = storeFrom(flags);
-  await new SyncService(store, new DenoCache(required(flags, "cache")), undefined).markDirty(makeEnv(signal));
+  const path = flags.get("path");
+  if (path === true || path === "") throw new UsageError("--path needs a cache-relative path");
+  await new SyncService(store, new DenoCache(required(flags, "cache")), undefined).markDirty(makeEnv(signal), path);
+  return EXIT.ok;
+}
+
+async function resolve(parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags, words } = parsed;
+  const rel = words[1];
+  if (rel === undefined || words.length > 2) throw new UsageError("resolve needs exactly one PATH");
+  const local = flags.get("keep-local") === true;
+  if (local === (flags.get("keep-remote") === true)) {
+    throw new UsageError("resolve needs one of --keep-local and --keep-remote");
+  }
+  const { store } = storeFrom(flags);
+  const service = new SyncService(store, new DenoCache(required(flags, "cache")), undefined);
+  const result = await service.resolveConflict(cliEnv(signal, flags), rel, local ? "local" : "remote");
+  if (flags.get("json")) {
+    console.log(JSON.stringify(result));
+  } else if (result.kept === "local") {
+    const next = result.markedForPush ? "; the next push makes it the bucket's version" : "";
+    console.log(`resolve: kept the local ${result.rel}${next}`);
+  } else {
+    const what = result.downloaded
+      ? "downloaded the bucket's version"
+      : result.removedLocal
+      ? "removed the local copy (the bucket deleted it)"
+      : "the bucket's version was already here";
+    console.log(`resolve: kept the bucket's ${result.rel}: ${what}`);
+  }
   return EXIT.ok;
 }
 
@@ -255,6 +370,8 @@ export async function main(args: string[], signal: AbortSignal = new AbortContro
         return await migrateIndex(parsed, signal);
       case "mark-dirty":
         return await markDirty(parsed, signal);
+      case "resolve":
+        return await resolve(parsed, signal);
       case "lock":
         return await lock(parsed);
       case "verify":

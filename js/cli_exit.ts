@@ -8,11 +8,14 @@ export const EXIT = {
   ok: 0,
   failure: 1,
   usage: 2,
-  /** Another writer kept winning (index compare-and-swap exhausted), or a lock is held / was lost. */
+  /**
+   * Paths changed both here and in the bucket (a push refused them, a pull left them alone), another writer kept winning
+   * (index compare-and-swap exhausted), or a lock is held / was lost.
+   */
   conflict: 3,
   /** Credentials missing or access denied. */
   auth: 4,
-  /** The bucket (or the lock) does not exist. */
+  /** The bucket (or the lock) does not exist, or `resolve` was given a path with no open conflict. */
   notFound: 5,
   /** Network, timeout, throttling, 5xx: retrying later may work. */
   transient: 6,
@@ -34,7 +37,9 @@ export function exitCodeFor(error: unknown): number {
   const e = (error ?? {}) as ErrorLike;
   if (e.name === "UsageError") return EXIT.usage;
   if (e.name === "AbortError" || e.kind === "Aborted") return EXIT.aborted;
-  if (e.name === "LockTimeoutError" || e.name === "LockLostError" || e.kind === "IndexContended") return EXIT.conflict;
+  if (e.name === "LockTimeoutError" || e.name === "LockLostError") return EXIT.conflict;
+  if (e.kind === "IndexContended" || e.kind === "Conflicts") return EXIT.conflict;
+  if (e.kind === "NoConflict") return EXIT.notFound;
   const kind = e.kind === "Files" ? undefined : (e.causeKind ?? e.kind);
   if (e.kind === "Files") {
     const kinds = new Set((e.failures ?? []).map((f) => f.kind));

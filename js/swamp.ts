@@ -45,10 +45,16 @@ export interface DatastoreSyncOptions {
   signal?: AbortSignal;
 }
 
+/** What `markDirty` may say since the hosts after April: which path is about to be written or deleted. */
+export interface MarkDirtyOptions extends DatastoreSyncOptions {
+  /** Cache-relative, `/`-separated; absent, empty or outside the cache: anything may change. */
+  relPath?: string;
+}
+
 export interface DatastoreSyncService {
   pullChanged(options?: DatastoreSyncOptions): Promise<number | void>;
   pushChanged(options?: DatastoreSyncOptions): Promise<number | void>;
-  markDirty(options?: DatastoreSyncOptions): Promise<void>;
+  markDirty(options?: MarkDirtyOptions): Promise<void>;
 }
 
 export interface DatastoreProvider {

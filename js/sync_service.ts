@@ -6,8 +6,8 @@
  */
 
 import { abortError, makeEnv } from "./env.ts";
-import type { MarshCache, MarshStore, MigrateIndexResult } from "./host.ts";
-import type { DatastoreSyncOptions, DatastoreSyncService } from "./swamp.ts";
+import type { Conflict, MarshCache, MarshStore, MigrateIndexResult } from "./host.ts";
+import type { DatastoreSyncOptions, DatastoreSyncService, MarkDirtyOptions } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
 
 export interface SyncServiceOptions {
@@ -18,6 +18,18 @@ export interface SyncServiceOptions {
   scope: string;
   trace?: (line: string) => void;
   concurrency?: number;
+  /**
+   * Told when a pull leaves paths in conflict (changed here and in the bucket): swamp's `pullChanged` answers a count
+   * only, so this is how the user hears of them. Defaults to a warning on stderr.
+   */
+  warn?: (message: string) => void;
+}
+
+/** "2 path(s) in conflict …: a.json (both-changed), b.json (deleted-there); …" */
+export function describeConflicts(conflicts: Conflict[]): string {
+  const listed = conflicts.map((conflict) => `${conflict.rel} (${conflict.kind})`).join(", ");
+  return `${conflicts.length} path(s) changed both here and in the bucket, left as they are on both sides: ${listed}; ` +
+    "resolve each with `marsh resolve PATH --keep-local` or `--keep-remote`";
 }
 
 export class MarshSyncService implements DatastoreSyncService {
@@ -29,18 +41,37 @@ export class MarshSyncService implements DatastoreSyncService {
     this.#options = options;
   }
 
+  /**
+   * Files downloaded (removed local copies of files deleted elsewhere are not counted). Conflicts do not fail a pull:
+   * both versions stay where they are, and `warn` names them.
+   */
   async pullChanged(options?: DatastoreSyncOptions): Promise<number> {
     const report = await this.#service.pullChanged(this.#env(options));
+    if (report.conflicts.length > 0) {
+      (this.#options.warn ?? ((message) => console.warn(message)))(
+        `marsh pull: ${describeConflicts(report.conflicts)}`,
+      );
+    }
     return report.downloaded;
   }
 
+  /**
+   * Files uploaded. A push that finds conflicts pushes everything else, then rejects with a `MarshError` of kind
+   * `Conflicts` whose message and `conflicts` name the paths.
+   */
   async pushChanged(options?: DatastoreSyncOptions): Promise<number> {
     const report = await this.#service.pushChanged(this.#env(options));
     return report.uploaded;
   }
 
-  async markDirty(options?: DatastoreSyncOptions): Promise<void> {
-    await this.#service.markDirty(this.#env(options));
+  /** `relPath`: the one path about to be written or deleted; without it, anything may change. */
+  async markDirty(options?: MarkDirtyOptions): Promise<void> {
+    await this.#service.markDirty(this.#env(options), options?.relPath);
+  }
+
+  /** `marsh resolve`: settle the open conflict on `relPath` (`NoConflict` when there is none). */
+  async resolveConflict(relPath: string, keep: "local" | "remote", options?: DatastoreSyncOptions) {
+    return await this.#service.resolveConflict(this.#env(options), relPath, keep);
   }
 
   /** swamp's `datastore migrate-index`: convert a format-1 bucket to the sharded format 2 (a no-op on format 2). */

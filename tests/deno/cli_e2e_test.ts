@@ -79,3 +79,85 @@ Deno.test("cli: exit codes for usage errors and a missing lock", async () => {
     assert.match(version.stdout, /^marsh \d+\.\d+\.\d+/);
   });
 });
+
+Deno.test("cli: mark-dirty --path then a deletion propagates to the other cache, which does not resurrect it", async () => {
+  await withDemo(async ({ store, a, b }) => {
+    await marsh("mark-dirty", "--store", store, "--cache", a);
+    await Deno.writeTextFile(join(a, "gone.json"), "g");
+    await Deno.writeTextFile(join(a, "kept.json"), "k");
+    assert.equal((await marsh("sync", "--store", store, "--cache", a)).code, 0);
+    assert.equal((await marsh("sync", "--store", store, "--cache", b)).code, 0);
+
+    assert.equal((await marsh("mark-dirty", "--path", "gone.json", "--store", store, "--cache", a)).code, 0);
+    const marked = JSON.parse((await marsh("status", "--store", store, "--cache", a, "--json")).stdout);
+    assert.equal(marked.markedPaths, 1);
+    await Deno.remove(join(a, "gone.json"));
+    const pushed = await marsh("push", "--store", store, "--cache", a);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.match(pushed.stdout, /push: uploaded 0 file\(s\), deleted 1; index updated; only the marked paths/);
+
+    const pulled = await marsh("pull", "--store", store, "--cache", b);
+    assert.equal(pulled.code, 0, pulled.stderr);
+    assert.match(pulled.stdout, /removed 1 file\(s\) deleted in the bucket/);
+    await assert.rejects(Deno.stat(join(b, "gone.json")));
+    await marsh("mark-dirty", "--store", store, "--cache", b);
+    const again = JSON.parse((await marsh("sync", "--store", store, "--cache", b, "--json")).stdout);
+    assert.deepEqual([again.pull.downloaded, again.push.uploaded, again.push.deleted], [0, 0, []]);
+    const fresh = JSON.parse((await marsh("pull", "--store", store, "--cache", `${a}-fresh`, "--json")).stdout);
+    assert.equal(fresh.pull.downloaded, 1, "only kept.json is left in the bucket");
+    await Deno.remove(`${a}-fresh`, { recursive: true });
+  });
+});
+
+Deno.test("cli: a same-file edit ends with exit 3, status lists it, resolve --keep-local makes it win", async () => {
+  await withDemo(async ({ store, a, b }) => {
+    await marsh("mark-dirty", "--store", store, "--cache", a);
+    await Deno.writeTextFile(join(a, "doc.json"), "base");
+    await marsh("push", "--store", store, "--cache", a);
+    await marsh("pull", "--store", store, "--cache", b);
+    await marsh("mark-dirty", "--path", "doc.json", "--store", store, "--cache", a);
+    await Deno.writeTextFile(join(a, "doc.json"), "from a");
+    assert.equal((await marsh("push", "--store", store, "--cache", a)).code, 0);
+    await marsh("mark-dirty", "--path", "doc.json", "--store", store, "--cache", b);
+    await Deno.writeTextFile(join(b, "doc.json"), "from b!");
+
+    const refused = await marsh("sync", "--store", store, "--cache", b, "--json");
+    assert.equal(refused.code, 3, refused.stderr);
+    const report = JSON.parse(refused.stdout);
+    assert.deepEqual(report.pull.conflicts, [{ rel: "doc.json", kind: "both-changed" }]);
+    assert.equal(report.error.kind, "Conflicts");
+    assert.equal(await Deno.readTextFile(join(b, "doc.json")), "from b!");
+    const status = await marsh("status", "--store", store, "--cache", b);
+    assert.match(status.stdout, /open conflicts: +1:\n +doc\.json \(changed here and in the bucket\)/);
+    assert.equal((await marsh("resolve", "doc.json", "--store", store, "--cache", b)).code, 2, "a side is required");
+
+    const resolved = await marsh("resolve", "doc.json", "--keep-local", "--store", store, "--cache", b);
+    assert.equal(resolved.code, 0, resolved.stderr);
+    assert.equal((await marsh("push", "--store", store, "--cache", b)).code, 0);
+    const pulled = JSON.parse((await marsh("pull", "--store", store, "--cache", a, "--json")).stdout);
+    assert.equal(pulled.pull.downloaded, 1);
+    assert.equal(await Deno.readTextFile(join(a, "doc.json")), "from b!");
+  });
+});
+
+Deno.test("cli: a mass deletion is refused with the count; --restore brings the files back; --max-deletions", async () => {
+  await withDemo(async ({ store, a }) => {
+    await marsh("mark-dirty", "--store", store, "--cache", a);
+    for (const name of ["1", "2", "3"]) await Deno.writeTextFile(join(a, `${name}.json`), name);
+    await marsh("push", "--store", store, "--cache", a);
+    await marsh("mark-dirty", "--store", store, "--cache", a);
+    for (const name of ["1", "2", "3"]) await Deno.remove(join(a, `${name}.json`));
+
+    const refused = await marsh("push", "--max-deletions", "2", "--store", store, "--cache", a);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /3 files are gone from the cache .* more than the 2/);
+    assert.equal((await marsh("push", "--max-deletions", "x", "--store", store, "--cache", a)).code, 2);
+    const restored = JSON.parse((await marsh("pull", "--restore", "--store", store, "--cache", a, "--json")).stdout);
+    assert.equal(restored.pull.downloaded, 3);
+    for (const name of ["1", "2", "3"]) await Deno.remove(join(a, `${name}.json`));
+    const pushed = JSON.parse(
+      (await marsh("push", "--max-deletions", "3", "--store", store, "--cache", a, "--json")).stdout,
+    );
+    assert.deepEqual(pushed.push.deleted, ["1.json", "2.json", "3.json"]);
+  });
+});
