@@ -3,8 +3,11 @@ import assert from "node:assert/strict";
 import { DenoCache } from "../../js/cache.ts";
 import { makeEnv } from "../../js/env.ts";
 import { MemoryStore } from "../../js/memory_store.ts";
+import { readIndex } from "./support/index_reader.ts";
 import {
   type CallOptions,
+  type Conflict,
+  type ConflictKind,
   type ExpectedDownload,
   type FetchedBody,
   type FetchedBytes,
@@ -23,6 +26,7 @@ import {
   type MarshLockError,
   type MarshStore,
   type MarshSyncError,
+  type MigrateIndexResult,
   type NotModified,
   type ObjectMeta,
   type PackedWalk,
@@ -31,6 +35,7 @@ import {
   type ProgressEvent,
   type PullReport,
   type PushReport,
+  type ResolveReport,
   type SyncOptions,
   SyncService,
   type SyncStatus,
@@ -62,15 +67,35 @@ Deno.test("version matches the package version", async () => {
   assert.equal(version(), pkg.version);
 });
 
+/** The format-1 index: what a bucket holds when its index was written in format 1. */
 const INDEX = ".datastore-index.json";
+/** The commit record of format 2, the layout a new bucket starts in: its token is what a pull may record. */
+const META = "_index/_meta.json";
+
+/** A bucket's objects as the index reader of the tests reads them. */
+function peekOf(store: MemoryStore) {
+  return (key: string) => Promise.resolve(store.peek(key) ?? null);
+}
+
+/** `getBytes` of a format-1 bucket holding `index`: every other key (format 2's record, the marker) is not found. */
+function monolithOnly(index: Uint8Array): MarshStore["getBytes"] {
+  return (key) =>
+    key === INDEX
+      ? Promise.resolve({ bytes: index.slice(), token: "t1", size: index.byteLength })
+      : Promise.reject({ kind: "NotFound", message: `no ${key}` });
+}
 
 /** An empty cache directory that forgets what is written to it: enough for operations that fail at the store. */
 function emptyCache(): MarshCache {
   return {
     stat: () => Promise.resolve(null),
     walk: () => Promise.resolve([]),
+    walkUnder: () => Promise.resolve([]),
+    removeFile: () => Promise.resolve(),
     readInternal: () => Promise.resolve(null),
     writeInternal: () => Promise.resolve(),
+    listInternal: () => Promise.resolve([]),
+    removeInternal: () => Promise.resolve(),
     prepareUpload: () => Promise.resolve(null),
     download: () => Promise.reject(new Error("not used by this test")),
     hash: () => Promise.resolve(null),
@@ -96,7 +121,7 @@ Deno.test("an async store's answer reaches the core through the promise bridge",
   const status = await new SyncService(store, emptyCache(), undefined).status(makeEnv());
 
   assert.equal(status.remoteIndexSize, 3);
-  assert.deepEqual(asked, [INDEX]);
+  assert.deepEqual(asked, [META], "format 2's commit record is asked first, and it answered");
 });
 
 Deno.test("a store's typed failure surfaces with its kind, status and message", async () => {
@@ -120,26 +145,19 @@ Deno.test("a store's typed failure surfaces with its kind, status and message", 
   assert.match(error.message, /access denied to the index/);
 });
 
-Deno.test("a store throwing NotFound for a file surfaces as a NotFound failure naming it", async () => {
+Deno.test("a store throwing NotFound for a file leaves it in flux: the pull succeeds, unverified, without it", async () => {
   const store = storeWith({
-    getBytes: () => Promise.resolve({ bytes: oneFileIndex("data/missing.json"), token: "t1", size: 1 }),
+    getBytes: monolithOnly(oneFileIndex("data/missing.json")),
     get: async (key) => {
       await pause();
       throw Object.assign(new Error(`no such object ${key}`), { kind: "NotFound", status: 404 });
     },
   });
 
-  const error = await new SyncService(store, emptyCache(), undefined).pullChanged(makeEnv()).then(
-    () => assert.fail("the pull should have rejected"),
-    (thrown: MarshSyncError) => thrown,
-  );
+  const report = await new SyncService(store, emptyCache(), undefined).pullChanged(makeEnv());
 
-  assert.equal(error.kind, "Files");
-  assert.equal(error.failures?.length, 1);
-  const [failure] = error.failures!;
-  assert.equal(failure.rel, "data/missing.json");
-  assert.equal(failure.kind, "NotFound");
-  assert.match(failure.message, /not found: data\/missing\.json/);
+  // An object gone under its entry is another writer's commit in flight: taken by a later pull, never a failure.
+  assert.deepEqual([report.downloaded, report.inFlux, report.verified], [0, ["data/missing.json"], false]);
 });
 
 Deno.test("an untyped throw becomes an Io error carrying its message", async () => {
@@ -243,7 +261,7 @@ const UPLOAD_BODY = shape<UploadBody>({ size: "required", open: "required" });
 const FILE_STAT = shape<FileStat>({ size: "required", mtimeMs: "required" });
 const HASHED_FILE = shape<HashedFile>({ size: "required", mtimeMs: "required", sha256: "required" });
 const PREPARED_UPLOAD = shape<PreparedUpload>({ ...HASHED_FILE.fields, body: "required" });
-const EXPECTED_DOWNLOAD = shape<ExpectedDownload>({ size: "required", sha256: "optional" });
+const EXPECTED_DOWNLOAD = shape<ExpectedDownload>({ size: "required", sha256: "optional", replaces: "optional" });
 const PACKED_WALK = shape<PackedWalk>({
   files: "required",
   sizes: "required",
@@ -264,17 +282,22 @@ const TRANSFERRED = shape<Extract<ProgressEvent, { kind: "transferred" }>>({
   rel: "required",
   bytes: "required",
 });
+const CONFLICT = shape<Conflict>({ rel: "required", kind: "required" });
 const PULL_REPORT = shape<PullReport>({
   downloaded: "required",
+  removed: "required",
   fastPath: "required",
   verified: "required",
   keptLocal: "required",
+  pendingDeletions: "required",
+  inFlux: "required",
   conflicts: "required",
   indexEntries: "required",
   planned: "required",
 });
 const PUSH_REPORT = shape<PushReport>({
   uploaded: "required",
+  deleted: "required",
   fastPath: "required",
   indexWritten: "required",
   scrubbed: "required",
@@ -285,6 +308,8 @@ const PUSH_REPORT = shape<PushReport>({
   verified: "required",
   clean: "required",
   walkReused: "required",
+  markedOnly: "required",
+  marksCleared: "required",
   planned: "required",
 });
 const SYNC_STATUS = shape<SyncStatus>({
@@ -293,8 +318,24 @@ const SYNC_STATUS = shape<SyncStatus>({
   verifiedAt: "required",
   dirtyGeneration: "required",
   locallyDirty: "required",
+  markedPaths: "required",
   pullFastPath: "required",
+  remoteFormat: "required",
   remoteIndexSize: "required",
+  conflicts: "required",
+});
+const RESOLVE_REPORT = shape<ResolveReport>({
+  rel: "required",
+  kept: "required",
+  downloaded: "required",
+  removedLocal: "required",
+  markedForPush: "required",
+});
+const MIGRATED = shape<MigrateIndexResult>({
+  version: "required",
+  partitions: "required",
+  commitSeq: "required",
+  converted: "required",
 });
 const LOCK_INFO = shape<LockInfo>({
   holder: "required",
@@ -312,6 +353,9 @@ const SYNC_ERROR = shape<MarshSyncError>({
   status: "optional",
   failures: "optional",
   transferred: "optional",
+  conflicts: "optional",
+  count: "optional",
+  limit: "optional",
 });
 const FILE_FAILURE = shape<NonNullable<MarshSyncError["failures"]>[number]>({
   rel: "required",
@@ -335,6 +379,8 @@ const ERROR_KINDS: Record<MarshErrorKind, true> = {
   Http: true,
   Aborted: true,
   InvalidKey: true,
+  Mismatch: true,
+  LocalChanged: true,
   Io: true,
 };
 
@@ -463,6 +509,7 @@ shapeTest(
       assertFields(pushed, PUSH_REPORT, "PushReport");
       assert.deepEqual(pushed, {
         uploaded: 2,
+        deleted: [],
         fastPath: false,
         indexWritten: true,
         scrubbed: [],
@@ -473,6 +520,8 @@ shapeTest(
         verified: true,
         clean: true,
         walkReused: false,
+        markedOnly: false,
+        marksCleared: 0,
         planned: [],
       });
       // CallOptions: every call of an operation carries its signal as a last argument.
@@ -488,7 +537,8 @@ shapeTest(
       }
       assert.equal(callsOf(calls, "walk").length + callsOf(calls, "readInternal").length, 0);
       // PreparedUpload: its body goes to put untouched, its hash and size into the index entry.
-      const index = JSON.parse(new TextDecoder().decode(bucket.peek(INDEX)!.bytes));
+      const index = await readIndex(peekOf(bucket));
+      assert.equal(index.format, 2, "a new bucket is written in format 2");
       for (const [rel, text] of [["a.json", "hello"], ["d/b.json", "world!"]]) {
         const prepared = only(calls, "prepareUpload", rel).answer;
         assertFields(prepared, PREPARED_UPLOAD, "PreparedUpload");
@@ -496,7 +546,7 @@ shapeTest(
         const put = only(calls, "put", rel);
         assert.equal(put.args[1], prepared.body, "the upload body is handed over untouched");
         assertFields(put.args[2], NO_TOKEN, "Precondition");
-        assert.deepEqual(put.args[2], { kind: "none" });
+        assert.deepEqual(put.args[2], { kind: "ifAbsent" }, "a new file is created only where no object is");
         assert.deepEqual(index.entries[rel].sha256, prepared.sha256);
         assert.equal(prepared.sha256, await sha256Hex(text));
         assert.equal(index.entries[rel].size, prepared.size);
@@ -505,13 +555,13 @@ shapeTest(
         assertFields(stat, FILE_STAT, "FileStat");
         assert.deepEqual(stat, { size: prepared.size, mtimeMs: prepared.mtimeMs });
       }
-      // The first index write is create-only; its token becomes the verified token.
-      assert.equal(only(calls, "getBytes", INDEX).args[1], undefined, "no ifNoneMatch without a verified token");
-      const created = only(calls, "putBytes", INDEX);
+      // The first commit record is create-only; its token becomes the verified token.
+      assert.equal(only(calls, "getBytes", META).args[1], undefined, "no ifNoneMatch without a verified token");
+      const created = only(calls, "putBytes", META);
       assertFields(created.args[2], NO_TOKEN, "Precondition");
       assert.deepEqual(created.args[2], { kind: "ifAbsent" });
       const firstToken = (created.answer as { token: VersionToken }).token;
-      assert.equal(firstToken, bucket.peek(INDEX)!.token);
+      assert.equal(firstToken, bucket.peek(META)!.token);
       // ProgressEvent: the plan, then one event per file.
       const [planned, ...moved] = progress;
       assertFields(planned, PLANNED, "planned event");
@@ -528,7 +578,7 @@ shapeTest(
       await pusher.markDirty(env);
       await Deno.writeTextFile(`${here}/a.json`, "hello again");
       await pusher.pushChanged(env);
-      const replaced = only(calls, "putBytes", INDEX);
+      const replaced = only(calls, "putBytes", META);
       assertFields(replaced.args[2], IF_MATCH, "Precondition");
       assert.deepEqual(replaced.args[2], { kind: "ifMatch", token: firstToken });
       const token = (replaced.answer as { token: VersionToken }).token;
@@ -541,14 +591,17 @@ shapeTest(
       assertFields(pulled, PULL_REPORT, "PullReport");
       assert.deepEqual(pulled, {
         downloaded: 2,
+        removed: [],
         fastPath: false,
         verified: true,
         keptLocal: [],
+        pendingDeletions: [],
+        inFlux: [],
         conflicts: [],
         indexEntries: 2,
         planned: [],
       });
-      assertFields(only(calls, "getBytes", INDEX).answer, FETCHED_BYTES, "FetchedBytes");
+      assertFields(only(calls, "getBytes", META).answer, FETCHED_BYTES, "FetchedBytes");
       for (const [rel, text] of [["a.json", "hello again"], ["d/b.json", "world!"]]) {
         const got = only(calls, "get", rel);
         assert.equal(got.args[1], undefined, "a file GET is unconditional");
@@ -557,7 +610,8 @@ shapeTest(
         assert.equal(download.args[1], got.answer.body, "the download body is handed over untouched");
         assert.ok(got.answer.body instanceof ReadableStream);
         assertFields(download.args[2], EXPECTED_DOWNLOAD, "ExpectedDownload");
-        assert.deepEqual(download.args[2], { size: text.length, sha256: await sha256Hex(text) });
+        // `replaces: null`: a file new here may only land where there is none.
+        assert.deepEqual(download.args[2], { size: text.length, sha256: await sha256Hex(text), replaces: null });
         assertFields(download.answer, HASHED_FILE, "HashedFile");
         assert.equal(download.answer.sha256, await sha256Hex(text));
         assert.equal(await Deno.readTextFile(`${there}/${rel}`), text);
@@ -566,19 +620,22 @@ shapeTest(
       // NotModified: the next pull sends the verified token and takes the fast path on the answer.
       calls.length = 0;
       const again = await puller.pullChanged(env);
-      const conditional = only(calls, "getBytes", INDEX);
+      const conditional = only(calls, "getBytes", META);
       assert.equal(conditional.args[1], token);
       assertFields(conditional.answer, NOT_MODIFIED, "NotModified");
       assert.equal(again.fastPath, true);
 
-      // ExpectedDownload without its optional sha256: an index entry with no hash (as older writers leave them).
+      // ExpectedDownload without its optional sha256: an index entry with no hash (as older writers leave them, in a
+      // format-1 bucket), over a local file of that name (`replaces`: the stat the pull saw).
       calls.length = 0;
-      bucket.seed("c.json", encoder.encode("abc"));
-      bucket.seed(INDEX, oneFileIndex("c.json"));
-      await puller.pullChanged(env);
-      const unhashed = only(calls, "download", "c.json");
+      const older = new MemoryStore();
+      older.seed("a.json", encoder.encode("abc"));
+      older.seed(INDEX, oneFileIndex("a.json"));
+      const before = (await new DenoCache(there).stat("a.json"))!;
+      await new SyncService(older, recorded(new DenoCache(there), calls), undefined).pullChanged(env);
+      const unhashed = only(calls, "download", "a.json");
       assertFields(unhashed.args[2], EXPECTED_DOWNLOAD, "ExpectedDownload");
-      assert.deepEqual(unhashed.args[2], { size: 3 });
+      assert.deepEqual(unhashed.args[2], { size: 3, replaces: before });
     }),
 );
 
@@ -653,8 +710,11 @@ shapeTest("status before any sync, against no index, and after a sync: SyncStatu
       verifiedAt: null,
       dirtyGeneration: 0,
       locallyDirty: true,
+      markedPaths: 0,
       pullFastPath: false,
+      remoteFormat: null,
       remoteIndexSize: null,
+      conflicts: [],
     });
 
     // After a push, the cache is recorded clean at the marker of its one markDirty, and verified at the index it wrote.
@@ -666,24 +726,27 @@ shapeTest("status before any sync, against no index, and after a sync: SyncStatu
     const calls: Call[] = [];
     const after = await new SyncService(recorded(store, calls), new DenoCache(synced), undefined).status(makeEnv());
     // ObjectMeta: the one HEAD of the index, which tells the pull fast path and the size.
-    const head = only(calls, "head", INDEX).answer;
+    const head = only(calls, "head", META).answer;
     assertFields(head, OBJECT_META, "ObjectMeta");
     assert.deepEqual(head, { token: after.verifiedToken, size: after.remoteIndexSize });
     assertFields(after, SYNC_STATUS, "SyncStatus");
     assert.deepEqual(after, {
       sidecar: "marsh v2",
-      verifiedToken: store.peek(INDEX)!.token,
+      verifiedToken: store.peek(META)!.token,
       verifiedAt: after.verifiedAt,
       dirtyGeneration: 1,
       locallyDirty: false,
+      markedPaths: 0,
       pullFastPath: true,
-      remoteIndexSize: store.peek(INDEX)!.bytes.byteLength,
+      remoteFormat: 2,
+      remoteIndexSize: store.peek(META)!.bytes.byteLength,
+      conflicts: [],
     });
     assert.ok(Math.abs(Date.parse(after.verifiedAt!) - Date.now()) < 60_000, after.verifiedAt!);
 
     const never = await new SyncService(store, new DenoCache(unsynced), undefined).status(makeEnv());
     assert.equal(never.pullFastPath, null, "nothing verified yet");
-    assert.equal(never.remoteIndexSize, store.peek(INDEX)!.bytes.byteLength);
+    assert.equal(never.remoteIndexSize, store.peek(META)!.bytes.byteLength);
   }));
 
 shapeTest("options and env: concurrency, dryRun, casAttempts; sleep, and an env with nothing but sleep", [
@@ -745,8 +808,110 @@ shapeTest("options and env: concurrency, dryRun, casAttempts; sleep, and an env 
       bareEnv,
     );
     assert.equal(report.downloaded, 4);
-    assert.deepEqual(only(bareCalls, "getBytes", INDEX).args, [INDEX, undefined]);
+    assert.deepEqual(only(bareCalls, "getBytes", META).args, [META, undefined]);
   }));
+
+shapeTest(
+  "marks, deletions and conflicts: the cache calls they make, Conflict, ResolveReport, MigrateIndexResult",
+  ["Conflict", "ConflictKind", "ResolveReport", "MigrateIndexResult"],
+  () =>
+    withDirs(2, async ([here, there]) => {
+      const bucket = new MemoryStore();
+      const [callsHere, callsThere]: Call[][] = [[], []];
+      const a = new SyncService(bucket, recorded(new DenoCache(here), callsHere), undefined);
+      const b = new SyncService(bucket, recorded(new DenoCache(there), callsThere), undefined);
+      await a.markDirty(makeEnv());
+      await Deno.writeTextFile(`${here}/x.json`, "x");
+      await Deno.writeTextFile(`${here}/y.json`, "y");
+      await a.pushChanged(makeEnv());
+      await b.pullChanged(makeEnv());
+      // A new file may only land where there is none.
+      const fresh = only(callsThere, "download", "x.json");
+      assertFields(fresh.args[2], EXPECTED_DOWNLOAD, "ExpectedDownload");
+      assert.equal(fresh.args[2].replaces, null);
+      assertFields(fresh.answer, HASHED_FILE, "HashedFile");
+      const landed = { size: fresh.answer.size, mtimeMs: fresh.answer.mtimeMs };
+
+      // markDirty(env, relPath): one mark file in the internal folder; the push reads the folder, walks that path only,
+      // and removes the mark it handled.
+      callsHere.length = 0;
+      await a.markDirty(makeEnv(), "x.json");
+      const mark = only(callsHere, "writeInternal");
+      assert.match(mark.args[0] as string, /^\.marsh-marks\/\d{13}-[0-9a-f]+~x\.json$/);
+      await Deno.remove(`${here}/x.json`);
+      const pushed = await a.pushChanged(makeEnv());
+      assertFields(pushed, PUSH_REPORT, "PushReport");
+      assert.deepEqual([pushed.deleted, pushed.markedOnly, pushed.marksCleared], [["x.json"], true, 1]);
+      assert.ok(
+        callsOf(callsHere, "listInternal", ".marsh-marks").some((call) => {
+          return Array.isArray(call.answer) && call.answer.length === 1 &&
+            `.marsh-marks/${call.answer[0]}` === mark.args[0];
+        }),
+      );
+      assert.deepEqual(only(callsHere, "walkUnder", "x.json").answer, []);
+      assert.equal(only(callsHere, "removeInternal").args[0], mark.args[0]);
+      assert.equal(callsOf(callsHere, "walkPacked").length + callsOf(callsHere, "walk").length, 0, "no full walk");
+
+      // The other cache removes its copy, naming the stat it saw.
+      callsThere.length = 0;
+      const pulled = await b.pullChanged(makeEnv());
+      assertFields(pulled, PULL_REPORT, "PullReport");
+      assert.deepEqual(pulled.removed, ["x.json"]);
+      const removal = only(callsThere, "removeFile", "x.json");
+      assertFields(removal.args[1], FILE_STAT, "FileStat");
+      assert.deepEqual(removal.args[1], landed);
+
+      // Both edit y.json: the second push rejects with the conflict, and status lists it.
+      await a.markDirty(makeEnv(), "y.json");
+      await Deno.writeTextFile(`${here}/y.json`, "from a");
+      await a.pushChanged(makeEnv());
+      await b.markDirty(makeEnv(), "y.json");
+      const beforeEdit = (await new DenoCache(there).stat("y.json"))!;
+      await Deno.writeTextFile(`${there}/y.json`, "from b!");
+      const error = await rejection(b.pushChanged(makeEnv()));
+      assertFields(error, SYNC_ERROR, "MarshSyncError");
+      assert.deepEqual([error.kind, error.transferred], ["Conflicts", 0]);
+      const [conflict] = error.conflicts as Conflict[];
+      assertFields(conflict, CONFLICT, "Conflict");
+      const kinds: Record<ConflictKind, true> = {
+        "both-changed": true,
+        "deleted-here": true,
+        "deleted-there": true,
+        "created-both": true,
+        "object-moved": true,
+      };
+      assert.ok(conflict.kind in kinds);
+      assert.deepEqual(conflict, { rel: "y.json", kind: "both-changed" });
+      const status = await b.status(makeEnv());
+      assertFields(status.conflicts[0], CONFLICT, "Conflict");
+      assert.deepEqual(status.conflicts, [conflict]);
+      assert.equal(status.markedPaths, 1, "the conflicting path stays marked");
+
+      // Keeping the bucket's version downloads it over exactly the file the conflict was found with.
+      callsThere.length = 0;
+      const resolved = await b.resolveConflict(makeEnv(), "y.json", "remote");
+      assertFields(resolved, RESOLVE_REPORT, "ResolveReport");
+      assert.deepEqual(resolved, {
+        rel: "y.json",
+        kept: "remote",
+        downloaded: true,
+        removedLocal: false,
+        markedForPush: false,
+      });
+      const over = only(callsThere, "download", "y.json").args[2] as ExpectedDownload;
+      assert.ok(over.replaces && over.replaces.size === "from b!".length, JSON.stringify(over));
+      assert.notDeepEqual(over.replaces, beforeEdit);
+      assert.equal(await Deno.readTextFile(`${there}/y.json`), "from a");
+      await assert.rejects(b.resolveConflict(makeEnv(), "y.json", "local"), { name: "MarshError", kind: "NoConflict" });
+
+      // MigrateIndexResult: a format-1 bucket becomes format 2.
+      const monolith = new MemoryStore();
+      monolith.seed(INDEX, oneFileIndex("m.json"));
+      const migrated = await new SyncService(monolith, emptyCache(), undefined).migrateMonolithToShards(makeEnv());
+      assertFields(migrated, MIGRATED, "MigrateIndexResult");
+      assert.deepEqual([migrated.version, migrated.converted, migrated.partitions.length > 0], [2, true, true]);
+    }),
+);
 
 /** The error an operation rejects with (the test fails if it resolves). */
 function rejection(operation: Promise<unknown>): Promise<Record<string, unknown>> {
@@ -756,10 +921,16 @@ function rejection(operation: Promise<unknown>): Promise<Record<string, unknown>
 /** A pull of one indexed file whose GET throws `thrown` (every attempt). */
 function pullFailing(thrown: unknown, rel = "data/a.json"): Promise<Record<string, unknown>> {
   const store = storeWith({
-    getBytes: () => Promise.resolve({ bytes: oneFileIndex(rel), token: "t1", size: 1 }),
+    getBytes: monolithOnly(oneFileIndex(rel)),
     get: () => Promise.reject(thrown),
   });
   return rejection(new SyncService(store, emptyCache(), undefined).pullChanged(recordingEnv().env));
+}
+
+/** A pull of one indexed file whose GET throws `thrown` and that resolves all the same. */
+function pullFollowing(thrown: unknown, rel = "data/a.json"): Promise<PullReport> {
+  const store = storeWith({ getBytes: monolithOnly(oneFileIndex(rel)), get: () => Promise.reject(thrown) });
+  return new SyncService(store, emptyCache(), undefined).pullChanged(recordingEnv().env);
 }
 
 shapeTest("every error kind a host throws comes back as that kind, with its status, key and message", [
@@ -768,6 +939,14 @@ shapeTest("every error kind a host throws comes back as that kind, with its stat
 ], async () => {
   for (const kind of Object.keys(ERROR_KINDS) as MarshErrorKind[]) {
     const thrown: MarshHostError = Object.assign(new Error(`the host says ${kind}`), { kind, status: 418 });
+    if (kind === "NotFound" || kind === "Mismatch" || kind === "LocalChanged") {
+      // Not failures of a pull, each read by its kind (an unknown one would be an Io failure): an object gone or not
+      // its entry's bytes is in flux; a local write that landed meanwhile is kept.
+      const report = await pullFollowing(thrown);
+      const field = kind === "LocalChanged" ? report.keptLocal : report.inFlux;
+      assert.deepEqual(field, ["data/a.json"], kind);
+      continue;
+    }
     const error = await pullFailing(thrown);
     if (kind === "Aborted") {
       assertFields(error, SYNC_ERROR, "MarshSyncError");
@@ -782,14 +961,14 @@ shapeTest("every error kind a host throws comes back as that kind, with its stat
     // Only the kinds that carry an HTTP status keep it; the others name the key or carry the host's message.
     const carriesStatus = kind === "Transient" || kind === "Auth" || kind === "Http";
     assert.equal(failure.status, carriesStatus ? 418 : undefined, kind);
-    const names = kind === "NotFound" || kind === "PreconditionFailed";
+    const names = kind === "PreconditionFailed";
     assert.match(failure.message, names ? /data\/a\.json/ : new RegExp(`the host says ${kind}`), kind);
   }
 
   // `key`, when given, names the object instead of the call's key.
-  const keyed: MarshHostError = { kind: "NotFound", message: "gone", key: "elsewhere/b.json" };
+  const keyed: MarshHostError = { kind: "PreconditionFailed", message: "moved", key: "elsewhere/b.json" };
   const named = await pullFailing(keyed);
-  assert.match((named.failures as { message: string }[])[0].message, /not found: elsewhere\/b\.json/);
+  assert.match((named.failures as { message: string }[])[0].message, /precondition failed for elsewhere\/b\.json/);
   // A kind the boundary does not know, "NotModified" included, is a local I/O error (never retried).
   const unknown = await pullFailing(Object.assign(new Error("304"), { kind: "NotModified" }));
   const [failure] = unknown.failures as { kind: string; message: string }[];
@@ -819,11 +998,18 @@ shapeTest("how a sync operation fails: each MarshSyncError kind with its optiona
   assert.deepEqual([noStatus.kind, noStatus.causeKind, "status" in noStatus], ["IndexUnreadable", "Io", false]);
 
   const garbage = storeWith({
-    getBytes: () => Promise.resolve({ bytes: encoder.encode("<html>"), token: "t", size: 6 }),
+    getBytes: monolithOnly(encoder.encode("<html>")),
   });
   const corrupt = await rejection(new SyncService(garbage, emptyCache(), undefined).pullChanged(makeEnv()));
   assertFields(corrupt, SYNC_ERROR, "MarshSyncError");
   assert.deepEqual([corrupt.kind, "causeKind" in corrupt, "status" in corrupt], ["IndexCorrupt", false, false]);
+
+  const newer = new MemoryStore();
+  newer.seed("_control/datastore-format", encoder.encode('{"format":9,"minReaderFormat":9}'));
+  const unsupported = await rejection(new SyncService(newer, emptyCache(), undefined).pullChanged(makeEnv()));
+  assertFields(unsupported, SYNC_ERROR, "MarshSyncError");
+  assert.deepEqual([unsupported.kind, "causeKind" in unsupported], ["FormatUnsupported", false]);
+  assert.match(unsupported.message as string, /format 9/);
 
   await withDirs(2, async ([writing, local]) => {
     const store = new MemoryStore();
@@ -851,6 +1037,28 @@ shapeTest("how a sync operation fails: each MarshSyncError kind with its optiona
     assertFields(localError, SYNC_ERROR, "MarshSyncError");
     assert.deepEqual([localError.kind, localError.causeKind], ["Local", "Io"]);
     assert.match(localError.message as string, /read-only file system/);
+
+    // MassDeletion (SyncOptions.maxInferredDeletions): more files gone after a bare mark than allowed; nothing written.
+    // SyncOptions.restoreDeleted then brings them back.
+    const bucket = new MemoryStore();
+    const dir = `${local}/guarded`;
+    const guarded = new SyncService(bucket, new DenoCache(dir), { maxInferredDeletions: 1 });
+    await guarded.markDirty(makeEnv());
+    await Deno.writeTextFile(`${dir}/a.json`, "a");
+    await Deno.writeTextFile(`${dir}/b.json`, "b");
+    await guarded.pushChanged(makeEnv());
+    await guarded.markDirty(makeEnv());
+    await Deno.remove(`${dir}/a.json`);
+    await Deno.remove(`${dir}/b.json`);
+    const mass = await rejection(guarded.pushChanged(makeEnv()));
+    assertFields(mass, SYNC_ERROR, "MarshSyncError");
+    assert.deepEqual([mass.kind, mass.count, mass.limit, "causeKind" in mass], ["MassDeletion", 2, 1, false]);
+    const kept = await new SyncService(bucket, new DenoCache(dir), undefined).pullChanged(makeEnv());
+    assert.deepEqual([kept.fastPath, kept.downloaded], [true, 0], "a plain pull does not undo a marked deletion");
+    const restored = await new SyncService(bucket, new DenoCache(dir), { restoreDeleted: true }).pullChanged(
+      makeEnv(),
+    );
+    assert.equal(restored.downloaded, 2);
 
     const controller = new AbortController();
     controller.abort();
