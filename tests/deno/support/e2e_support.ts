@@ -38,8 +38,12 @@ import type {
 import { makeProvider } from "../../../js/provider.ts";
 import { classifyS3Error, S3Store } from "../../../js/s3.ts";
 import type { DatastoreProvider, DatastoreSyncService } from "../../../js/swamp.ts";
+import { readIndex } from "./index_reader.ts";
 
+/** The format-1 index (the monolith): what a bucket holds when its index was written in format 1. */
 export const INDEX_KEY = ".datastore-index.json";
+/** The commit object of a format-2 index (what a new bucket starts as): its token is the verified token. */
+export const META_KEY = "_index/_meta.json";
 export const SIDECAR = ".datastore-sync-state.json";
 export const LOCK_KEY = ".datastore.lock";
 
@@ -552,11 +556,25 @@ export interface IndexJson {
   [field: string]: unknown;
 }
 
-/** The remote index as stored in the bucket (read raw). */
+/**
+ * The remote index as any reader sees it (read raw, either layout): the commit object's top-level fields (`version` 1
+ * and the monolith's own fields, or `version` 2 with `partitions` and `commitSeq`) with every entry.
+ */
 export async function remoteIndex(target: Target): Promise<IndexJson> {
-  const index = await target.rawGetJson<IndexJson>(INDEX_KEY);
-  assert.ok(index, "the remote index exists");
-  return index;
+  const found = await readIndex((key) => target.rawGet(key));
+  assert.ok(found.format !== null, "the remote index exists");
+  return { ...found.top, version: found.format, entries: found.entries } as IndexJson;
+}
+
+/** The remote index's layout and commit token (`_meta.json`'s or the monolith's), as a reader finds them. */
+export async function remoteCommit(target: Target): Promise<{ format: 1 | 2 | null; token: string | null }> {
+  const found = await readIndex((key) => target.rawGet(key));
+  return { format: found.format, token: found.commitToken };
+}
+
+/** A format-1 bucket: an empty monolith written first, so marsh keeps this layout (new buckets start in format 2). */
+export async function makeMonolithBucket(target: Target): Promise<void> {
+  await target.rawPutJson(INDEX_KEY, { version: 1, lastPulled: "2026-04-20T10:00:00.000Z", entries: {} });
 }
 
 /** Every file under `dir`, as sorted `/`-separated relative paths. */
