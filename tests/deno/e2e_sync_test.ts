@@ -12,8 +12,10 @@ import {
   INDEX_KEY,
   type IndexJson,
   listFiles,
+  META_KEY,
   populate,
   readCacheFile,
+  remoteCommit,
   remoteIndex,
   SIDECAR,
   signal,
@@ -46,7 +48,8 @@ async function sidecarOf(cacheDir: string): Promise<Record<string, unknown> | nu
 
 e2eTest("seed: a push landing between a reader's index GET and the end of its pull is pulled next time", async (t) => {
   await populate(t, { "data/one.json": '{"one":1}', "data/two.json": '{"two":2}' });
-  const before = (await t.rawGet(INDEX_KEY))!.token;
+  // A new bucket is format 2: the commit record `_index/_meta.json` carries the token a pull may record.
+  const before = (await remoteCommit(t)).token;
 
   // Writer B on its own cache, through the extension as swamp builds it.
   const cacheB = await t.tempDir("b");
@@ -56,8 +59,9 @@ e2eTest("seed: a push landing between a reader's index GET and the end of its pu
   const cacheA = await t.tempDir("a");
   const storeA = new WrappedStore(t.store(), {
     async after(call, nth) {
-      if (call.method === "getBytes" && call.key === INDEX_KEY && nth === 1) {
-        await writeFiles(writerB, cacheB, { "data/from-b.json": '{"b":true}' });
+      if (call.method === "getBytes" && call.key === META_KEY && nth === 1) {
+        // In a folder of its own: a shard A's commit record did not list, so A's shard reads cannot see it.
+        await writeFiles(writerB, cacheB, { "fromb/b.json": '{"b":true}' });
         bPushed = await writerB.pushChanged() as number;
       }
     },
@@ -66,17 +70,17 @@ e2eTest("seed: a push landing between a reader's index GET and the end of its pu
 
   assert.equal(await readerA.pullChanged(), 2, "A pulls the two files of the index it read");
   assert.equal(bPushed, 1, "B's push ran inside A's pull");
-  const after = (await t.rawGet(INDEX_KEY))!.token;
+  const after = (await remoteCommit(t)).token;
   assert.notEqual(after, before, "B's push rewrote the index");
-  assert.equal(await readCacheFile(cacheA, "data/from-b.json"), null, "B's file was not in the index A read");
+  assert.equal(await readCacheFile(cacheA, "fromb/b.json"), null, "B's file was not in the index A read");
   const sidecar = await sidecarOf(cacheA);
   assert.notEqual(sidecar?.verifiedToken, after, "A must not record the token of B's index (the seed bug)");
 
   const downloaded = await readerA.pullChanged();
 
   assert.equal(downloaded, 1, "A's next pull misses the fast path and downloads B's file");
-  assert.equal(await readCacheFile(cacheA, "data/from-b.json"), '{"b":true}');
-  assert.deepEqual(await dataFiles(cacheA), ["data/from-b.json", "data/one.json", "data/two.json"]);
+  assert.equal(await readCacheFile(cacheA, "fromb/b.json"), '{"b":true}');
+  assert.deepEqual(await dataFiles(cacheA), ["data/one.json", "data/two.json", "fromb/b.json"]);
 });
 
 e2eTest("W1: two writers pushing disjoint files at once without a lock lose no index entry", async (t) => {
@@ -87,22 +91,22 @@ e2eTest("W1: two writers pushing disjoint files at once without a lock lose no i
   // B writes the index only after A has read it; A writes only after B's write completed: A's write is stale.
   const storeA = new WrappedStore(t.store(), {
     async before(call, nth) {
-      if (call.method === "putBytes" && call.key === INDEX_KEY && nth === 1) {
+      if (call.method === "putBytes" && call.key === META_KEY && nth === 1) {
         await within(bWrote.promise, 20_000, "B's index write");
       }
     },
     after(call, nth) {
-      if (call.method === "getBytes" && call.key === INDEX_KEY && nth === 1) aRead.resolve();
+      if (call.method === "getBytes" && call.key === META_KEY && nth === 1) aRead.resolve();
     },
   });
   const storeB = new WrappedStore(t.store(), {
     async before(call, nth) {
-      if (call.method === "putBytes" && call.key === INDEX_KEY && nth === 1) {
+      if (call.method === "putBytes" && call.key === META_KEY && nth === 1) {
         await within(aRead.promise, 20_000, "A's index read");
       }
     },
     after(call) {
-      if (call.method === "putBytes" && call.key === INDEX_KEY) bWrote.resolve();
+      if (call.method === "putBytes" && call.key === META_KEY) bWrote.resolve();
     },
   });
   const writerA = t.serviceWith(storeA, cacheA);
@@ -113,7 +117,8 @@ e2eTest("W1: two writers pushing disjoint files at once without a lock lose no i
   const [pushedA, pushedB] = await Promise.all([writerA.pushChanged(), writerB.pushChanged()]);
 
   assert.deepEqual([pushedA, pushedB], [1, 1]);
-  const indexWritesA = storeA.calls.filter((call) => call.method === "putBytes" && call.key === INDEX_KEY);
+  // Format 2: the commit record `_index/_meta.json` is the compare-and-swap every commit ends with.
+  const indexWritesA = storeA.calls.filter((call) => call.method === "putBytes" && call.key === META_KEY);
   assert.equal(indexWritesA[0].outcome, "PreconditionFailed", "A's first write-back was a stale compare-and-swap");
   assert.equal(indexWritesA.at(-1)!.outcome, "ok");
   const index = await remoteIndex(t);
@@ -161,7 +166,7 @@ e2eTest(
     for (const [rel, content] of Object.entries(FIVE_FILES)) assert.equal(await readCacheFile(cache, rel), content);
     const verified = await sidecarOf(cache);
     assert.equal(verified?.version, 2);
-    assert.equal(verified?.verifiedToken, (await t.rawGet(INDEX_KEY))!.token, "now every entry is here: verified");
+    assert.equal(verified?.verifiedToken, (await remoteCommit(t)).token, "now every entry is here: verified");
   },
 );
 
@@ -289,7 +294,7 @@ e2eTest("B14: a 503 on the index GET is retried and the pull succeeds", async (t
   const cache = await t.tempDir("retry");
   const store = new WrappedStore(t.store(), {
     before(call, nth) {
-      if (call.method === "getBytes" && call.key === INDEX_KEY && nth === 1) {
+      if (call.method === "getBytes" && call.key === META_KEY && nth === 1) {
         throw Object.assign(new Error("injected: service unavailable"), { kind: "Transient", status: 503 });
       }
     },
@@ -299,7 +304,7 @@ e2eTest("B14: a 503 on the index GET is retried and the pull succeeds", async (t
 
   assert.equal(downloaded, 2);
   assert.deepEqual(
-    store.calls.filter((call) => call.key === INDEX_KEY).map((call) => call.outcome),
+    store.calls.filter((call) => call.key === META_KEY).map((call) => call.outcome),
     ["Transient", "ok"],
   );
   assert.deepEqual(await dataFiles(cache), ["data/one.json", "data/two.json"]);
@@ -308,10 +313,10 @@ e2eTest("B14: a 503 on the index GET is retried and the pull succeeds", async (t
 e2eTest("W14: a 403 on the index GET fails at once, with the credentials hint, after one call", async (t) => {
   await populate(t, { "data/one.json": "1" });
   const cache = await t.tempDir("auth");
-  const denied = t.authError("getBytes", INDEX_KEY);
+  const denied = t.authError("getBytes", META_KEY);
   const store = new WrappedStore(t.store(), {
     before(call, nth) {
-      if (call.method === "getBytes" && call.key === INDEX_KEY && nth === 1) throw denied;
+      if (call.method === "getBytes" && call.key === META_KEY && nth === 1) throw denied;
     },
   });
   const started = performance.now();
@@ -319,7 +324,9 @@ e2eTest("W14: a 403 on the index GET fails at once, with the credentials hint, a
   const error = await rejection(t.serviceWith(store, cache).pullChanged());
 
   assert.ok(performance.now() - started < 400, "no backoff sleep before failing");
-  assert.equal(store.calls.length, 1, `one call only: ${JSON.stringify(store.calls)}`);
+  // The commit record, and the format marker read alongside it; neither retried.
+  assert.equal(store.count("getBytes", META_KEY), 1, `one index call only: ${JSON.stringify(store.calls)}`);
+  assert.ok(store.calls.every((call) => call.key === META_KEY || call.key.startsWith("_control/")));
   assert.equal(error.kind, "IndexUnreadable");
   assert.equal(error.causeKind, "Auth");
   assert.equal(error.status, 403);
@@ -339,17 +346,22 @@ e2eTest(
 
     store.reset();
     assert.equal(await service.pullChanged(), 0);
+    const pullCalls = store.calls.map((call) => [call.method, call.key, call.outcome]);
+    assert.deepEqual(pullCalls[0], ["getBytes", META_KEY, "ok"], "the pull reads the index (format 2: its record)");
+    assert.ok(pullCalls.every(([method]) => method === "getBytes"), JSON.stringify(pullCalls));
+    store.reset();
     assert.equal(await service.pushChanged(), 0);
     assert.deepEqual(store.calls.map((call) => [call.method, call.key, call.outcome]), [
-      ["getBytes", INDEX_KEY, "ok"],
-      ["getBytes", INDEX_KEY, "notModified"],
-    ], "the pull reads the index; the push only checks that it is still the one the pull compared");
+      ["getBytes", META_KEY, "notModified"],
+    ], "the push only checks that the index is still the one the pull compared");
 
     // A second instance on the same cache has no walk of its own: its push reads the index in full.
     await Deno.remove(`${cache}/${SIDECAR}`);
     store.reset();
     assert.equal(await t.serviceWith(store, cache).pushChanged(), 0);
-    assert.deepEqual(store.calls.map((call) => [call.method, call.key, call.outcome]), [["getBytes", INDEX_KEY, "ok"]]);
+    const pushCalls = store.calls.map((call) => [call.method, call.key, call.outcome]);
+    assert.deepEqual(pushCalls[0], ["getBytes", META_KEY, "ok"]);
+    assert.deepEqual(pushCalls.filter(([method]) => method !== "getBytes"), [], "and writes nothing");
   },
 );
 
@@ -367,7 +379,7 @@ e2eTest(
     assert.equal(storeW.calls.length, 0, `a zero-diff push makes no request: ${JSON.stringify(storeW.calls)}`);
     assert.equal(await writer.pullChanged(), 0);
     assert.deepEqual(storeW.calls.map((call) => [call.method, call.key, call.outcome]), [
-      ["getBytes", INDEX_KEY, "notModified"],
+      ["getBytes", META_KEY, "notModified"],
     ], "a zero-diff pull after our own push is one conditional GET");
 
     const cacheR = await t.tempDir("reader");
@@ -378,7 +390,7 @@ e2eTest(
     storeR.reset();
     assert.equal(await reader.pullChanged(), 0);
     assert.deepEqual(storeR.calls.map((call) => [call.method, call.key, call.outcome]), [
-      ["getBytes", INDEX_KEY, "notModified"],
+      ["getBytes", META_KEY, "notModified"],
     ]);
     assert.equal(await reader.pushChanged(), 0, "nothing to upload");
     storeR.reset();
@@ -386,7 +398,9 @@ e2eTest(
     assert.equal(storeR.calls.length, 0, `a second zero-diff push makes no request: ${JSON.stringify(storeR.calls)}`);
 
     // One remote change: the next pull transfers exactly one file.
-    await populate(t, { "a.json": "A!" });
+    // By the writer, which knows the version it edits (a fresh cache creating a.json would be a conflict).
+    await writeFiles(writer, cacheW, { "a.json": "A!" });
+    assert.equal(await writer.pushChanged(), 1);
     storeR.reset();
     assert.equal(await reader.pullChanged(), 1);
     assert.equal(storeR.count("get"), 1);
