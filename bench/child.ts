@@ -271,6 +271,23 @@ class ListingCache implements MarshCache {
     return Promise.reject(new Error("a dry run writes nothing"));
   }
 
+  walkUnder(): Promise<WalkItem[]> {
+    return Promise.reject(new Error("a dry run of the whole cache walks it whole"));
+  }
+
+  removeFile(): Promise<void> {
+    return Promise.reject(new Error("a dry run removes nothing"));
+  }
+
+  /** No internal folder (no per-path marks). */
+  listInternal(): Promise<string[]> {
+    return Promise.resolve([]);
+  }
+
+  removeInternal(): Promise<void> {
+    return Promise.reject(new Error("a dry run removes nothing"));
+  }
+
   prepareUpload(): Promise<null> {
     return Promise.reject(new Error("a dry run uploads nothing"));
   }

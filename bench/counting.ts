@@ -203,12 +203,28 @@ export class TimedCache implements MarshCache {
     return this.timeline.record("cache", "walk", () => this.inner.walk(options));
   }
 
+  walkUnder(rel: string, options?: CallOptions): Promise<WalkItem[]> {
+    return this.timeline.record("cache", "walkUnder", () => this.inner.walkUnder(rel, options));
+  }
+
+  removeFile(rel: string, expected: FileStat, options?: CallOptions): Promise<void> {
+    return this.timeline.record("cache", "removeFile", () => this.inner.removeFile(rel, expected, options));
+  }
+
   readInternal(name: string, options?: CallOptions): Promise<Uint8Array | null> {
     return this.timeline.record("cache", `readInternal ${name}`, () => this.inner.readInternal(name, options));
   }
 
   writeInternal(name: string, bytes: Uint8Array, options?: CallOptions): Promise<void> {
     return this.timeline.record("cache", `writeInternal ${name}`, () => this.inner.writeInternal(name, bytes, options));
+  }
+
+  listInternal(folder: string, options?: CallOptions): Promise<string[]> {
+    return this.timeline.record("cache", `listInternal ${folder}`, () => this.inner.listInternal(folder, options));
+  }
+
+  removeInternal(name: string, options?: CallOptions): Promise<void> {
+    return this.timeline.record("cache", `removeInternal ${name}`, () => this.inner.removeInternal(name, options));
   }
 
   prepareUpload(rel: string, options?: CallOptions): Promise<PreparedUpload | null> {
