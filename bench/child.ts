@@ -37,7 +37,7 @@ import { MemoryStore } from "../js/memory_store.ts";
 import { S3Store } from "../js/s3.ts";
 import { SyncService } from "../js/wasm.ts";
 import { initSync } from "../js/gen/marsh.js";
-import { CountingStore, TimedCache, Timeline } from "./counting.ts";
+import { CountingStore, type ObjectKind, type ObjectTally, TimedCache, Timeline } from "./counting.ts";
 
 export type StoreSpec =
   | { kind: "file"; root: string }
@@ -90,7 +90,10 @@ export interface SyncResult {
   totalRequests: number;
   bytesSent: number;
   bytesReceived: number;
+  /** Bytes of each index object written (monolith, shard or `_meta.json`). */
   indexWrites: number[];
+  /** Requests and bytes by the kind of object addressed (data, shard, `_meta.json`, monolith, …). */
+  byObject: Partial<Record<ObjectKind, ObjectTally>>;
   /** Phase durations from the engine's trace lines (MARSH_SYNC_TRACE). */
   phases: Phase[];
   /** Time inside each kind of host call, and outside any (wasm core + boundary). */
@@ -190,7 +193,7 @@ async function runSync(spec: SyncSpec): Promise<SyncResult> {
     await Deno.copyFile(prepare.edit.from, `${spec.cache}/${prepare.edit.rel}`);
   }
   timeline.calls.length = 0;
-  const startRequests = { ...store.requests };
+  store.reset();
   const operationMs: Record<string, number> = {};
   const reports: SyncResult["reports"] = {};
   const started = performance.now();
@@ -201,8 +204,6 @@ async function runSync(spec: SyncSpec): Promise<SyncResult> {
     operationMs[operation] = performance.now() - opStarted;
   }
   const ended = performance.now();
-  for (const [kind, count] of Object.entries(startRequests)) store.requests[kind] -= count;
-  for (const kind of Object.keys(store.requests)) if (store.requests[kind] === 0) delete store.requests[kind];
   const { byKind, outsideHost } = timeline.breakdown(started, ended);
   if (store instanceof CountingStore && "destroy" in store.inner) (store.inner as S3Store).destroy();
   for (const report of [reports.pull, reports.push]) if (report) report.planned = report.planned.slice(0, 20);
@@ -214,6 +215,7 @@ async function runSync(spec: SyncSpec): Promise<SyncResult> {
     bytesSent: store.bytesSent,
     bytesReceived: store.bytesReceived,
     indexWrites: store.indexWrites,
+    byObject: store.byObject,
     phases: phasesOf(traces),
     hostMs: byKind,
     outsideHostMs: outsideHost,

@@ -97,18 +97,60 @@ function uploadSize(body: Body): number {
   return body instanceof ReadableStream ? 0 : body.size;
 }
 
-/** Wraps a store: `requests` counts calls by kind; `bytesSent` / `bytesReceived` count bodies. */
+/** What a store key holds: a data object or one of the index objects (docs/formats.md). */
+export type ObjectKind = "data" | "shard" | "_meta.json" | "monolith" | "format marker" | "lock";
+
+export function objectKind(key: string): ObjectKind {
+  if (key === "_index/_meta.json") return "_meta.json";
+  if (key.startsWith("_index/")) return "shard";
+  if (key === ".datastore-index.json") return "monolith";
+  if (key.startsWith("_control/")) return "format marker";
+  if (key === ".datastore.lock") return "lock";
+  return "data";
+}
+
+/** Requests and body bytes of one kind of object. */
+export interface ObjectTally {
+  requests: number;
+  /** Of which writes (`put`, `putBytes`). */
+  writes: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/**
+ * Wraps a store: `requests` counts calls by kind; `bytesSent` / `bytesReceived` count bodies; `byObject` splits the
+ * same by the kind of object addressed (data, shard, `_meta.json`, monolith, …).
+ */
 export class CountingStore implements MarshStore {
   readonly requests: Record<string, number> = {};
   bytesSent = 0;
   bytesReceived = 0;
-  /** Bytes of each index write (`putBytes` of `.datastore-index.json`). */
+  /** Bytes of each index write (`putBytes` of `.datastore-index.json`, a shard or `_meta.json`). */
   readonly indexWrites: number[] = [];
+  readonly byObject: Partial<Record<ObjectKind, ObjectTally>> = {};
 
   constructor(readonly inner: MarshStore, readonly timeline = new Timeline()) {}
 
   #count(kind: string): void {
     this.requests[kind] = (this.requests[kind] ?? 0) + 1;
+  }
+
+  #tally(key: string, sent = 0, received = 0, write = false): void {
+    const tally = (this.byObject[objectKind(key)] ??= { requests: 0, writes: 0, bytesSent: 0, bytesReceived: 0 });
+    tally.requests++;
+    if (write) tally.writes++;
+    tally.bytesSent += sent;
+    tally.bytesReceived += received;
+  }
+
+  /** Forget what was counted so far (the preparation before a measured run). */
+  reset(): void {
+    for (const kind of Object.keys(this.requests)) delete this.requests[kind];
+    for (const kind of Object.keys(this.byObject)) delete this.byObject[kind as ObjectKind];
+    this.bytesSent = 0;
+    this.bytesReceived = 0;
+    this.indexWrites.length = 0;
   }
 
   get totalRequests(): number {
@@ -118,10 +160,13 @@ export class CountingStore implements MarshStore {
   get(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBody | NotModified> {
     return this.timeline.record("store", "get", async () => {
       const answer = await this.inner.get(key, ifNoneMatch, options);
-      if ("notModified" in answer) this.#count("get 304");
-      else {
+      if ("notModified" in answer) {
+        this.#count("get 304");
+        this.#tally(key);
+      } else {
         this.#count("get");
         this.bytesReceived += answer.size;
+        this.#tally(key, 0, answer.size);
       }
       return answer;
     });
@@ -131,14 +176,18 @@ export class CountingStore implements MarshStore {
     return this.timeline.record("store", "getBytes", async () => {
       try {
         const answer = await this.inner.getBytes(key, ifNoneMatch, options);
-        if ("notModified" in answer) this.#count(ifNoneMatch ? "getBytes 304" : "getBytes");
-        else {
+        if ("notModified" in answer) {
+          this.#count(ifNoneMatch ? "getBytes 304" : "getBytes");
+          this.#tally(key);
+        } else {
           this.#count(ifNoneMatch ? "getBytes (conditional, changed)" : "getBytes");
           this.bytesReceived += answer.bytes.length;
+          this.#tally(key, 0, answer.bytes.length);
         }
         return answer;
       } catch (error) {
         this.#count(`getBytes ${(error as { kind?: string }).kind ?? "error"}`);
+        this.#tally(key);
         throw error;
       }
     }, (answer) => ("notModified" in answer ? "getBytes 304" : "getBytes"));
@@ -146,12 +195,14 @@ export class CountingStore implements MarshStore {
 
   head(key: string, options?: CallOptions): Promise<ObjectMeta> {
     this.#count("head");
+    this.#tally(key);
     return this.timeline.record("store", "head", () => this.inner.head(key, options));
   }
 
   put(key: string, body: Body, precondition: Precondition, options?: CallOptions): Promise<{ token: VersionToken }> {
     this.#count("put");
     this.bytesSent += uploadSize(body);
+    this.#tally(key, uploadSize(body), 0, true);
     return this.timeline.record("store", "put", () => this.inner.put(key, body, precondition, options));
   }
 
@@ -163,17 +214,20 @@ export class CountingStore implements MarshStore {
   ): Promise<{ token: VersionToken }> {
     this.#count("putBytes");
     this.bytesSent += bytes.length;
-    if (key === ".datastore-index.json") this.indexWrites.push(bytes.length);
+    this.#tally(key, bytes.length, 0, true);
+    if (objectKind(key) !== "data") this.indexWrites.push(bytes.length);
     return this.timeline.record("store", "putBytes", () => this.inner.putBytes(key, bytes, precondition, options));
   }
 
   delete(key: string, ifMatch?: VersionToken, options?: CallOptions): Promise<void> {
     this.#count("delete");
+    this.#tally(key);
     return this.timeline.record("store", "delete", () => this.inner.delete(key, ifMatch, options));
   }
 
   list(prefix: string, pageToken?: string, options?: CallOptions): Promise<ListPage> {
     this.#count("list");
+    this.#tally(prefix);
     return this.timeline.record("store", "list", () => this.inner.list(prefix, pageToken, options));
   }
 }
