@@ -8,8 +8,9 @@
  * - `sync`: pull and/or push through `SyncService` against a `file://` store or S3 (moto), the store wrapped in the
  *   counting proxy and the cache (`DenoCache`) in the timing proxy. Optional preparation (untimed): delete internal
  *   files, empty the cache, markDirty and edit a file.
- * - `plan-wasm`: dry-run pulls against an in-memory store holding the index and an in-memory cache whose walk answers
- *   a prepared listing, so only the wasm core (index parse, listing conversion, per-entry decisions) is timed.
+ * - `plan-wasm`: dry-run pulls against an in-memory store holding the index (format 2: `_meta.json` and the shards the
+ *   engine's migration makes of the monolith; format 1: the monolith) and an in-memory cache whose walk answers a
+ *   prepared listing, so only the wasm core (index parse, listing conversion, per-entry decisions) is timed.
  * - `walk`: the cache walk alone (`DenoCache.walkPacked`), no wasm involved.
  * - `idle`: load the wasm and exit (the baseline RSS of a child).
  *
@@ -65,6 +66,8 @@ export interface PlanSpec {
   /** The official-format index file (`bench/gen.ts`). */
   index: string;
   runs: number;
+  /** 1: the store holds that monolith; 2 (default): the shards the engine's migration makes of it. */
+  format?: 1 | 2;
 }
 
 /** The cache walk alone (`DenoCache.walkPacked`), for the floor under the slow path; peak RSS after the first run. */
@@ -116,7 +119,8 @@ export interface PlanResult {
   entries: number;
   /**
    * Per run: until the JS store handed the index bytes over (state reads, the store's own copy), then the copy into
-   * wasm and the parse, then the listing conversion and the decisions.
+   * wasm and the parse, then the listing conversion and the decisions. On format 2 "handed over" is the last shard's
+   * answer: the earlier shards' parses overlap the fetches and count in `fetchMs`.
    */
   splits: { fetchMs: number; indexParseMs: number; listingAndDecideMs: number }[];
   /**
@@ -335,6 +339,13 @@ async function runPlan(spec: PlanSpec): Promise<PlanResult> {
   const store = new HandingStore();
   store.seed(".datastore-index.json", bytes);
   const cache = new ListingCache(listing);
+  if ((spec.format ?? 2) === 2) {
+    // Untimed: the engine's own migration writes the shards and `_meta.json`; the sealed monolith goes, as in a bucket
+    // that started in format 2.
+    const migrated = await new SyncService(store, cache, undefined).migrateMonolithToShards(makeEnv());
+    if (!migrated.converted) throw new Error("plan-wasm: migration did not convert the monolith");
+    await store.delete(".datastore-index.json");
+  }
   const service = new SyncService(store, cache, { dryRun: true });
   const runsMs: number[] = [];
   const splits: PlanResult["splits"] = [];

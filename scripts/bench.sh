@@ -5,6 +5,11 @@
 #   bash scripts/bench.sh --quick    # development: 2k and 20k files, 2–3 runs (much shorter)
 #   bash scripts/bench.sh --only 2,3 # some scenarios (1 zero-diff, 2 slow path, 3 planning, 4 transfers,
 #                                    # 5 one changed file, micro = criterion only); combine with --quick
+#   bash scripts/bench.sh --only 1,2,5 --sizes big --stores file --formats 2,1 --big-reps 3
+#                                    # narrow a run: datasets (small, big), stores (file, s3), layouts (2 = shards,
+#                                    # always measured; 1 = the monolith baseline), runs per figure at the big N
+# Every scenario runs on a format-2 bucket; format 1 (the default --formats 2,1) adds baseline rows in the same run.
+# CARGO_TARGET_DIR is honoured by every step (cargo, build-wasm.sh, the criterion results the driver reads).
 # Generated datasets are kept in bench/tmp/ (git-ignored; the full run's are large) and reused by later runs.
 set -euo pipefail
 
