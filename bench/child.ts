@@ -56,8 +56,11 @@ export interface SyncSpec {
     deleteInternal?: string[];
     /** Remove the cache directory entirely (a fresh machine). */
     emptyCache?: boolean;
-    /** markDirty, then copy `from` over `cache/<rel>` (an edit as swamp makes it). */
-    edit?: { rel: string; from: string };
+    /**
+     * markDirty, then copy `from` over `cache/<rel>` (an edit as swamp makes it); with `markPath`, markDirty names
+     * `rel` (swamp's `markDirty({ relPath })`), otherwise it is bare (anything may change).
+     */
+    edit?: { rel: string; from: string; markPath?: boolean };
   };
 }
 
@@ -193,7 +196,7 @@ async function runSync(spec: SyncSpec): Promise<SyncResult> {
   const traces: string[] = [];
   const env = makeEnv(new AbortController().signal, (line) => traces.push(line));
   if (prepare.edit) {
-    await service.markDirty(env);
+    await service.markDirty(env, prepare.edit.markPath ? prepare.edit.rel : undefined);
     await Deno.copyFile(prepare.edit.from, `${spec.cache}/${prepare.edit.rel}`);
   }
   timeline.calls.length = 0;

@@ -352,7 +352,10 @@ interface Block {
   firstSync?: SyncResult;
   slowPath?: SyncResult[];
   zeroDiff?: SyncResult[];
+  /** One changed file after a bare `markDirty()` (anything may have changed)… */
   oneChanged?: SyncResult[];
+  /** …and after `markDirty({ relPath })` naming it, as swamp calls it when it knows the file. */
+  oneChangedPath?: SyncResult[];
 }
 
 async function syncBlock(kind: "file" | "s3", dataset: Dataset, reps: number, format: Format): Promise<Block> {
@@ -406,15 +409,21 @@ async function syncBlock(kind: "file" | "s3", dataset: Dataset, reps: number, fo
     const seeded = openStore(store);
     await seeded.putBytes(rel, await Deno.readFile(`${dataset.cache}/${rel}`), { kind: "none" });
     seeded.destroy?.();
-    for (let rep = 0; rep < reps; rep++) {
-      log(`${what}: one changed file, run ${rep + 1}/${reps}`);
-      const from = `${tmp}/edit.bin`;
-      await Deno.writeFile(from, editedBytes(dataset, rel, rep + 1));
-      const result = await runChild<SyncResult>(syncSpec(store, dataset.cache, { prepare: { edit: { rel, from } } }));
-      if (result.reports.push?.uploaded !== 1) {
-        throw new Error(`one changed file: uploaded ${result.reports.push?.uploaded}`);
+    block.oneChangedPath = [];
+    let variant = 0;
+    for (const markPath of [false, true]) {
+      for (let rep = 0; rep < reps; rep++) {
+        log(`${what}: one changed file, ${markPath ? "marked by path" : "bare mark"}, run ${rep + 1}/${reps}`);
+        const from = `${tmp}/edit.bin`;
+        await Deno.writeFile(from, editedBytes(dataset, rel, ++variant));
+        const result = await runChild<SyncResult>(
+          syncSpec(store, dataset.cache, { prepare: { edit: { rel, from, markPath } } }),
+        );
+        if (result.reports.push?.uploaded !== 1) {
+          throw new Error(`one changed file: uploaded ${result.reports.push?.uploaded}`);
+        }
+        (markPath ? block.oneChangedPath : block.oneChanged).push(result);
       }
-      block.oneChanged.push(result);
     }
     if (format === 2) block.changed.shardBytes = block.oneChanged.at(-1)?.byObject.shard?.bytesSent;
     await restoreFile(dataset, rel);
@@ -778,7 +787,13 @@ if (changedBig) {
       bytesText(sent)
     } sent (${storeName(changedBig.store)}): ${sentSplit(runs)}; ${puts("shard")} shard write(s), ${
       puts("_meta.json")
-    } \`_meta.json\` write(s); \`_meta.json\` lists all ${count(changedBig.sharded?.shards ?? 0)} shards${
+    } \`_meta.json\` write(s); \`_meta.json\` lists all ${count(changedBig.sharded?.shards ?? 0)} shards; ${
+      count(stats(runs.map((r) => r.totalRequests)).median)
+    } requests after a bare markDirty, ${
+      changedBig.oneChangedPath?.length
+        ? count(stats(changedBig.oneChangedPath.map((r) => r.totalRequests)).median)
+        : "–"
+    } after markDirty of the path${
       changedBigF1
         ? `; format 1: ${bytesText(stats(changedBigF1.oneChanged!.map((r) => r.bytesSent)).median)} sent`
         : ""
@@ -1028,18 +1043,24 @@ if (blocks.some((b) => b.oneChanged)) {
   out();
   const edited = [...new Set(blocks.filter((b) => b.changed).map((b) => `\`${b.changed!.rel}\` (${count(b.n)})`))];
   out(
-    `The edited file: ${edited.join(", ")}, a data file of one model, same size, new bytes. Bytes sent = upload ` +
-      "bodies (the data object) + index writes (format 2: shards and `_meta.json`; format 1: the monolith).",
+    `The edited file: ${edited.join(", ")}, a data file of one model, same size, new bytes. Marked: \`anything\` = ` +
+      "a bare `markDirty()` before the edit (the push walks and compares the whole cache), `the path` = " +
+      "`markDirty({ relPath })` naming the file, as swamp calls it when it knows which file it writes. Bytes sent = " +
+      "upload bodies (the data object) + index writes (format 2: shards and `_meta.json`; format 1: the monolith).",
   );
   out();
-  out(
-    "| store | files | format | runs | wall time | bytes sent | sent by object | requests | peak RSS (wasm, JS heap) |",
+  const rows = blocks.flatMap((b) =>
+    ([["anything", b.oneChanged], ["the path", b.oneChangedPath]] as const)
+      .filter(([, runs]) => runs?.length)
+      .map(([marked, runs]) => ({ b, marked, runs: runs! }))
   );
-  out("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-  for (const b of blocks.filter((b) => b.oneChanged)) {
-    const runs = b.oneChanged!;
+  out(
+    "| store | files | format | marked | runs | wall time | bytes sent | sent by object | requests | peak RSS (wasm, JS heap) |",
+  );
+  out("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  for (const { b, marked, runs } of rows) {
     out(
-      `| ${storeName(b.store)} | ${count(b.n)} | ${formatName(b.format)} | ${runs.length} | ${
+      `| ${storeName(b.store)} | ${count(b.n)} | ${formatName(b.format)} | ${marked} | ${runs.length} | ${
         timeCell(stats(runs.map((r) => r.wallMs)))
       } | ${bytesText(stats(runs.map((r) => r.bytesSent)).median)} | ${sentSplit(runs)} | ${requestsOf(runs)} | ${
         memoryCell(runs)
@@ -1049,21 +1070,21 @@ if (blocks.some((b) => b.oneChanged)) {
   out();
   out("Requests and bytes by the kind of object addressed (medians; reads and writes):");
   out();
-  const kinds = OBJECT_KINDS.filter((kind) => blocks.some((b) => b.oneChanged?.some((r) => r.byObject[kind])));
-  out(`| store | files | format | ${kinds.map((kind) => OBJECT_NAMES[kind]).join(" | ")} |`);
-  out(`| --- | --- | --- | ${kinds.map(() => "---").join(" | ")} |`);
-  for (const b of blocks.filter((b) => b.oneChanged)) {
+  const kinds = OBJECT_KINDS.filter((kind) => rows.some(({ runs }) => runs.some((r) => r.byObject[kind])));
+  out(`| store | files | format | marked | ${kinds.map((kind) => OBJECT_NAMES[kind]).join(" | ")} |`);
+  out(`| --- | --- | --- | --- | ${kinds.map(() => "---").join(" | ")} |`);
+  for (const { b, marked, runs } of rows) {
     out(
-      `| ${storeName(b.store)} | ${count(b.n)} | ${formatName(b.format)} | ${
-        kinds.map((kind) => objectCell(b.oneChanged!, kind)).join(" | ")
+      `| ${storeName(b.store)} | ${count(b.n)} | ${formatName(b.format)} | ${marked} | ${
+        kinds.map((kind) => objectCell(runs, kind)).join(" | ")
       } |`,
     );
   }
   out();
-  out("| store | files | format | breakdown |");
-  out("| --- | --- | --- | --- |");
-  for (const b of blocks.filter((b) => b.oneChanged)) {
-    out(`| ${storeName(b.store)} | ${count(b.n)} | ${formatName(b.format)} | ${breakdownOf(b.oneChanged!, 8)} |`);
+  out("| store | files | format | marked | breakdown |");
+  out("| --- | --- | --- | --- | --- |");
+  for (const { b, marked, runs } of rows) {
+    out(`| ${storeName(b.store)} | ${count(b.n)} | ${formatName(b.format)} | ${marked} | ${breakdownOf(runs, 8)} |`);
   }
   out();
 }
