@@ -13,7 +13,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use wasm_bindgen_test::wasm_bindgen_test;
 
+/// The format-1 monolith.
 const INDEX: &str = ".datastore-index.json";
+/// Format 2: the commit record, and the shards holding the paths these tests use (docs/formats.md): single-segment
+/// paths in `_root`; `data/x.json`, which the official rules give no shard, in marsh's `_unsharded`.
+const META: &str = "_index/_meta.json";
+const ROOT_SHARD: &str = "_index/_root.json";
+const UNSHARDED: &str = "_index/_unsharded.json";
 const SIDECAR: &str = ".datastore-sync-state.json";
 
 #[wasm_bindgen(inline_js = r#"
@@ -21,6 +27,8 @@ const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
 const fail = (kind, props = {}) => Object.assign(new Error(props.message ?? kind), { kind, ...props });
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const META = "_index/_meta.json";
+const MONOLITH = ".datastore-index.json";
 
 async function sha256Hex(bytes) {
   const digest = await globalThis.crypto.subtle.digest("SHA-256", bytes);
@@ -76,9 +84,59 @@ export function memoryStore() {
     tokenOf(key) {
       return objects.get(key)?.token ?? null;
     },
+    json(key) {
+      const text = store.text(key);
+      return text === null ? null : JSON.parse(text);
+    },
+    // What any reader of the bucket finds (docs/formats.md), written from the format alone: a `_meta.json` of version
+    // 2 lists the shards; else a version-1 monolith; else the shards under `_index/` (no commit record yet).
+    layout() {
+      const meta = store.json(META);
+      if (meta?.version === 2) return { format: 2, commit: META, shards: meta.partitions };
+      const monolith = store.json(MONOLITH);
+      if (monolith?.version === 1) return { format: 1, commit: MONOLITH, entries: monolith.entries };
+      const shards = [...objects.keys()].map((key) => /^_index\/([^/]+)\.json$/.exec(key)?.[1])
+        .filter((name) => name !== undefined && name !== "_meta");
+      return { format: 2, commit: null, shards };
+    },
+    indexFormat() {
+      const layout = store.layout();
+      return layout.commit === null && layout.shards.length === 0 ? null : layout.format;
+    },
+    indexEntries() {
+      const layout = store.layout();
+      if (layout.format === 1) return layout.entries;
+      const entries = {};
+      for (const name of layout.shards) {
+        const shard = store.json(`_index/${name}.json`);
+        if (shard === null) throw new Error(`listed shard ${name} is missing`);
+        if (shard.version !== 1) throw new Error(`shard ${name} is not a version-1 document`);
+        for (const [rel, entry] of Object.entries(shard.entries)) {
+          if (rel in entries) throw new Error(`${rel} is in two shards`);
+          entries[rel] = entry;
+        }
+      }
+      return entries;
+    },
     indexKeys() {
-      const text = store.text(".datastore-index.json");
-      return text === null ? [] : Object.keys(JSON.parse(text).entries).sort();
+      return Object.keys(store.indexEntries()).sort();
+    },
+    // The token a sidecar records as verified: `_meta.json`'s on format 2, the monolith's on format 1.
+    commitToken() {
+      const { commit } = store.layout();
+      return commit === null ? null : store.tokenOf(commit);
+    },
+    // A format-1 bucket, as the official extensions wrote them before format 2: the files and one monolith.
+    async seedMonolith(files) {
+      const entries = {};
+      for (const [rel, text] of files) {
+        const bytes = encoder.encode(text);
+        await write(rel, bytes, { kind: "none" });
+        entries[rel] = { key: rel, size: bytes.length, lastModified: "2026-04-24T10:00:00.000Z",
+          sha256: await sha256Hex(bytes) };
+      }
+      const monolith = { version: 1, lastPulled: "2026-04-24T10:00:00.000Z", entries };
+      await write(MONOLITH, encoder.encode(JSON.stringify(monolith, null, 2)), { kind: "none" });
     },
     // Run `fn` (sync or async; a throw fails the call) at the `nth` matching call, before it acts or after it acted
     // (its answer is returned only once `fn` settles). `key` null or undefined matches any key.
@@ -192,19 +250,31 @@ export function memoryStore() {
   return store;
 }
 
-// A cache directory: rel -> { bytes, mtimeMs }, internal files included; every write moves the clock forward.
+// A cache directory: rel -> { bytes, mtimeMs }, internal files (and the `.marsh-marks/` folder) included; every write
+// moves the clock forward. Like a real cache, a download or removal acts only on the file the core saw (`replaces`,
+// `removeFile`'s stat): a local write that landed since is never overwritten or removed.
 export function memoryCache() {
   const files = new Map();
+  const hooks = [];
   let clock = 1_700_000_000_000;
   const save = (rel, bytes) => {
     clock += 1000;
     files.set(rel, { bytes, mtimeMs: clock });
     return clock;
   };
-  const enter = async (options) => {
+  const statOf = (file) => ({ size: file.bytes.length, mtimeMs: file.mtimeMs });
+  const isStat = (file, stat) => file !== undefined && file.bytes.length === stat.size && file.mtimeMs === stat.mtimeMs;
+  const under = (rel, folder) => rel === folder || rel.startsWith(`${folder}/`);
+  const enter = async (options, method, rel) => {
     cache.calls++;
     if (!(options?.signal instanceof AbortSignal)) cache.unsignalled++;
     await tick();
+    for (const hook of hooks) {
+      if (hook.method === method && hook.rel === rel && !hook.done) {
+        hook.done = true;
+        hook.fn();
+      }
+    }
   };
   const cache = {
     calls: 0,
@@ -216,48 +286,86 @@ export function memoryCache() {
       const found = files.get(rel);
       return found ? decoder.decode(found.bytes) : null;
     },
+    // A local deletion (what swamp does after `markDirty(relPath)`).
+    deleteFile(rel) {
+      files.delete(rel);
+    },
+    names(folder) {
+      return [...files.keys()].filter((rel) => rel.startsWith(`${folder}/`)).map((rel) => rel.slice(folder.length + 1));
+    },
+    // Run `fn` once, when `method` is first called for `rel`, before the call acts (a local write landing mid-sync).
+    before(method, rel, fn) {
+      hooks.push({ method, rel, fn, done: false });
+    },
 
     async stat(rel, options) {
-      await enter(options);
+      await enter(options, "stat", rel);
       const found = files.get(rel);
-      return found ? { size: found.bytes.length, mtimeMs: found.mtimeMs } : null;
+      return found ? statOf(found) : null;
     },
     async walk(options) {
-      await enter(options);
-      return [...files].map(([rel, f]) => ({ kind: "file", rel, size: f.bytes.length, mtimeMs: f.mtimeMs }));
+      await enter(options, "walk", "");
+      return [...files].map(([rel, f]) => ({ kind: "file", rel, ...statOf(f) }));
+    },
+    async walkUnder(rel, options) {
+      await enter(options, "walkUnder", rel);
+      return [...files].filter(([path]) => under(path, rel)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([path, f]) => ({ kind: "file", rel: path, ...statOf(f) }));
+    },
+    async removeFile(rel, expected, options) {
+      await enter(options, "removeFile", rel);
+      const found = files.get(rel);
+      if (found === undefined) return;
+      if (!isStat(found, expected)) throw fail("LocalChanged", { key: rel, message: `${rel} changed since it was seen` });
+      files.delete(rel);
     },
     async readInternal(name, options) {
-      await enter(options);
+      await enter(options, "readInternal", name);
       return files.get(name)?.bytes.slice() ?? null;
     },
     async writeInternal(name, bytes, options) {
-      await enter(options);
+      await enter(options, "writeInternal", name);
       if (!(bytes instanceof Uint8Array)) throw new Error(`writeInternal ${name}: not a Uint8Array`);
       save(name, bytes.slice());
     },
+    async listInternal(folder, options) {
+      await enter(options, "listInternal", folder);
+      return cache.names(folder);
+    },
+    async removeInternal(name, options) {
+      await enter(options, "removeInternal", name);
+      files.delete(name);
+    },
     async prepareUpload(rel, options) {
-      await enter(options);
+      await enter(options, "prepareUpload", rel);
       const found = files.get(rel);
       if (!found) return null;
       const { bytes, mtimeMs } = found;
       const sha256 = await sha256Hex(bytes);
       return { body: { size: bytes.length, open: async () => streamOf(bytes) }, size: bytes.length, mtimeMs, sha256 };
     },
+    // Verify, then "rename" onto `rel` only if what is there is what `replaces` allows: absent, anything; null,
+    // nothing; `{ size, mtimeMs }`, that file.
     async download(rel, body, expected, options) {
-      await enter(options);
+      await enter(options, "download", rel);
       const bytes = await readStream(body);
       const sha256 = await sha256Hex(bytes);
       if (bytes.length !== expected.size) {
-        throw fail("Io", { message: `${rel}: expected ${expected.size} bytes, got ${bytes.length}` });
+        throw fail("Mismatch", { key: rel, message: `${rel}: expected ${expected.size} bytes, got ${bytes.length}` });
       }
       if (expected.sha256 !== undefined && expected.sha256 !== sha256) {
-        throw fail("Io", { message: `${rel}: sha256 mismatch` });
+        throw fail("Mismatch", { key: rel, message: `${rel}: sha256 mismatch` });
+      }
+      if ("replaces" in expected) {
+        const now = files.get(rel);
+        const allowed = expected.replaces === null ? now === undefined : isStat(now, expected.replaces);
+        if (!allowed) throw fail("LocalChanged", { key: rel, message: `${rel} changed since it was seen` });
       }
       const mtimeMs = save(rel, bytes);
       return { size: bytes.length, mtimeMs, sha256 };
     },
     async hash(rel, options) {
-      await enter(options);
+      await enter(options, "hash", rel);
       const found = files.get(rel);
       if (!found) return null;
       return { size: found.bytes.length, mtimeMs: found.mtimeMs, sha256: await sha256Hex(found.bytes) };
@@ -328,10 +436,14 @@ extern "C" {
     fn count(this: &MemStore, name: &str) -> f64;
     #[wasm_bindgen(method)]
     fn text(this: &MemStore, key: &str) -> Option<String>;
-    #[wasm_bindgen(method, js_name = tokenOf)]
-    fn token_of(this: &MemStore, key: &str) -> Option<String>;
     #[wasm_bindgen(method, js_name = indexKeys)]
     fn index_keys_js(this: &MemStore) -> Array;
+    #[wasm_bindgen(method, js_name = commitToken)]
+    fn commit_token(this: &MemStore) -> Option<String>;
+    #[wasm_bindgen(method, js_name = indexFormat)]
+    fn index_format(this: &MemStore) -> Option<u8>;
+    #[wasm_bindgen(method, js_name = seedMonolith)]
+    fn seed_monolith_js(this: &MemStore, files: Array) -> Promise;
     #[wasm_bindgen(method)]
     fn hook(this: &MemStore, phase: &str, method: &str, key: Option<&str>, nth: u32, callback: &Function);
     #[wasm_bindgen(method, js_name = failOn)]
@@ -372,8 +484,15 @@ extern "C" {
 }
 
 impl MemStore {
+    /// The paths of the index any reader of the bucket sees, whatever its layout.
     fn index_keys(&self) -> Vec<String> {
         strings(&self.index_keys_js())
+    }
+
+    /// Make this a format-1 bucket holding `files`.
+    async fn seed_monolith(&self, files: &[(&str, &str)]) {
+        let files: Array = files.iter().map(|(rel, text)| Array::of2(&(*rel).into(), &(*text).into())).collect();
+        JsFuture::from(self.seed_monolith_js(files)).await.expect("the monolith is seeded");
     }
 }
 
@@ -436,6 +555,36 @@ where
     (closure, fired)
 }
 
+/// The layout of a test's bucket: a new bucket, which starts as format 2, or one the official extensions wrote in
+/// format 1 (which stays so until migrated).
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Shards,
+    Monolith,
+}
+
+impl Layout {
+    async fn bucket(self) -> MemStore {
+        let store = memory_store();
+        if let Layout::Monolith = self {
+            store.seed_monolith(&[]).await;
+        }
+        store
+    }
+
+    fn format(self) -> u8 {
+        self.pick(1, 2)
+    }
+
+    /// `monolith` on format 1, `shards` on format 2.
+    fn pick<T>(self, monolith: T, shards: T) -> T {
+        match self {
+            Layout::Monolith => monolith,
+            Layout::Shards => shards,
+        }
+    }
+}
+
 /// One machine: a `SyncService` over the shared store and its own cache.
 struct Machine {
     service: SyncService,
@@ -471,7 +620,7 @@ impl Machine {
     }
 
     async fn mark_dirty(&self) -> Result<JsValue, JsValue> {
-        settle(self.service.mark_dirty(make_env().into())).await
+        settle(self.service.mark_dirty(make_env().into(), None)).await
     }
 
     /// markDirty, write the files, then push: the documented way to change a cache.
@@ -488,14 +637,24 @@ impl Machine {
 // Tests
 
 /// The seed race: B pushes a new file after A's pull GOT the index and before A's pull ends. A must record the token of
-/// the index it compared, so its next pull sees B's push and downloads the new file.
+/// the index it compared, so its next pull sees B's push and downloads the new file. On format 2 "got the index" is
+/// the shard read (after `_meta.json`, whose token is the one A must record).
 #[wasm_bindgen_test]
 async fn seed_scenario_through_the_boundary() {
-    let store = memory_store();
+    seed_scenario(Layout::Shards).await;
+}
+
+#[wasm_bindgen_test]
+async fn seed_scenario_through_the_boundary_on_a_monolith() {
+    seed_scenario(Layout::Monolith).await;
+}
+
+async fn seed_scenario(layout: Layout) {
+    let store = layout.bucket().await;
     let (a, b) = (Machine::new(&store), Machine::new(&store));
     let first = b.write_and_push(&[("data/one.json", r#"{"n":1}"#)]).await.expect("B's first push");
     assert_eq!(num(&first, "uploaded"), 1.0);
-    let read_by_a = store.token_of(INDEX).expect("B wrote the index");
+    let read_by_a = store.commit_token().expect("B wrote the index");
 
     let (hook, fired) = {
         let b = b.clone();
@@ -504,12 +663,14 @@ async fn seed_scenario_through_the_boundary() {
             async move { b.write_and_push(&[("data/two.json", r#"{"n":2}"#)]).await }
         })
     };
-    store.hook("after", "getBytes", Some(INDEX), 1, hook.as_ref().unchecked_ref());
+    let holding_data = layout.pick(INDEX, UNSHARDED);
+    store.hook("after", "getBytes", Some(holding_data), 1, hook.as_ref().unchecked_ref());
     let pulled = a.pull().await.expect("A's pull");
 
     assert!(fired.get(), "B's push ran inside A's pull");
-    let written_by_b = store.token_of(INDEX).unwrap();
+    let written_by_b = store.commit_token().unwrap();
     assert_ne!(written_by_b, read_by_a, "B's push changed the index");
+    assert_eq!(store.index_format(), Some(layout.format()), "the bucket kept its layout");
     assert_eq!(store.index_keys(), ["data/one.json", "data/two.json"]);
     assert!(!flag(&pulled, "fastPath"));
     assert_eq!(num(&pulled, "downloaded"), 1.0);
@@ -529,44 +690,64 @@ async fn seed_scenario_through_the_boundary() {
     let quiet = a.pull().await.expect("A's third pull");
     assert!(flag(&quiet, "fastPath"));
     assert_eq!(num(&quiet, "downloaded"), 0.0);
-    assert_eq!(store.requests() - requests, 1.0, "the fast path is one conditional GET");
+    // On format 1 the conditional GET of the monolith comes after finding no `_meta.json`.
+    let fast_path_requests = layout.pick(2.0, 1.0);
+    assert_eq!(store.requests() - requests, fast_path_requests, "the fast path is one conditional GET");
     drop(hook);
 }
 
-/// W1: A and B both read "no index"; B's whole push lands just before A's index PUT. A's compare-and-swap fails, A
-/// re-reads and merges, and the index ends up with both files.
+/// W1: A and B both read "no index"; B's whole push lands just before A's first index PUT. A's compare-and-swap fails,
+/// A re-reads and merges, and the index ends up with both files. On format 2 both write the shard `_root` and then
+/// `_meta.json`, and A loses the race for each: B committed both first.
 #[wasm_bindgen_test]
 async fn concurrent_push_cas_conflict_keeps_both_entries() {
-    let store = memory_store();
+    concurrent_push_cas_conflict(Layout::Shards).await;
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_push_cas_conflict_keeps_both_entries_on_a_monolith() {
+    concurrent_push_cas_conflict(Layout::Monolith).await;
+}
+
+async fn concurrent_push_cas_conflict(layout: Layout) {
+    let store = layout.bucket().await;
     let (a, b) = (Machine::new(&store), Machine::new(&store));
     a.mark_dirty().await.unwrap();
     a.cache.write_text("a.json", "from A");
     b.mark_dirty().await.unwrap();
     b.cache.write_text("b.json", "from B");
 
-    let index_puts = format!("putBytes {INDEX}");
-    let puts_by_b = Rc::new(Cell::new(0.0));
+    // The index objects a commit writes, in order.
+    let objects: &[&str] = layout.pick(&[INDEX], &[ROOT_SHARD, META]);
+    let puts = move |store: &MemStore| -> Vec<f64> {
+        objects.iter().map(|key| store.count(&format!("putBytes {key}"))).collect()
+    };
+    let puts_by_b = Rc::new(std::cell::RefCell::new(Vec::new()));
     let (hook, fired) = {
-        let (b, store, puts_by_b, index_puts) = (b.clone(), store.clone(), puts_by_b.clone(), index_puts.clone());
+        let (b, store, puts_by_b) = (b.clone(), store.clone(), puts_by_b.clone());
         hook_running(move || {
-            let (b, store, puts_by_b, index_puts) = (b.clone(), store.clone(), puts_by_b.clone(), index_puts.clone());
+            let (b, store, puts_by_b) = (b.clone(), store.clone(), puts_by_b.clone());
             async move {
-                let before = store.count(&index_puts);
+                let before = puts(&store);
                 let report = b.push().await?;
-                puts_by_b.set(store.count(&index_puts) - before);
+                *puts_by_b.borrow_mut() =
+                    puts(&store).iter().zip(before).map(|(after, before)| after - before).collect();
                 Ok(report)
             }
         })
     };
-    store.hook("before", "putBytes", Some(INDEX), 1, hook.as_ref().unchecked_ref());
+    store.hook("before", "putBytes", Some(objects[0]), 1, hook.as_ref().unchecked_ref());
     let env = make_env();
     let pushed = a.push_with(&env).await.expect("A's push");
 
     assert!(fired.get(), "B's push ran inside A's push");
-    assert_eq!(puts_by_b.get(), 1.0, "B wrote the index once");
-    assert_eq!(store.count(&index_puts) - puts_by_b.get(), 2.0, "A's first index PUT failed, its second landed");
-    assert_eq!(store.precondition_failures(), 1.0);
+    let once = vec![1.0; objects.len()];
+    assert_eq!(*puts_by_b.borrow(), once, "B wrote each index object once");
+    let by_a: Vec<f64> = puts(&store).iter().zip(puts_by_b.borrow().iter()).map(|(all, b)| all - b).collect();
+    assert_eq!(by_a, vec![2.0; objects.len()], "A's first PUT of each index object failed, its second landed");
+    assert_eq!(store.precondition_failures(), objects.len() as f64);
     assert!(env.sleeps().length() >= 1, "A backed off before re-reading the index");
+    assert_eq!(store.index_format(), Some(layout.format()), "the bucket kept its layout");
     assert_eq!(store.index_keys(), ["a.json", "b.json"]);
     assert_eq!(store.text("a.json").as_deref(), Some("from A"));
     assert_eq!(store.text("b.json").as_deref(), Some("from B"));
@@ -636,13 +817,13 @@ async fn abort_mid_download() {
     assert_eq!(text(&error, "name").as_deref(), Some("AbortError"));
     assert_eq!(text(&error, "kind").as_deref(), Some("Aborted"));
     assert_eq!(verified_token(&a.cache), Some(verified), "an aborted pull records nothing");
-    assert_ne!(store.token_of(INDEX), verified_token(&a.cache));
+    assert_ne!(store.commit_token(), verified_token(&a.cache));
 
     let pulled = a.pull().await.expect("A's pull after the second abort");
     assert!(!flag(&pulled, "fastPath"));
     assert!(flag(&pulled, "verified"));
     assert_eq!(a.cache.read_text("f/6.txt").as_deref(), Some("six"));
-    assert_eq!(verified_token(&a.cache), store.token_of(INDEX));
+    assert_eq!(verified_token(&a.cache), store.commit_token());
     assert_eq!(store.store_unsignalled(), 0.0, "every store request carried the operation's signal");
     assert_eq!(a.cache.cache_unsignalled(), 0.0, "every cache call carried the operation's signal");
     drop((aborter, aborter_again));
@@ -666,7 +847,7 @@ async fn markdirty_then_push_uploads_and_reports() {
     assert!(!flag(&pushed, "fastPath"));
     assert_eq!(store.text("notes/a.md").as_deref(), Some("# hello"));
     assert_eq!(store.index_keys(), ["notes/a.md"]);
-    assert_eq!(verified_token(&a.cache), store.token_of(INDEX), "our own index PUT's token is recorded");
+    assert_eq!(verified_token(&a.cache), store.commit_token(), "our own index PUT's token is recorded");
     let lines = strings(&env.lines());
     assert!(lines.iter().any(|line| line.starts_with("marsh push: done")), "{lines:?}");
 

@@ -3,7 +3,10 @@
 
 use marsh::index::{parse_sha256_hex, sha256_hex};
 use marsh::store::token::VersionToken;
-use marsh::store::{Env, Fetched, ListPage, ListedObject, LocalCache, ObjectStore, Precondition, StoreError, WalkItem};
+use marsh::store::{
+    Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectStore, Precondition, Replaces,
+    StoreError, WalkItem,
+};
 use marsh::wasm::{JsCache, JsEnv, JsStore};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -85,12 +88,32 @@ export function memoryCache() {
         { kind: "symlink", rel: "link" },
       ];
     },
+    async walkUnder(rel) {
+      return rel === "d" ? [{ kind: "file", rel: "d/x.txt", size: 4, mtimeMs: 2000 }, { kind: "symlink", rel: "d/l" }] : [];
+    },
+    // Each call's arguments, for the tests to see their wire shape.
+    calls: [],
+    async removeFile(rel, expected) {
+      this.calls.push(["removeFile", rel, expected]);
+      if (rel === "changed.txt") throw Object.assign(new Error("changed"), { kind: "LocalChanged" });
+    },
     async readInternal(name) { return name === "present" ? new Uint8Array([1, 2, 3]) : null; },
     async writeInternal(_name, bytes) { if (!(bytes instanceof Uint8Array)) throw new Error("not bytes"); },
+    async listInternal(folder) { return folder === ".marsh-marks" ? ["m1", "m2"] : []; },
+    async removeInternal(name) { this.calls.push(["removeInternal", name]); },
     async prepareUpload(rel) { return { body: `body of ${rel}`, size: 3, mtimeMs: 5, sha256: sha }; },
-    async download(_rel, _body, expected) { return { size: expected.size, mtimeMs: 6, sha256: sha }; },
+    async download(rel, _body, expected) {
+      this.calls.push(["download", rel, expected]);
+      if (rel === "changed.txt") throw Object.assign(new Error("changed"), { kind: "LocalChanged" });
+      return { size: expected.size, mtimeMs: 6, sha256: sha };
+    },
     async hash() { return null; },
   };
+}
+
+// The arguments of the cache's recorded calls, as JSON (`undefined` fields left out, as on the wire).
+export function recordedCalls(cache) {
+  return JSON.stringify(cache.calls);
 }
 
 export function packedCache(consistent) {
@@ -151,6 +174,8 @@ extern "C" {
     fn plain_string() -> JsValue;
     #[wasm_bindgen(js_name = memoryCache)]
     fn memory_cache() -> JsValue;
+    #[wasm_bindgen(js_name = recordedCalls)]
+    fn recorded_calls(cache: &JsValue) -> String;
     #[wasm_bindgen(js_name = packedCache)]
     fn packed_cache(consistent: bool) -> JsValue;
     #[wasm_bindgen(js_name = packedCacheOf)]
@@ -278,6 +303,50 @@ async fn cache_answers_cross_the_boundary() {
     assert_eq!(prepared.body.as_string().as_deref(), Some("body of x.txt"));
     assert_eq!(sha256_hex(&prepared.sha256), "ab".repeat(32));
     assert_eq!(cache.hash("x.txt").await.unwrap(), None);
+}
+
+/// The cache methods of per-path marks and deletions, and `download`'s `replaces` in its three forms (absent: anything;
+/// null: nothing may be there; a stat: that file), as js/host.ts spells them.
+#[wasm_bindgen_test]
+async fn marks_removals_and_download_preconditions_cross_the_boundary() {
+    let host = memory_cache();
+    let cache = JsCache::from_js(host.clone()).unwrap();
+    let stat = FileStat { size: 3, mtime_ms: 1000 };
+    let expected = |replaces| Expected { size: 3, sha256: None, replaces };
+
+    let under = cache.walk_under("d").await.unwrap();
+    assert_eq!(
+        under,
+        [
+            WalkItem::File { rel: "d/x.txt".into(), stat: FileStat { size: 4, mtime_ms: 2000 } },
+            WalkItem::Symlink { rel: "d/l".into() }
+        ]
+    );
+    assert_eq!(cache.walk_under("none").await.unwrap(), []);
+    assert_eq!(cache.list_internal(".marsh-marks").await.unwrap(), ["m1", "m2"]);
+    cache.remove_internal(".marsh-marks/m1").await.unwrap();
+    cache.remove("x.txt", stat).await.unwrap();
+    let changed = cache.remove("changed.txt", stat).await.unwrap_err();
+    assert_eq!(changed, StoreError::LocalChanged { key: "changed.txt".into() });
+    for replaces in [Replaces::Anything, Replaces::Nothing, Replaces::File(stat)] {
+        cache.download("x.txt", JsValue::NULL, expected(replaces)).await.unwrap();
+    }
+    let changed = cache.download("changed.txt", JsValue::NULL, expected(Replaces::Nothing)).await.unwrap_err();
+    assert_eq!(changed, StoreError::LocalChanged { key: "changed.txt".into() });
+
+    let calls: serde_json::Value = serde_json::from_str(&recorded_calls(&host)).unwrap();
+    assert_eq!(
+        calls,
+        serde_json::json!([
+            ["removeInternal", ".marsh-marks/m1"],
+            ["removeFile", "x.txt", { "size": 3, "mtimeMs": 1000 }],
+            ["removeFile", "changed.txt", { "size": 3, "mtimeMs": 1000 }],
+            ["download", "x.txt", { "size": 3 }],
+            ["download", "x.txt", { "size": 3, "replaces": null }],
+            ["download", "x.txt", { "size": 3, "replaces": { "size": 3, "mtimeMs": 1000 } }],
+            ["download", "changed.txt", { "size": 3, "replaces": null }],
+        ])
+    );
 }
 
 #[wasm_bindgen_test]
