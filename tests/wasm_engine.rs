@@ -21,6 +21,8 @@ const META: &str = "_index/_meta.json";
 const ROOT_SHARD: &str = "_index/_root.json";
 const UNSHARDED: &str = "_index/_unsharded.json";
 const SIDECAR: &str = ".datastore-sync-state.json";
+/// The folder of per-path marks in the cache.
+const MARKS: &str = ".marsh-marks";
 
 #[wasm_bindgen(inline_js = r#"
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
@@ -457,6 +459,12 @@ extern "C" {
     fn write_text(this: &MemCache, rel: &str, text: &str);
     #[wasm_bindgen(method, js_name = readText)]
     fn read_text(this: &MemCache, rel: &str) -> Option<String>;
+    #[wasm_bindgen(method, js_name = deleteFile)]
+    fn delete_file(this: &MemCache, rel: &str);
+    #[wasm_bindgen(method, js_name = names)]
+    fn names_js(this: &MemCache, folder: &str) -> Array;
+    #[wasm_bindgen(method)]
+    fn before(this: &MemCache, method: &str, rel: &str, callback: &Function);
     #[wasm_bindgen(method, getter, js_name = calls)]
     fn cache_calls(this: &MemCache) -> f64;
     #[wasm_bindgen(method, getter, js_name = unsignalled)]
@@ -493,6 +501,13 @@ impl MemStore {
     async fn seed_monolith(&self, files: &[(&str, &str)]) {
         let files: Array = files.iter().map(|(rel, text)| Array::of2(&(*rel).into(), &(*text).into())).collect();
         JsFuture::from(self.seed_monolith_js(files)).await.expect("the monolith is seeded");
+    }
+}
+
+impl MemCache {
+    /// The names in an internal folder (`.marsh-marks`).
+    fn names(&self, folder: &str) -> Vec<String> {
+        strings(&self.names_js(folder))
     }
 }
 
@@ -553,6 +568,12 @@ where
         future_to_promise(task())
     });
     (closure, fired)
+}
+
+/// A callback for `MemCache::before` that writes `content` to `rel` in `cache` (a local write landing mid-sync).
+fn local_write(cache: &MemCache, rel: &str, content: &str) -> Closure<dyn FnMut()> {
+    let (cache, rel, content) = (cache.clone(), rel.to_string(), content.to_string());
+    Closure::<dyn FnMut()>::new(move || cache.write_text(&rel, &content))
 }
 
 /// The layout of a test's bucket: a new bucket, which starts as format 2, or one the official extensions wrote in
@@ -621,6 +642,11 @@ impl Machine {
 
     async fn mark_dirty(&self) -> Result<JsValue, JsValue> {
         settle(self.service.mark_dirty(make_env().into(), None)).await
+    }
+
+    /// `markDirty(env, rel)`: this one path is about to be written or removed.
+    async fn mark_path(&self, rel: &str) -> Result<JsValue, JsValue> {
+        settle(self.service.mark_dirty(make_env().into(), Some(rel.to_string()))).await
     }
 
     /// markDirty, write the files, then push: the documented way to change a cache.
@@ -988,4 +1014,150 @@ async fn per_file_errors_are_listed() {
     assert_eq!(num(&retried, "uploaded"), 1.0);
     assert!(flag(&retried, "clean"));
     assert_eq!(store.index_keys(), ["data/bad.json", "data/good1.json", "data/good2.json"]);
+}
+
+/// W23 through the boundary: `markDirty(env, relPath)` + write + push looks at that path only (an unannounced write
+/// elsewhere is not uploaded), clears the mark, and leaves nothing for the next push, which is the fast path.
+#[wasm_bindgen_test]
+async fn a_marked_path_push_uploads_only_that_path() {
+    let store = memory_store();
+    let a = Machine::new(&store);
+    a.write_and_push(&[("notes/b.md", "b")]).await.expect("a first, clean push");
+    a.cache.write_text("notes/unmarked.md", "never announced");
+
+    a.mark_path("notes/a.md").await.expect("markDirty(notes/a.md)");
+    assert_eq!(a.cache.names(MARKS).len(), 1, "one mark file");
+    a.cache.write_text("notes/a.md", "# hello");
+    let pushed = a.push().await.expect("push");
+
+    assert!(flag(&pushed, "markedOnly"), "{pushed:?}");
+    assert_eq!(num(&pushed, "marksCleared"), 1.0);
+    assert_eq!(num(&pushed, "uploaded"), 1.0);
+    assert!(flag(&pushed, "indexWritten"));
+    assert!(!flag(&pushed, "fastPath"));
+    assert_eq!(store.text("notes/a.md").as_deref(), Some("# hello"));
+    assert_eq!(store.text("notes/unmarked.md"), None, "only the marked path was looked at");
+    assert_eq!(store.index_keys(), ["notes/a.md", "notes/b.md"]);
+    assert!(a.cache.names(MARKS).is_empty(), "the mark was removed");
+    assert!(flag(&pushed, "verified"), "the rest of the index is as verified before");
+    assert_eq!(verified_token(&a.cache), store.commit_token(), "our own commit's token is recorded");
+
+    let requests = store.requests();
+    let again = a.push().await.expect("second push");
+    assert!(flag(&again, "fastPath"));
+    assert_eq!(num(&again, "uploaded"), 0.0);
+    assert_eq!(store.requests() - requests, 0.0, "the push fast path makes no request");
+}
+
+/// W21 through the boundary: mark + delete + push removes the index entry and the object; a peer's next pull removes
+/// its unchanged copy (`removeFile` with the stat it saw).
+#[wasm_bindgen_test]
+async fn a_marked_deletion_is_pushed_and_pulled() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    a.write_and_push(&[("notes/a.md", "doomed"), ("notes/keep.md", "kept")]).await.expect("A's first push");
+    b.pull().await.expect("B's first pull");
+    assert_eq!(b.cache.read_text("notes/a.md").as_deref(), Some("doomed"));
+
+    a.mark_path("notes/a.md").await.expect("markDirty(notes/a.md)");
+    a.cache.delete_file("notes/a.md");
+    let pushed = a.push().await.expect("push");
+
+    assert!(flag(&pushed, "markedOnly"), "{pushed:?}");
+    assert_eq!(num(&pushed, "marksCleared"), 1.0);
+    assert_eq!(num(&pushed, "uploaded"), 0.0);
+    assert_eq!(strings(&Array::from(&prop(&pushed, "deleted"))), ["notes/a.md"]);
+    assert!(flag(&pushed, "indexWritten"));
+    assert_eq!(store.text("notes/a.md"), None, "the object is deleted");
+    assert_eq!(store.index_keys(), ["notes/keep.md"], "and so is its entry");
+    assert!(a.cache.names(MARKS).is_empty());
+
+    let pulled = b.pull().await.expect("B's pull");
+    assert_eq!(strings(&Array::from(&prop(&pulled, "removed"))), ["notes/a.md"]);
+    assert_eq!(num(&pulled, "downloaded"), 0.0);
+    assert!(flag(&pulled, "verified"));
+    assert_eq!(b.cache.read_text("notes/a.md"), None);
+    assert_eq!(b.cache.read_text("notes/keep.md").as_deref(), Some("kept"));
+}
+
+/// W20 through the boundary: two machines edit the same file from the same base. The second push rejects with kind
+/// `Conflicts` naming the path, and neither side is overwritten: the bucket keeps the first machine's bytes, the second
+/// machine its own.
+#[wasm_bindgen_test]
+async fn the_same_file_edited_on_two_machines_is_a_conflict() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    a.write_and_push(&[("notes/a.md", "base")]).await.expect("A's first push");
+    b.pull().await.expect("B's pull of the base");
+
+    a.mark_path("notes/a.md").await.expect("A marks");
+    a.cache.write_text("notes/a.md", "from A");
+    b.mark_path("notes/a.md").await.expect("B marks");
+    b.cache.write_text("notes/a.md", "from B");
+    a.push().await.expect("A's push");
+    let index_after_a = store.commit_token();
+    let error = rejection(b.push().await, "B's push");
+
+    assert_eq!(text(&error, "name").as_deref(), Some("MarshError"));
+    assert_eq!(text(&error, "kind").as_deref(), Some("Conflicts"), "{error:?}");
+    let conflicts = Array::from(&prop(&error, "conflicts"));
+    assert_eq!(conflicts.length(), 1, "{error:?}");
+    assert_eq!(text(&conflicts.get(0), "rel").as_deref(), Some("notes/a.md"));
+    assert_eq!(text(&conflicts.get(0), "kind").as_deref(), Some("both-changed"));
+    assert_eq!(num(&error, "transferred"), 0.0);
+    assert!(text(&error, "message").unwrap().contains("notes/a.md"), "{error:?}");
+    assert_eq!(store.text("notes/a.md").as_deref(), Some("from A"), "the bucket keeps the first machine's bytes");
+    assert_eq!(store.commit_token(), index_after_a, "B committed nothing");
+    assert_eq!(b.cache.read_text("notes/a.md").as_deref(), Some("from B"), "B's edit is left in place");
+}
+
+/// W16 through the boundary: a local write that lands while a pull downloads over that path (the cache's download
+/// throws `LocalChanged`: the file is not the one the pull saw, or not absent as it was) is kept, and reported so.
+#[wasm_bindgen_test]
+async fn a_local_write_during_a_download_is_kept() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    a.write_and_push(&[("notes/a.md", "v1")]).await.expect("A's first push");
+    b.pull().await.expect("B's pull of v1");
+    a.write_and_push(&[("notes/a.md", "v2"), ("notes/new.md", "new from A")]).await.expect("A's second push");
+
+    // Replacing B's v1 (`replaces` is its stat) and creating notes/new.md (`replaces` is null): both lose the race.
+    let writes = [("notes/a.md", "edited on B"), ("notes/new.md", "created on B")]
+        .map(|(rel, content)| (rel, local_write(&b.cache, rel, content)));
+    for (rel, write) in &writes {
+        b.cache.before("download", rel, write.as_ref().unchecked_ref());
+    }
+    let pulled = b.pull().await.expect("B's pull");
+
+    let mut kept = strings(&Array::from(&prop(&pulled, "keptLocal")));
+    kept.sort();
+    assert_eq!(kept, ["notes/a.md", "notes/new.md"], "{pulled:?}");
+    assert_eq!(num(&pulled, "downloaded"), 0.0);
+    assert!(!flag(&pulled, "verified"), "the cache is not what the index says");
+    assert_eq!(b.cache.read_text("notes/a.md").as_deref(), Some("edited on B"));
+    assert_eq!(b.cache.read_text("notes/new.md").as_deref(), Some("created on B"));
+    assert_eq!(store.text("notes/a.md").as_deref(), Some("v2"), "the bucket is untouched");
+    drop(writes);
+}
+
+/// W21 through the boundary: a local write that lands while a pull removes a file the bucket deleted (the cache's
+/// `removeFile` finds another stat and throws `LocalChanged`) is kept.
+#[wasm_bindgen_test]
+async fn a_local_write_during_a_removal_is_kept() {
+    let store = memory_store();
+    let (a, b) = (Machine::new(&store), Machine::new(&store));
+    a.write_and_push(&[("notes/a.md", "doomed")]).await.expect("A's first push");
+    b.pull().await.expect("B's first pull");
+    a.mark_path("notes/a.md").await.expect("A marks");
+    a.cache.delete_file("notes/a.md");
+    a.push().await.expect("A's deletion");
+
+    let write = local_write(&b.cache, "notes/a.md", "edited on B");
+    b.cache.before("removeFile", "notes/a.md", write.as_ref().unchecked_ref());
+    let pulled = b.pull().await.expect("B's pull");
+
+    assert_eq!(strings(&Array::from(&prop(&pulled, "keptLocal"))), ["notes/a.md"], "{pulled:?}");
+    assert!(strings(&Array::from(&prop(&pulled, "removed"))).is_empty());
+    assert_eq!(b.cache.read_text("notes/a.md").as_deref(), Some("edited on B"));
+    drop(write);
 }
