@@ -300,3 +300,36 @@ fn w21_a_deletion_never_removes_a_version_it_did_not_see() {
         assert!(remote_keys(&bucket).contains(&"f.json".to_string()));
     }
 }
+
+/// W21 and W19: B deletes f.json while A's edit of it is going up. A's upload lands before B commits the deletion,
+/// so B's object delete (conditional on the version B saw) fails, and A's commit then finds the entry gone. A reports
+/// "deleted there", keeps its edit here, and removes its own object, which no entry names: the bucket is left with
+/// neither an entry nor an orphan that would block recreating the path. Fails on `flaw-keep-orphan-object`.
+#[test]
+fn w21_an_edit_racing_a_deletion_leaves_no_orphan_object() {
+    for bucket in both_formats() {
+        let seed = Machine::new(&bucket, 9);
+        seed.write("f.json", b"base");
+        seed.push().unwrap();
+        let a = Machine::new(&bucket, 1);
+        let b = Rc::new(Machine::new(&bucket, 2));
+        a.pull().unwrap();
+        b.pull().unwrap();
+        b.delete("f.json");
+        a.write("f.json", b"A's edit");
+        push_when_index_is_written(&a, b.clone());
+
+        let error = a.push().unwrap_err();
+
+        assert!(
+            matches!(&error, SyncError::Conflicts { conflicts, .. } if conflicts[0] == ("f.json".to_string(), ConflictKind::DeletedThere)),
+            "{error}"
+        );
+        assert!(!remote_keys(&bucket).contains(&"f.json".to_string()), "B's deletion stands");
+        assert_eq!(bucket.object("f.json"), None, "no object without an entry");
+        assert_eq!(a.cache.file("f.json").as_deref(), Some(&b"A's edit"[..]), "A's edit stays here");
+        block_on(a.engine().resolve("f.json", marsh::engine::Keep::Local)).unwrap();
+        a.push().unwrap();
+        assert_eq!(bucket.object("f.json").map(|(bytes, _)| bytes).as_deref(), Some(&b"A's edit"[..]));
+    }
+}

@@ -51,6 +51,9 @@ pub enum SyncError {
         first.join(", ")
     )]
     MassDeletion { count: usize, limit: usize, first: Vec<String> },
+    /// `resolve` was asked about a path with no open conflict (or not a cache path): nothing was changed.
+    #[error("resolve {rel}: {why}; nothing was changed")]
+    NoConflict { rel: String, why: String },
 }
 
 impl SyncError {

@@ -1,4 +1,4 @@
-//! The sync engine: `pull_changed`, `push_changed`, `mark_dirty`, `status`. It sequences every file transfer and local
+//! The sync engine: `pull_changed`, `push_changed`, `mark_dirty`, `resolve`, `status`. It sequences every file transfer and local
 //! state update; the index objects themselves are read and written through the index layer (`crate::index`).
 //!
 //! Every operation re-reads its state from disk (W11), checks the abort flag before any request and between phases
@@ -11,6 +11,7 @@ mod listing;
 pub mod plan;
 mod pull;
 mod push;
+mod resolve;
 mod transfer;
 
 use std::cell::{Cell, RefCell};
@@ -19,6 +20,7 @@ use std::collections::BTreeSet;
 pub use error::{FileFailure, SyncError};
 pub use pull::PullReport;
 pub use push::PushReport;
+pub use resolve::{Keep, Resolved};
 
 use crate::encoding::time::iso_from_ms;
 use crate::index;

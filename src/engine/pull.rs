@@ -70,7 +70,9 @@ where
         self.instance.take_walk();
         let started = self.env.now_ms();
         let state = self.read_state().await;
-        let verified = state.verified_token.clone().filter(VersionToken::is_fingerprint);
+        // A restoring pull looks at every path: the fast path would only say the bucket did not change.
+        let verified =
+            state.verified_token.clone().filter(VersionToken::is_fingerprint).filter(|_| !self.config.restore_deleted);
         // The walk and the view read run alongside the index read (its I/O, and the write of the local copy, overlap
         // the walk), except when a verified token may make the whole pull one "not modified" answer.
         let (snapshot, marker, (mut listing, view_read)) = if verified.is_some() {
@@ -346,7 +348,7 @@ where
 
     /// GET the object and hand the body to the cache, which writes a temp file, checks size and hash, and renames.
     /// Answers the file as written and the object's version token (the base of this file's next upload).
-    async fn download_one(
+    pub(super) async fn download_one(
         &self,
         rel: &str,
         entry: &IndexEntry,

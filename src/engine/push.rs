@@ -198,12 +198,14 @@ where
         let mut in_sync = plan.in_sync;
         let mut unchanged: BTreeMap<String, IndexEntry> = BTreeMap::new();
         let mut pushed: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        let mut upload_tokens: BTreeMap<String, VersionToken> = BTreeMap::new();
         for (check, outcome) in results {
             let rel = check.rel;
             match outcome {
                 Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, token }) => {
                     report.uploaded += 1;
                     self.env.progress(&Progress::Transferred { operation: "push", rel: &rel, bytes: stat.size });
+                    upload_tokens.insert(rel.clone(), token.clone());
                     let record = ViewEntry::new(stat, Some(sha256), &new_entry).with_token(Some(token));
                     updates.insert(rel.clone(), Some(record));
                     changes.put(rel.clone(), new_entry.clone(), check.entry);
@@ -245,8 +247,25 @@ where
         };
         for rel in &refused {
             // Our object went up but another writer changed the entry first: theirs stays, and so does our file.
-            let kind = if pushed.remove(rel).is_some() { ConflictKind::BothChanged } else { ConflictKind::DeletedHere };
-            updates.insert(rel.clone(), None);
+            let kind = match (pushed.remove(rel), snapshot.index.get(rel)) {
+                (Some(_), Some(_)) => ConflictKind::BothChanged,
+                // They deleted it (their object delete, conditional on their version, then failed on ours): our
+                // object is referenced by no entry and would block a create-only upload of the path; it goes.
+                #[cfg(not(feature = "flaw-keep-orphan-object"))]
+                (Some(_), None) => {
+                    if let Some(token) = upload_tokens.get(rel) {
+                        let _ = self.retry(|| self.store.delete(rel, Some(token))).await;
+                    }
+                    ConflictKind::DeletedThere
+                }
+                // The flaw `flaw-keep-orphan-object`, kept only to prove the tests catch it: the object stays.
+                #[cfg(feature = "flaw-keep-orphan-object")]
+                (Some(_), None) => ConflictKind::BothChanged,
+                (None, _) => ConflictKind::DeletedHere,
+            };
+            // The base stays the version this cache last synced: the path keeps reading as a conflict (a base
+            // dropped here would make the edit read as a new file, which the next push would upload: a zombie).
+            updates.discard(rel);
             report.conflicts.push((rel.clone(), kind));
         }
         for (rel, _, record) in plan.deletions.into_iter().filter(|(rel, ..)| !refused.contains(rel)) {

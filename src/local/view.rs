@@ -265,6 +265,11 @@ impl ViewUpdates {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+
+    /// Drop this operation's changes to `rel`: the view keeps the record it had (rare; a scan is fine).
+    pub fn discard(&mut self, rel: &str) {
+        self.items.retain(|(item, _)| item != rel);
+    }
 }
 
 impl Extend<(String, Option<ViewEntry>)> for ViewUpdates {

@@ -31,7 +31,7 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(typescript_custom_section)]
 const HOST_TYPES: &str = r#"import type {
   LockClientOptions, LockIdentity, LockInfo, MarshCache, MarshEnv, MarshStore, MigrateIndexResult, PullReport,
-  PushReport, SyncOptions, SyncStatus,
+  PushReport, ResolveReport, SyncOptions, SyncStatus,
 } from "../host.ts";"#;
 
 // ---------------------------------------------------------------------------------------------------------------------

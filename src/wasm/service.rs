@@ -13,7 +13,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
 use super::lock::{held_locks, lock_error_to_js};
-use crate::engine::{Engine, EngineConfig, Instance, PullReport, PushReport, Status, SyncError};
+use crate::engine::{Engine, EngineConfig, Instance, Keep, PullReport, PushReport, Status, SyncError};
 use crate::index::Migrated;
 use crate::local::conflicts::ConflictKind;
 use crate::local::sidecar::SidecarOrigin;
@@ -105,6 +105,40 @@ impl SyncService {
     ) -> Result<Promise, JsValue> {
         operation(&self.inner, env, move |engine| {
             Box::pin(async move { engine.mark_dirty(rel_path.as_deref()).await.map(|()| JsValue::UNDEFINED) })
+        })
+    }
+
+    /// Settle one open conflict: `keep` "local" (the next push makes the local file the bucket's) or "remote" (the
+    /// bucket's version replaces the local file now). Resolves to a `ResolveReport`; kind `NoConflict` when none is open.
+    #[wasm_bindgen(js_name = resolveConflict, unchecked_return_type = "Promise<ResolveReport>")]
+    pub fn resolve_conflict(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+        #[wasm_bindgen(js_name = relPath)] rel_path: String,
+        #[wasm_bindgen(unchecked_param_type = "\"local\" | \"remote\"")] keep: String,
+    ) -> Result<Promise, JsValue> {
+        let keep = match keep.as_str() {
+            "local" => Keep::Local,
+            "remote" => Keep::Remote,
+            other => {
+                return Err(js_error(
+                    "InvalidArgument",
+                    &format!("resolveConflict: keep must be \"local\" or \"remote\", not {other:?}"),
+                ))
+            }
+        };
+        operation(&self.inner, env, move |engine| {
+            Box::pin(async move {
+                let resolved = engine.resolve(&rel_path, keep).await?;
+                let kept = if keep == Keep::Local { "local" } else { "remote" };
+                Ok(object(&[
+                    ("rel", rel_path.as_str().into()),
+                    ("kept", kept.into()),
+                    ("downloaded", resolved.downloaded.into()),
+                    ("removedLocal", resolved.removed_local.into()),
+                    ("markedForPush", resolved.marked_for_push.into()),
+                ]))
+            })
         })
     }
 
@@ -225,6 +259,7 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
         SyncError::FormatUnsupported(_) => ("FormatUnsupported", None),
         SyncError::Conflicts { .. } => ("Conflicts", None),
         SyncError::MassDeletion { .. } => ("MassDeletion", None),
+        SyncError::NoConflict { .. } => ("NoConflict", None),
         SyncError::IndexContended { .. } => ("IndexContended", None),
         SyncError::IndexWrite(cause) => ("IndexWrite", Some(cause)),
         SyncError::Local(cause) => ("Local", Some(cause)),
