@@ -42,16 +42,18 @@ export class MarshSyncService implements DatastoreSyncService {
   }
 
   /**
-   * Files downloaded (removed local copies of files deleted elsewhere are not counted). Conflicts do not fail a pull:
-   * both versions stay where they are, and `warn` names them.
+   * Files downloaded (removed local copies of files deleted elsewhere are not counted). A pull that only removed files
+   * answers "unknown" (`undefined`), not 0: 0 tells swamp nothing changed, and it would keep listing the deleted files.
+   * Conflicts do not fail a pull: both versions stay where they are, and `warn` names them.
    */
-  async pullChanged(options?: DatastoreSyncOptions): Promise<number> {
+  async pullChanged(options?: DatastoreSyncOptions): Promise<number | void> {
     const report = await this.#service.pullChanged(this.#env(options));
     if (report.conflicts.length > 0) {
       (this.#options.warn ?? ((message) => console.warn(message)))(
         `marsh pull: ${describeConflicts(report.conflicts)}`,
       );
     }
+    if (report.downloaded === 0 && report.removed.length > 0) return undefined;
     return report.downloaded;
   }
 

@@ -109,6 +109,8 @@ async function marsh(...args: string[]): Promise<{ code: number; stdout: string;
 
 layoutTest("a file deleted and pushed on A is removed by B's pull and not resurrected by B's push", async (t) => {
   const { dirA, dirB, a, b } = await twoCaches(t, { "data/gone.json": '{"gone":1}', "data/kept.json": '{"kept":1}' });
+  const c = t.service(await t.tempDir("c"));
+  assert.equal(await c.pullChanged(), 2);
 
   await a.markDirty({ relPath: "data/gone.json" });
   await Deno.remove(join(dirA, "data/gone.json"));
@@ -120,6 +122,9 @@ layoutTest("a file deleted and pushed on A is removed by B's pull and not resurr
   assert.deepEqual(pulled.removed, ["data/gone.json"], "B's pull removes its unchanged copy");
   assert.equal(pulled.downloaded, 0, "a removal is not a download");
   assert.deepEqual(await dataFiles(dirB), ["data/kept.json"]);
+  // Through swamp's surface a pull that only removed files is "unknown", never 0 ("nothing changed": swamp would keep
+  // the deleted file in its catalog).
+  assert.equal(await c.pullChanged(), undefined);
 
   // B then pushes after a bare mark and a new file: the deleted file must not come back from B's view or index copy.
   await b.markDirty();
