@@ -68,18 +68,24 @@ fn w21_a_marked_folder_deletes_everything_under_it() {
     assert_eq!(remote_keys(&bucket), ["dz.json"], "a sibling with the folder's name as prefix stays");
 }
 
+/// `count` models in swamp's layout: one shard each on format 2.
+fn models(count: usize) -> Vec<(String, Vec<u8>)> {
+    (0..count).map(|i| (format!("data/t/m{i:03}/state/1/raw"), format!("{{\"n\":{i}}}").into_bytes())).collect()
+}
+
 #[test]
 fn w22_a_push_of_marked_paths_looks_at_those_paths_only() {
-    // The same push in a bucket of 20 and of 400 files: the same calls, no walk.
+    // The same push in a bucket of 20 and of 400 files, each file in a shard of its own: the same calls, no walk, and
+    // only the changed file's shard read.
     let mut costs = Vec::new();
     for count in [20, 400] {
-        let files = numbered(count);
+        let files = models(count);
         let (bucket, a) = synced(false, &as_files(&files));
         // The first push after setting up a cache looks at all of it (nothing says what changed here unmarked before).
         assert!(!a.push().unwrap().marked_only);
         a.cache.reset_calls();
         let before = bucket.requests();
-        a.write("m/007.json", b"{\"n\":\"seven\"}");
+        a.write("data/t/m007/state/1/raw", b"{\"n\":\"seven\"}");
 
         let pushed = a.push().unwrap();
 
@@ -92,7 +98,7 @@ fn w22_a_push_of_marked_paths_looks_at_those_paths_only() {
         costs.push((requests, calls.stat + calls.hash + calls.prepare_upload));
         let b = Machine::new(&bucket, 3);
         b.pull().unwrap();
-        assert_eq!(b.cache.file("m/007.json").as_deref(), Some(&b"{\"n\":\"seven\"}"[..]));
+        assert_eq!(b.cache.file("data/t/m007/state/1/raw").as_deref(), Some(&b"{\"n\":\"seven\"}"[..]));
         assert_eq!(b.data_files().len(), count);
     }
     assert_eq!(costs[0], costs[1], "the cost does not grow with the bucket");

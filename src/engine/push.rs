@@ -151,12 +151,17 @@ where
         let (listing, known, view, walk_reused) = self.push_inputs(&captured_id, walked, &scope).await?;
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
-        let snapshot = match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
-            (Read::Found(snapshot), _) => snapshot,
-            (Read::NotModified, Some(known)) => known,
-            // Only a conditional read can answer "not modified".
-            (Read::NotModified, None) => {
-                unreachable!("the index layer answered not-modified to an unconditional read")
+        let snapshot = if !scope.bulk && known.is_none() {
+            // Marked paths only: the index around them is enough (on format 2, their shards; W22's cost).
+            self.index_layer().read_for(&paths_in_scope(&scope, &listing, &view)).await?
+        } else {
+            match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
+                (Read::Found(snapshot), _) => snapshot,
+                (Read::NotModified, Some(known)) => known,
+                // Only a conditional read can answer "not modified".
+                (Read::NotModified, None) => {
+                    unreachable!("the index layer answered not-modified to an unconditional read")
+                }
             }
         };
         let read_token = snapshot.commit_token().cloned();
@@ -644,4 +649,17 @@ fn every_entry_matches(index: &RemoteIndex, known: &Known<'_>) -> bool {
             let was_pushed = pushed.seek(rel) == Some(entry);
             was_pushed || was_unchanged || was_in_sync
         })
+}
+
+/// Every path a push of marked paths may decide: the marks themselves, the files found under them, and the base
+/// records under them (a file deleted here).
+fn paths_in_scope(scope: &Scope, listing: &LocalListing, view: &LocalView) -> BTreeSet<String> {
+    let marks = Marks { paths: &scope.paths, bulk: false };
+    scope
+        .paths
+        .iter()
+        .cloned()
+        .chain(listing.files.iter().map(|(rel, _)| rel.clone()))
+        .chain(view.iter().filter(|(rel, _)| marks.of(rel).path).map(|(rel, _)| rel.to_string()))
+        .collect()
 }

@@ -18,7 +18,7 @@
 //! ([`IndexLayer::migrate`]), which seals the monolith by compare-and-swap so that a format-1 writer racing the
 //! migration fails its own compare-and-swap instead of writing where no reader looks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -249,7 +249,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         };
         if let Got::Found(body, token) = meta {
             match Meta::parse(&body).map_err(|why| corrupt(META_KEY, &why))? {
-                MetaRead::Sharded(meta) => return self.read_shards(meta, Some(token)).await.map(Read::Found),
+                MetaRead::Sharded(meta) => return self.read_shards(meta, Some(token), None).await.map(Read::Found),
                 // The official readers fall back to the monolith; so do we.
                 MetaRead::OtherVersion => {}
             }
@@ -317,12 +317,40 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
                 break;
             }
         }
-        self.read_shards(Meta::rebuilt(names), None).await
+        self.read_shards(Meta::rebuilt(names), None, None).await
     }
 
-    /// Every shard `meta` lists (a listed shard that is missing is an error: its entries would silently vanish).
-    async fn read_shards(&self, meta: Meta, commit: Option<VersionToken>) -> Result<Snapshot, SyncError> {
-        let read: Vec<ShardWritten> = stream::iter(meta.partitions.clone())
+    /// Read what decisions about `paths` alone need: on format 2, `_meta.json` and the listed shards those paths live
+    /// in; anything else (format 1, no commit record) is a full read. The snapshot then holds those shards' entries
+    /// only, which is enough to decide those paths and to commit their changes (a commit always writes the shards of
+    /// the paths it changes, all read here; `_meta.json` keeps listing every shard). Its commit token is the
+    /// `_meta.json` read made before the shards, as for a full read.
+    pub async fn read_for(&self, paths: &BTreeSet<String>) -> Result<Snapshot, SyncError> {
+        let (meta, marker) = join(self.get(META_KEY, None), self.get(FORMAT_MARKER_KEY, None)).await;
+        self.check_format(marker?)?;
+        if let Got::Found(body, token) = meta? {
+            if let MetaRead::Sharded(meta) = Meta::parse(&body).map_err(|why| corrupt(META_KEY, &why))? {
+                let wanted: BTreeSet<String> = paths.iter().map(|rel| home_shard(rel).into_owned()).collect();
+                return self.read_shards(meta, Some(token), Some(&wanted)).await;
+            }
+        }
+        match self.read(None).await? {
+            Read::Found(snapshot) => Ok(snapshot),
+            Read::NotModified => unreachable!("an unconditional read answered not-modified"),
+        }
+    }
+
+    /// Every shard `meta` lists, or those of them in `only` (a listed shard that is missing is an error: its entries
+    /// would silently vanish).
+    async fn read_shards(
+        &self,
+        meta: Meta,
+        commit: Option<VersionToken>,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<Snapshot, SyncError> {
+        let names: Vec<String> =
+            meta.partitions.iter().filter(|name| only.is_none_or(|only| only.contains(*name))).cloned().collect();
+        let read: Vec<ShardWritten> = stream::iter(names)
             .map(|name| async move {
                 let key = shard_key(&name);
                 match self.get(&key, None).await? {
