@@ -309,6 +309,7 @@ async function lock(parsed: Parsed): Promise<number> {
   if (words[1] === "status") {
     if (flags.get("json")) console.log(JSON.stringify(info));
     else if (!info) console.log("no lock held");
+    else if (info.holderUnknown) console.log("a lock is held, but its body cannot be read: the holder is unknown");
     else {console.log(
         `held by ${info.holder} (pid ${info.pid}) since ${info.acquiredAt}, ttl ${info.ttlMs} ms, nonce ${info.nonce}`,
       );}

@@ -1,7 +1,7 @@
 /**
  * The host interface of the wasm core: the objects that TypeScript hands to Rust, and what Rust expects of them.
- * `src/wasm/host.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`), and `src/wasm/service.rs` and
- * `src/wasm/lock.rs` read the options and produce the reports and errors below; types only, no code.
+ * `src/wasm/host.rs` calls exactly these methods (`JsStore`, `JsCache`, `JsEnv`), and `src/wasm/service.rs`,
+ * `src/wasm/lock.rs` and `src/wasm/control.rs` read the options and produce the reports and errors below; types only.
  *
  * Keys and paths are cache-relative (`a/b.json`); a store adds its own bucket prefix. Every method may be async (a
  * plain return value is accepted too). To fail, throw a {@link MarshHostError}-shaped object: any other throw is
@@ -111,13 +111,30 @@ export interface Conflict {
   kind: ConflictKind;
 }
 
-/** How a `LockClient` operation fails. `LockTimeoutError` carries the holder; `LockLostError` the new holder. */
+/**
+ * How a `LockClient` operation fails. `LockTimeoutError` carries the holder (with `holderUnknown` when its body could not
+ * be read), `code: "lock_timeout"` and `retryable: true` (what today's swamp reads); `LockLostError` the new holder.
+ */
 export interface MarshLockError extends Error {
   name: "LockTimeoutError" | "LockLostError" | "AbortError" | "MarshError";
   kind: "LockTimeout" | "LockLost" | "LockNotHeld" | "LockCorrupt" | "Aborted" | MarshErrorKind;
+  code?: "lock_timeout";
+  retryable?: true;
   lockKey?: string;
   holder?: LockInfo | null;
   waitedMs?: number;
+}
+
+/**
+ * How a `ControlPlaneStore` request fails: `InvalidKey` (an empty, absolute or `..` key, named in `key`),
+ * `InvalidArgument` (a namespace that is not a safe relative path), `Aborted` (name `AbortError`), or the store
+ * error's kind after the retry policy, with `key` and, when there is one, the HTTP `status`.
+ */
+export interface MarshControlError extends Error {
+  name: "MarshError" | "AbortError";
+  kind: MarshErrorKind | "InvalidArgument";
+  key?: string;
+  status?: number;
 }
 
 /**
@@ -441,6 +458,8 @@ export interface LockClientOptions {
   ttlMs?: number;
   retryIntervalMs?: number;
   maxWaitMs?: number;
+  /** The lock lives below `{namespace}/` (a `lockKey` already starting with it is kept as it is). */
+  namespace?: string;
 }
 
 export interface LockIdentity {
@@ -453,4 +472,6 @@ export interface LockInfo extends LockIdentity {
   acquiredAt: string;
   ttlMs: number;
   nonce?: string;
+  /** The lock object exists but its body could not be read: the other fields are placeholders. */
+  holderUnknown?: true;
 }

@@ -8,11 +8,12 @@
 import { join } from "node:path";
 
 import { DenoCache } from "./cache.ts";
+import { datastoreControlPlaneStore } from "./control_plane.ts";
 import { traceFromEnvironment } from "./env.ts";
 import type { MarshStore } from "./host.ts";
 import { MarshLock } from "./lock.ts";
 import { MarshSyncService } from "./sync_service.ts";
-import type { DatastoreProvider, LockOptions } from "./swamp.ts";
+import type { DatastoreCapabilities, DatastoreProvider, LockOptions } from "./swamp.ts";
 import { makeVerifier, type VerifierHints } from "./verifier.ts";
 
 export interface ProviderParts {
@@ -26,6 +27,20 @@ export interface ProviderParts {
   traceVariables: string[];
 }
 
+/**
+ * What works of today's optional surface, and nothing else: swamp relies on whatever is `true`. Each `true` has a test
+ * calling the methods it promises (tests/deno/control_plane_test.ts).
+ */
+export const CAPABILITIES: Readonly<Required<DatastoreCapabilities>> = Object.freeze({
+  scopedSync: false,
+  lazyHydration: false,
+  namespacedSync: false,
+  twoPhaseSync: false,
+  previewPush: false,
+  controlPlane: true,
+  configRefresh: false,
+});
+
 export function makeProvider(parts: ProviderParts): DatastoreProvider {
   const trace = traceFromEnvironment(["MARSH_SYNC_TRACE", ...parts.traceVariables]);
   return {
@@ -36,5 +51,7 @@ export function makeProvider(parts: ProviderParts): DatastoreProvider {
     resolveDatastorePath: (repoDir: string) => join(repoDir, ".swamp"),
     // swamp then picks ~/.swamp/repos/<repoId> for the cache.
     resolveCachePath: (_repoDir: string) => undefined,
+    capabilities: () => ({ ...CAPABILITIES }),
+    datastoreControlPlaneStore: () => datastoreControlPlaneStore(parts.store),
   };
 }

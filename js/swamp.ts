@@ -10,6 +10,8 @@ export interface LockOptions {
   ttlMs?: number;
   retryIntervalMs?: number;
   maxWaitMs?: number;
+  /** The global lock becomes `{ns}/.datastore.lock`, any other `lockKey` lives below `{ns}/`. */
+  namespace?: string;
 }
 
 export interface LockInfo {
@@ -19,6 +21,8 @@ export interface LockInfo {
   acquiredAt: string;
   ttlMs: number;
   nonce?: string;
+  /** A lock object is there but its body could not be read: the other fields are placeholders. */
+  holderUnknown?: boolean;
 }
 
 export interface DistributedLock {
@@ -51,10 +55,39 @@ export interface MarkDirtyOptions extends DatastoreSyncOptions {
   relPath?: string;
 }
 
+/**
+ * Small records under `_control/` (below the namespace when one is bound), read and written past the cache. Of
+ * concurrent `putIfAbsent` calls for one key exactly one resolves to `true`.
+ */
+export interface ControlPlaneStore {
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  putIfAbsent(key: string, bytes: Uint8Array): Promise<boolean>;
+  get(key: string): Promise<Uint8Array | null>;
+  delete(key: string): Promise<void>;
+  list(prefix: string): Promise<string[]>;
+}
+
+/** `_control/<key>` at the datastore root whatever namespace is bound (swamp reads the format marker through it). */
+export interface DatastoreControlPlaneStore {
+  get(key: string, options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
+}
+
 export interface DatastoreSyncService {
   pullChanged(options?: DatastoreSyncOptions): Promise<number | void>;
   pushChanged(options?: DatastoreSyncOptions): Promise<number | void>;
   markDirty(options?: MarkDirtyOptions): Promise<void>;
+  controlPlaneStore?(): ControlPlaneStore;
+}
+
+/** What a provider implements of today's optional surface; swamp uses only what is `true` (a throw counts as none). */
+export interface DatastoreCapabilities {
+  scopedSync?: boolean;
+  lazyHydration?: boolean;
+  namespacedSync?: boolean;
+  twoPhaseSync?: boolean;
+  previewPush?: boolean;
+  controlPlane?: boolean;
+  configRefresh?: boolean;
 }
 
 export interface DatastoreProvider {
@@ -63,4 +96,6 @@ export interface DatastoreProvider {
   createSyncService?(repoDir: string, cachePath: string): DatastoreSyncService;
   resolveDatastorePath(repoDir: string): string;
   resolveCachePath?(repoDir: string): string | undefined;
+  capabilities?(): DatastoreCapabilities;
+  datastoreControlPlaneStore?(): DatastoreControlPlaneStore;
 }

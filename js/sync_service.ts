@@ -5,9 +5,10 @@
  * @module
  */
 
+import { controlPlaneStore } from "./control_plane.ts";
 import { abortError, makeEnv } from "./env.ts";
 import type { Conflict, MarshCache, MarshStore, MigrateIndexResult } from "./host.ts";
-import type { DatastoreSyncOptions, DatastoreSyncService, MarkDirtyOptions } from "./swamp.ts";
+import type { ControlPlaneStore, DatastoreSyncOptions, DatastoreSyncService, MarkDirtyOptions } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
 
 export interface SyncServiceOptions {
@@ -16,6 +17,8 @@ export interface SyncServiceOptions {
    * process was found taken over.
    */
   scope: string;
+  /** The namespace bound to this service, if any: its control-plane records live below `{namespace}/_control/`. */
+  namespace?: string;
   trace?: (line: string) => void;
   concurrency?: number;
   /**
@@ -34,10 +37,12 @@ export function describeConflicts(conflicts: Conflict[]): string {
 
 export class MarshSyncService implements DatastoreSyncService {
   readonly #service: SyncService;
+  readonly #store: MarshStore;
   readonly #options: SyncServiceOptions;
 
   constructor(store: MarshStore, cache: MarshCache, options: SyncServiceOptions) {
     this.#service = new SyncService(store, cache, { concurrency: options.concurrency, scope: options.scope });
+    this.#store = store;
     this.#options = options;
   }
 
@@ -79,6 +84,11 @@ export class MarshSyncService implements DatastoreSyncService {
   /** swamp's `datastore migrate-index`: convert a format-1 bucket to the sharded format 2 (a no-op on format 2). */
   async migrateMonolithToShards(options?: DatastoreSyncOptions): Promise<MigrateIndexResult> {
     return await this.#service.migrateMonolithToShards(this.#env(options));
+  }
+
+  /** swamp's control plane: records under `_control/` (below the bound namespace), straight to the bucket. */
+  controlPlaneStore(): ControlPlaneStore {
+    return controlPlaneStore(this.#store, this.#options.namespace);
   }
 
   /** The engine's own reports and status, for the CLI. */

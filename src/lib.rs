@@ -13,10 +13,12 @@
 //! - `local`: what the cache directory remembers (sidecar, dirty marker, local view);
 //! - `engine`: pull, push and markDirty, and the pure per-file decisions they make;
 //! - `lock`: the distributed lock protocol;
+//! - `control`: swamp's control-plane records under `_control/`, read and written past the cache;
 //! - `encoding`: the byte-level helpers underneath (JSON scanner, word masks, timestamps, fingerprints);
 //! - `wasm` (wasm32 only): the boundary, the one module that knows about JavaScript;
 //! - `testing` (feature `testing`): in-memory doubles, fault injection and the simulator.
 
+pub mod control;
 pub mod encoding;
 pub mod engine;
 pub mod index;

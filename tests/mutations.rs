@@ -15,20 +15,37 @@
     feature = "flaw-no-commit-journal",
     feature = "flaw-blind-object-put",
     feature = "flaw-delete-without-base-check",
-    feature = "flaw-clear-all-marks"
+    feature = "flaw-clear-all-marks",
+    feature = "flaw-blind-control-create",
+    feature = "flaw-control-retry-says-false"
 ))]
 
 mod sim_world;
 
 use marsh::testing::memory::TokenStyle;
 use marsh::testing::sim::Sim;
-// The lost-lock flaw is proven on a world of its own (`sim_world::lost_lock`), without the plans below.
-#[cfg_attr(feature = "flaw-ignore-lost-lock", allow(unused_imports))]
+// The lost-lock and control-plane flaws are proven on worlds of their own (`sim_world::lost_lock`,
+// `sim_world::control_plane`), without the plans below.
+#[cfg_attr(
+    any(
+        feature = "flaw-ignore-lost-lock",
+        feature = "flaw-blind-control-create",
+        feature = "flaw-control-retry-says-false"
+    ),
+    allow(unused_imports)
+)]
 use sim_world::{scenarios, Plan};
 
 /// Explore `plan` exhaustively (or up to `cap` schedules, then `cap` random ones: a depth-first cap can stay in one corner
 /// of a large scope), require a violation, and print the shrunk schedule.
-#[cfg_attr(feature = "flaw-ignore-lost-lock", allow(dead_code))]
+#[cfg_attr(
+    any(
+        feature = "flaw-ignore-lost-lock",
+        feature = "flaw-blind-control-create",
+        feature = "flaw-control-retry-says-false"
+    ),
+    allow(dead_code)
+)]
 fn assert_caught(flaw: &str, plan: &Plan, cap: usize, expected_invariant: &str) {
     use sim_world::{build, check_end, check_step};
     let sim = Sim::new(|| build(plan, 7)).check_each_step(check_step).check_at_end(check_end);
@@ -177,5 +194,30 @@ fn w22_flaw_clear_all_marks_is_caught() {
     // A1 marks and writes w1 while A2's push runs on the same cache; A2 removes A1's mark too; w1 is never pushed.
     for style in [TokenStyle::S3, TokenStyle::Gcs] {
         assert_caught("flaw-clear-all-marks", &scenarios::mark_during_a_push(style), 5_000, "invariant 3");
+    }
+}
+
+#[cfg(feature = "flaw-blind-control-create")]
+#[test]
+fn control_plane_flaw_blind_create_is_caught() {
+    // Without the create-only condition every creator's write lands and each is told it won.
+    use sim_world::control_plane::{simulator, Faults};
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_sim_catches("flaw-blind-control-create", simulator(style, 2, Faults::LostAnswers), 2_000, "invariant 7");
+    }
+}
+
+#[cfg(feature = "flaw-control-retry-says-false")]
+#[test]
+fn control_plane_flaw_retry_says_false_is_caught() {
+    // The winner's create lands, its answer is lost, its retry meets its own record and answers false: nobody won.
+    use sim_world::control_plane::{simulator, Faults};
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_sim_catches(
+            "flaw-control-retry-says-false",
+            simulator(style, 2, Faults::LostAnswers),
+            2_000,
+            "invariant 7",
+        );
     }
 }

@@ -333,3 +333,60 @@ fn w21_an_edit_racing_a_deletion_leaves_no_orphan_object() {
         assert_eq!(bucket.object("f.json").map(|(bytes, _)| bytes).as_deref(), Some(&b"A's edit"[..]));
     }
 }
+
+/// The control plane's create race: A's create-only write of a record lands but A's answer is lost, so A's retry meets
+/// its own record; B's create, landing between A's two attempts, finds it there. A must be told it won, B that it lost,
+/// and the record holds A's bytes. Fails on `flaw-control-retry-says-false`, which tells A it lost: then nobody won.
+#[test]
+fn a_control_record_create_whose_answer_was_lost_still_wins() {
+    use std::cell::Cell;
+
+    use marsh::control::{ControlPlane, ControlRoot};
+    use marsh::store::StoreError;
+    use marsh::testing::memory::TestEnv;
+
+    for bucket in [s3_bucket(), gcs_bucket()] {
+        let (a, b) = (bucket.client(), bucket.client());
+        let lost = StoreError::Transient { status: None, message: "timed out".into() };
+        a.faults().fail_nth_after_effect(Kind::PutBytes, 1, lost);
+        let b_answer = Rc::new(Cell::new(None));
+        let (answer, calls) = (b_answer.clone(), Cell::new(0));
+        a.faults().on_call(
+            Kind::PutBytes,
+            |_| true,
+            move |_| {
+                calls.set(calls.get() + 1);
+                if calls.get() == 2 {
+                    // A is about to retry: B's create comes first.
+                    let b_env = TestEnv::new(2);
+                    let b_plane = ControlPlane::new(&b, &b_env, ControlRoot::datastore());
+                    answer.set(Some(block_on(b_plane.put_if_absent("claims/run-1", b"B"))));
+                }
+            },
+        );
+        let env = TestEnv::new(1);
+
+        let a_won = block_on(ControlPlane::new(&a, &env, ControlRoot::datastore()).put_if_absent("claims/run-1", b"A"));
+
+        assert_eq!(a_won, Ok(true), "A's own create landed");
+        assert_eq!(b_answer.take(), Some(Ok(false)), "B found A's record");
+        assert_eq!(bucket.object("_control/claims/run-1").map(|(bytes, _)| bytes).as_deref(), Some(&b"A"[..]));
+    }
+}
+
+/// Two creates of one control record, one after the other: the second is told it lost and the first's bytes stay.
+/// Fails on `flaw-blind-control-create`, whose unconditional write replaces the record and tells both they won.
+#[test]
+fn a_second_create_of_a_control_record_loses_and_leaves_the_first() {
+    use marsh::control::{ControlPlane, ControlRoot};
+    use marsh::testing::memory::TestEnv;
+
+    for bucket in [s3_bucket(), gcs_bucket()] {
+        let env = TestEnv::new(1);
+        let plane = ControlPlane::new(&bucket, &env, ControlRoot::for_namespace(Some("ns")).unwrap());
+
+        assert_eq!(block_on(plane.put_if_absent("claims/run-1", b"first")), Ok(true));
+        assert_eq!(block_on(plane.put_if_absent("claims/run-1", b"second")), Ok(false));
+        assert_eq!(bucket.object("ns/_control/claims/run-1").map(|(bytes, _)| bytes).as_deref(), Some(&b"first"[..]));
+    }
+}

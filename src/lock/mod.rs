@@ -46,12 +46,46 @@ pub struct LockInfo {
     /// Identifies one acquisition; `forceRelease` must name it. Optional because old writers may omit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Set only in what we report, never written: the lock object exists but its body could not be read, so the other
+    /// fields are placeholders (swamp's `holderUnknown`).
+    #[serde(skip)]
+    pub holder_unknown: bool,
+}
+
+impl LockInfo {
+    /// A lock whose body cannot be read: someone holds it, nobody knows who. `acquiredAt` is the epoch, which is
+    /// what the protocol makes of it too (an unreadable lock is stale and may be taken over).
+    pub fn unknown() -> Self {
+        LockInfo {
+            holder: "unknown".to_string(),
+            hostname: "unknown".to_string(),
+            pid: 0,
+            acquired_at: iso_from_ms(0),
+            ttl_ms: 0,
+            nonce: None,
+            holder_unknown: true,
+        }
+    }
 }
 
 impl fmt::Display for LockInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.holder_unknown {
+            return f.write_str("another process (its lock body could not be read)");
+        }
         write!(f, "{} (pid {}, acquired {}, ttl {} ms)", self.holder, self.pid, self.acquired_at, self.ttl_ms)
     }
+}
+
+/// The key of a lock in a namespace: `{ns}/.datastore.lock` for the global lock, `{ns}/<lockKey>` for any other. A
+/// key that already starts with `{ns}/` is kept as it is: swamp passes its per-model keys namespaced already, and
+/// prefixing them again would put the lock where no other process looks. Both must be safe relative paths.
+pub fn namespaced_key(key: &str, namespace: Option<&str>) -> Result<String, String> {
+    crate::path::check_rel(key).map_err(|e| format!("lockKey {key:?}: {}", e.reason))?;
+    let Some(namespace) = namespace else { return Ok(key.to_string()) };
+    crate::path::check_rel(namespace).map_err(|e| format!("namespace {namespace:?}: {}", e.reason))?;
+    let prefix = format!("{namespace}/");
+    Ok(if key.starts_with(&prefix) { key.to_string() } else { format!("{prefix}{key}") })
 }
 
 /// Who we are, as the host reports it.
@@ -280,9 +314,10 @@ impl<S: ObjectStore> Lock<S> {
             if waited_ms >= self.config.max_wait_ms {
                 return Err(match last_store_error {
                     Some(e) => self.store_error(e),
+                    // Busy without a readable holder in any attempt: say that one exists, unknown.
                     None => LockError::Timeout {
                         key: self.config.key.clone(),
-                        holder: last_holder.map(Box::new),
+                        holder: Some(Box::new(last_holder.unwrap_or_else(LockInfo::unknown))),
                         waited_ms,
                     },
                 });
@@ -379,14 +414,13 @@ impl<S: ObjectStore> Lock<S> {
         Err(self.store_error(StoreError::PreconditionFailed { key: self.config.key.clone() }))
     }
 
-    /// The current lock body, whoever holds it; `None` if there is no lock.
+    /// The current lock body, whoever holds it; `None` if there is no lock, [`LockInfo::unknown`] if there is one
+    /// whose body cannot be read (the operator still learns that a lock is there).
     pub async fn inspect(&self) -> Result<Option<LockInfo>, LockError> {
         match self.read_stored().await.map_err(|e| self.store_error(e))? {
             None => Ok(None),
             Some(StoredLock { info: Ok(info), .. }) => Ok(Some(info)),
-            Some(StoredLock { info: Err(reason), .. }) => {
-                Err(LockError::Corrupt { key: self.config.key.clone(), reason })
-            }
+            Some(StoredLock { info: Err(_), .. }) => Ok(Some(LockInfo::unknown())),
         }
     }
 
@@ -450,6 +484,7 @@ impl<S: ObjectStore> Lock<S> {
             acquired_at: iso_from_ms(env.now_ms()),
             ttl_ms: self.config.ttl_ms,
             nonce: Some(nonce.to_string()),
+            holder_unknown: false,
         }
     }
 
@@ -937,6 +972,7 @@ mod tests {
             acquired_at: iso_from_ms(START_MS - 3_600_000),
             ttl_ms: 30_000,
             nonce: Some("feedfacefeedface".into()),
+            holder_unknown: false,
         };
         store.put_raw(DEFAULT_LOCK_KEY, &encode_lock_info(&info));
     }
@@ -992,7 +1028,8 @@ mod tests {
         let (store, env) = (MemStore::default(), FakeEnv::at(START_MS));
         store.put_raw(DEFAULT_LOCK_KEY, b"<html>not json</html>");
         let bob = locker(&store, "bob", 7);
-        assert!(matches!(block_on(bob.inspect()), Err(LockError::Corrupt { .. })));
+        let inspected = block_on(bob.inspect()).unwrap().expect("a lock is there");
+        assert!(inspected.holder_unknown && inspected.nonce.is_none(), "{inspected:?}");
 
         let attempt = block_on(bob.try_acquire(&env)).unwrap();
 
@@ -1012,6 +1049,34 @@ mod tests {
 
         assert!(env.now_ms() > START_MS + 3_000, "bob waited for the ttl to pass");
         assert_eq!(stored_nonce(&store), Some(held_nonce(&bob)));
+    }
+
+    #[test]
+    fn namespaced_keys_put_the_lock_below_the_namespace_once() {
+        assert_eq!(namespaced_key(DEFAULT_LOCK_KEY, None), Ok(".datastore.lock".to_string()));
+        assert_eq!(namespaced_key(DEFAULT_LOCK_KEY, Some("team-a")), Ok("team-a/.datastore.lock".to_string()));
+        assert_eq!(namespaced_key("data/m/i/.lock", Some("team-a")), Ok("team-a/data/m/i/.lock".to_string()));
+        assert_eq!(namespaced_key("team-a/data/m/i/.lock", Some("team-a")), Ok("team-a/data/m/i/.lock".to_string()));
+        assert!(namespaced_key(DEFAULT_LOCK_KEY, Some("../x")).unwrap_err().contains("namespace \"../x\""));
+        assert!(namespaced_key("/abs", None).unwrap_err().contains("lockKey \"/abs\""));
+    }
+
+    #[test]
+    fn a_busy_lock_whose_body_never_reads_times_out_with_an_unknown_holder() {
+        let (store, env) = (MemStore::default(), FakeEnv::at(START_MS));
+        store.put_raw(DEFAULT_LOCK_KEY, b"garbage");
+        // The take-over of the unreadable lock always loses to another writer.
+        for _ in 0..64 {
+            let raced = StoreError::PreconditionFailed { key: DEFAULT_LOCK_KEY.into() };
+            store.fail_next(Op::Put, Fault::Before(raced));
+        }
+        let bob = locker(&store, "bob", 7);
+
+        let error = block_on(bob.acquire(&env)).unwrap_err();
+
+        let LockError::Timeout { holder: Some(holder), .. } = &error else { panic!("{error:?}") };
+        assert!(holder.holder_unknown);
+        assert!(error.to_string().contains("could not be read"), "{error}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsEnv, JsStore};
-use crate::lock::{Attempt, HeldLocks, Lock, LockConfig, LockError, LockIdentity, LockInfo};
+use crate::lock::{namespaced_key, Attempt, HeldLocks, Lock, LockConfig, LockError, LockIdentity, LockInfo};
 
 thread_local! {
     /// The locks of this process by scope: one registry per wasm instance (instantiated once per process).
@@ -35,7 +35,8 @@ fn required_string(value: &JsValue, name: &str) -> Result<String, JsValue> {
 #[wasm_bindgen]
 impl LockClient {
     /// `scope`: the datastore the lock guards (`s3://bucket/prefix`); `options`: `{ lockKey?, ttlMs?,
-    /// retryIntervalMs?, maxWaitMs? }`; `identity`: `{ holder, hostname, pid }`.
+    /// retryIntervalMs?, maxWaitMs?, namespace? }` (a namespace puts the lock below `{ns}/`); `identity`:
+    /// `{ holder, hostname, pid }`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
@@ -47,6 +48,9 @@ impl LockClient {
         if let Some(key) = get(&options, "lockKey").as_string() {
             config.key = key;
         }
+        let namespace = get(&options, "namespace").as_string();
+        config.key = namespaced_key(&config.key, namespace.as_deref())
+            .map_err(|reason| js_error("InvalidArgument", &format!("lock options: {reason}")))?;
         let millis = |name: &str| get(&options, name).as_f64().filter(|n| n.is_finite() && *n >= 0.0).map(|n| n as u64);
         config.ttl_ms = millis("ttlMs").unwrap_or(config.ttl_ms);
         config.retry_interval_ms = millis("retryIntervalMs").unwrap_or(config.retry_interval_ms);
@@ -155,10 +159,12 @@ fn lock_info_to_js(info: &LockInfo) -> JsValue {
         ("acquiredAt", info.acquired_at.as_str().into()),
         ("ttlMs", JsValue::from_f64(info.ttl_ms as f64)),
         ("nonce", info.nonce.as_deref().map(JsValue::from_str).unwrap_or(JsValue::UNDEFINED)),
+        ("holderUnknown", if info.holder_unknown { JsValue::TRUE } else { JsValue::UNDEFINED }),
     ])
 }
 
-/// `LockTimeoutError` (with `lockKey`, `holder`, `waitedMs`), `LockLostError`, `AbortError`, or `MarshError`.
+/// `LockTimeoutError` (with `lockKey`, `holder`, `waitedMs`, and the `code: "lock_timeout"` and `retryable: true`
+/// today's swamp reads to exit with code 75), `LockLostError`, `AbortError`, or `MarshError`.
 pub(super) fn lock_error_to_js(error: LockError) -> JsValue {
     let message = error.to_string();
     let (name, kind) = match &error {
@@ -173,6 +179,8 @@ pub(super) fn lock_error_to_js(error: LockError) -> JsValue {
     js_sys::Error::from(value.clone()).set_name(name);
     match error {
         LockError::Timeout { key, holder, waited_ms } => {
+            set(&value, "code", &"lock_timeout".into());
+            set(&value, "retryable", &JsValue::TRUE);
             set(&value, "lockKey", &key.into());
             set(&value, "holder", &holder.map(|h| lock_info_to_js(&h)).unwrap_or(JsValue::NULL));
             set(&value, "waitedMs", &JsValue::from_f64(waited_ms as f64));

@@ -10,17 +10,20 @@
 //! method throws `{ kind, status?, key?, message }` and [`store_error_from_js`] turns it into a
 //! [`StoreError`](crate::store::StoreError); anything without a known kind becomes `Io` with its message, so a host bug
 //! is never mistaken for a retryable failure. The core's own failures go back as real JS `Error`s with a `kind`: a
-//! sync operation's (`SyncService`), a lock's (`LockClient`), or a wrong argument (`InvalidArgument`).
+//! sync operation's (`SyncService`), a lock's (`LockClient`), a control-plane request's (`ControlPlaneStore`), or a
+//! wrong argument (`InvalidArgument`).
 //!
 //! Exported entry points (`#[wasm_bindgen]` classes and functions) take the host objects as `JsValue`, wrap them with
 //! `JsStore::from_js` / `JsCache::from_js` / `JsEnv::from_js` (which check the methods exist, so a wrong object fails
 //! at the call, not halfway through a sync), run the core, and return `Result<_, JsValue>`.
 
+mod control;
 mod host;
 mod lock;
 pub mod memcmp;
 mod service;
 
+pub use control::ControlPlaneStore;
 pub use host::{js_error, store_error_from_js, JsCache, JsEnv, JsStore};
 pub use lock::LockClient;
 pub use service::SyncService;

@@ -304,7 +304,7 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
     value
 }
 
-fn status_of(error: &crate::store::StoreError) -> Option<u16> {
+pub(super) fn status_of(error: &crate::store::StoreError) -> Option<u16> {
     use crate::store::StoreError;
     match error {
         StoreError::Transient { status, .. } | StoreError::Auth { status, .. } => *status,

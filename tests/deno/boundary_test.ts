@@ -8,6 +8,7 @@ import {
   type CallOptions,
   type Conflict,
   type ConflictKind,
+  ControlPlaneStore,
   type ExpectedDownload,
   type FetchedBody,
   type FetchedBytes,
@@ -19,6 +20,7 @@ import {
   type LockIdentity,
   type LockInfo,
   type MarshCache,
+  type MarshControlError,
   type MarshEnv,
   type MarshError,
   type MarshErrorKind,
@@ -344,6 +346,7 @@ const LOCK_INFO = shape<LockInfo>({
   acquiredAt: "required",
   ttlMs: "required",
   nonce: "optional",
+  holderUnknown: "optional",
 });
 const MARSH_ERROR = shape<MarshError>({ ...ERROR_FIELDS, kind: "required" });
 const SYNC_ERROR = shape<MarshSyncError>({
@@ -363,9 +366,17 @@ const FILE_FAILURE = shape<NonNullable<MarshSyncError["failures"]>[number]>({
   message: "required",
   status: "optional",
 });
+const CONTROL_ERROR = shape<MarshControlError>({
+  ...ERROR_FIELDS,
+  kind: "required",
+  key: "optional",
+  status: "optional",
+});
 const LOCK_ERROR = shape<MarshLockError>({
   ...ERROR_FIELDS,
   kind: "required",
+  code: "optional",
+  retryable: "optional",
   lockKey: "optional",
   holder: "optional",
   waitedMs: "optional",
@@ -1127,6 +1138,7 @@ shapeTest("the lock: options, identity, the lock body as LockInfo, and each Mars
       "LockTimeout",
       "locks/x.lock",
     ]);
+    assert.deepEqual([timeout.code, timeout.retryable], ["lock_timeout", true]);
     assert.deepEqual(timeout.holder, info);
     assert.ok((timeout.waitedMs as number) >= 30, String(timeout.waitedMs));
     assert.ok(sleeps.length > 0 && sleeps.every((ms) => ms > 0 && ms <= 7), sleeps.join(","));
@@ -1157,9 +1169,27 @@ shapeTest("the lock: options, identity, the lock body as LockInfo, and each Mars
     assertFields(olderInfo, LOCK_INFO, "LockInfo");
     assert.deepEqual(olderInfo, older);
     store.seed(".datastore.lock", encoder.encode("<html>"));
-    const corrupt = await rejection(defaults.inspect());
-    assertFields(corrupt, LOCK_ERROR, "MarshLockError");
-    assert.deepEqual([corrupt.name, corrupt.kind], ["MarshError", "LockCorrupt"]);
+    const unknown = await defaults.inspect();
+    assertFields(unknown, LOCK_INFO, "LockInfo");
+    assert.deepEqual([unknown.holderUnknown, unknown.holder, unknown.pid, unknown.nonce], [
+      true,
+      "unknown",
+      0,
+      undefined,
+    ]);
+    // A namespace puts the lock below it; a key that is not a safe path is refused.
+    const spaced = new LockClient(store, scope, { namespace: "team-a", lockKey: "data/m/i/.lock" }, ann);
+    assert.equal(spaced.lockKey, "team-a/data/m/i/.lock");
+    assert.equal(new LockClient(store, scope, { namespace: "team-a" }, ann).lockKey, "team-a/.datastore.lock");
+    const badNamespace = (() => {
+      try {
+        new LockClient(store, scope, { namespace: "../x" }, ann);
+      } catch (thrown) {
+        return thrown as Record<string, unknown>;
+      }
+      assert.fail("a bad namespace should throw");
+    })();
+    assert.deepEqual([badNamespace.name, badNamespace.kind], ["MarshError", "InvalidArgument"]);
     // A store failure keeps the store's kind.
     const denied = storeWith({ getBytes: () => Promise.reject({ kind: "Auth", status: 403, message: "denied" }) });
     const storeError = await rejection(new LockClient(denied, scope, undefined, ann).inspect());
@@ -1195,6 +1225,45 @@ shapeTest("the lock: options, identity, the lock body as LockInfo, and each Mars
     assert.deepEqual([vanished.name, vanished.holder], ["LockLostError", null]);
     await dana.release();
   }));
+
+shapeTest("the control plane: records as bytes both ways, listed keys, and each MarshControlError", [
+  "MarshControlError",
+], async () => {
+  const calls: Call[] = [];
+  const store = new MemoryStore();
+  const plane = new ControlPlaneStore(recorded(store, calls), "team-a");
+  await plane.put(makeEnv(), "runs/1", encoder.encode("one"));
+  assert.deepEqual(only(calls, "putBytes", "team-a/_control/runs/1").args[2], { kind: "none" });
+  assert.equal(await plane.putIfAbsent(makeEnv(), "runs/2", encoder.encode("two")), true);
+  assert.deepEqual(only(calls, "putBytes", "team-a/_control/runs/2").args[2], { kind: "ifAbsent" });
+  assert.equal(await plane.putIfAbsent(makeEnv(), "runs/2", encoder.encode("again")), false);
+  assert.equal(new TextDecoder().decode((await plane.get(makeEnv(), "runs/1"))!), "one");
+  assert.equal(await plane.get(makeEnv(), "runs/none"), null);
+  assert.deepEqual(await plane.list(makeEnv(), "runs/"), ["runs/1", "runs/2"]);
+  await plane.delete(makeEnv(), "runs/1");
+  assert.deepEqual(store.keys(), ["team-a/_control/runs/2"]);
+
+  const invalid = await rejection(plane.get(makeEnv(), "../x"));
+  assertFields(invalid, CONTROL_ERROR, "MarshControlError");
+  assert.deepEqual([invalid.name, invalid.kind, invalid.key], ["MarshError", "InvalidKey", "../x"]);
+  const denied = storeWith({ getBytes: () => Promise.reject({ kind: "Auth", status: 403, message: "denied" }) });
+  const failed = await rejection(new ControlPlaneStore(denied, undefined).get(makeEnv(), "k"));
+  assertFields(failed, CONTROL_ERROR, "MarshControlError");
+  assert.deepEqual([failed.name, failed.kind, failed.key, failed.status], ["MarshError", "Auth", "k", 403]);
+  const aborted = await rejection(plane.get(makeEnv(AbortSignal.abort()), "k"));
+  assertFields(aborted, CONTROL_ERROR, "MarshControlError");
+  assert.deepEqual([aborted.name, aborted.kind, aborted.key], ["AbortError", "Aborted", "k"]);
+  const namespace = (() => {
+    try {
+      new ControlPlaneStore(store, "/abs");
+    } catch (thrown) {
+      return thrown as Record<string, unknown>;
+    }
+    assert.fail("a bad namespace should throw");
+  })();
+  assertFields(namespace, CONTROL_ERROR, "MarshControlError");
+  assert.deepEqual([namespace.name, namespace.kind], ["MarshError", "InvalidArgument"]);
+});
 
 /** Shapes no export reaches (the core never lists a bucket): the Rust side's own wasm test reads them. */
 const WASM_TESTS = [

@@ -23,12 +23,14 @@
 //! 5. no silent lost edit: every version written was committed, or is in some cache, or its path is in conflict on
 //!    the machine that wrote it, or a later version or deletion was made on top of it before it was pushed.
 //!
-//! Invariant 6 (a process writes nothing after it found its lock lost) has a world of its own: `lost_lock`.
+//! Invariant 6 (a process writes nothing after it found its lock lost) has a world of its own: `lost_lock`; so has
+//! invariant 7 (of concurrent creates of one control-plane record exactly one is told it won): `control_plane`.
 //!
 //! Model assumption: a swamp write is `markDirty` immediately followed by the file write (`WriteLate` puts a scheduling
 //! point between them, for actors that push afterwards).
 #![allow(dead_code)]
 
+pub mod control_plane;
 pub mod lost_lock;
 #[path = "../common/reader.rs"]
 pub mod reader;
