@@ -18,7 +18,7 @@
 //! ([`IndexLayer::migrate`]), which seals the monolith by compare-and-swap so that a format-1 writer racing the
 //! migration fails its own compare-and-swap instead of writing where no reader looks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -249,7 +249,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         };
         if let Got::Found(body, token) = meta {
             match Meta::parse(&body).map_err(|why| corrupt(META_KEY, &why))? {
-                MetaRead::Sharded(meta) => return self.read_shards(meta, Some(token)).await.map(Read::Found),
+                MetaRead::Sharded(meta) => return self.read_shards(meta, None, Some(token)).await.map(Read::Found),
                 // The official readers fall back to the monolith; so do we.
                 MetaRead::OtherVersion => {}
             }
@@ -317,12 +317,58 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
                 break;
             }
         }
-        self.read_shards(Meta::rebuilt(names), None).await
+        self.read_shards(Meta::rebuilt(names), None, None).await
     }
 
-    /// Every shard `meta` lists (a listed shard that is missing is an error: its entries would silently vanish).
-    async fn read_shards(&self, meta: Meta, commit: Option<VersionToken>) -> Result<Snapshot, SyncError> {
-        let read: Vec<ShardWritten> = stream::iter(meta.partitions.clone())
+    /// A scoped read (swamp's `context.models`): on format 2, `_meta.json` and, of the shards it lists, only those in
+    /// `wanted`. `None` (read the whole index instead) on format 1, without a commit record, or when a shard of
+    /// `required` is not listed (a model whose shards we cannot name from the record). The snapshot has no commit
+    /// token: its entries are not the whole commit, so it must never be recorded as verified nor committed on.
+    pub async fn read_scoped(
+        &self,
+        if_none_match: Option<&VersionToken>,
+        wanted: &BTreeSet<String>,
+        required: &BTreeSet<String>,
+    ) -> Result<Option<Read>, SyncError> {
+        // As `read`: with a token, the commit record alone first, so "not modified" is one request.
+        let (meta, marker) = match if_none_match {
+            Some(_) => (self.get(META_KEY, if_none_match).await?, None),
+            None => {
+                let (meta, marker) = join(self.get(META_KEY, None), self.get(FORMAT_MARKER_KEY, None)).await;
+                (meta?, Some(marker?))
+            }
+        };
+        let body = match meta {
+            Got::NotModified => return Ok(Some(Read::NotModified)),
+            Got::Missing => return Ok(None),
+            Got::Found(body, _) => body,
+        };
+        let marker = match marker {
+            Some(marker) => marker,
+            None => self.get(FORMAT_MARKER_KEY, None).await?,
+        };
+        self.check_format(marker)?;
+        let MetaRead::Sharded(meta) = Meta::parse(&body).map_err(|why| corrupt(META_KEY, &why))? else {
+            return Ok(None);
+        };
+        if !required.iter().all(|name| meta.partitions.contains(name)) {
+            return Ok(None);
+        }
+        let mut snapshot = self.read_shards(meta, Some(wanted), None).await?;
+        snapshot.commit = None;
+        Ok(Some(Read::Found(snapshot)))
+    }
+
+    /// Every shard `meta` lists, or only those of `only` among them (a listed shard that is missing is an error: its
+    /// entries would silently vanish).
+    async fn read_shards(
+        &self,
+        meta: Meta,
+        only: Option<&BTreeSet<String>>,
+        commit: Option<VersionToken>,
+    ) -> Result<Snapshot, SyncError> {
+        let names = meta.partitions.iter().filter(|name| only.is_none_or(|only| only.contains(*name))).cloned();
+        let read: Vec<ShardWritten> = stream::iter(names.collect::<Vec<_>>())
             .map(|name| async move {
                 let key = shard_key(&name);
                 match self.get(&key, None).await? {
