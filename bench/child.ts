@@ -305,6 +305,10 @@ class ListingCache implements MarshCache {
     return Promise.reject(new Error("a dry run downloads nothing"));
   }
 
+  createDir(): Promise<void> {
+    return Promise.reject(new Error("a dry run creates nothing"));
+  }
+
   hash(): Promise<null> {
     return Promise.reject(new Error("a zero-diff official index needs no hash"));
   }

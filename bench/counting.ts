@@ -289,6 +289,10 @@ export class TimedCache implements MarshCache {
     return this.timeline.record("cache", "download", () => this.inner.download(rel, body, expected, options));
   }
 
+  createDir(rel: string, options?: CallOptions): Promise<void> {
+    return this.timeline.record("cache", `createDir ${rel}`, () => this.inner.createDir(rel, options));
+  }
+
   hash(rel: string, options?: CallOptions): Promise<HashedFile | null> {
     return this.timeline.record("cache", "hash", () => this.inner.hash(rel, options));
   }

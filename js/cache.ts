@@ -427,6 +427,18 @@ export class DenoCache implements MarshCache {
     }
   }
 
+  async createDir(rel: string, options?: CallOptions): Promise<void> {
+    checkAborted(options, rel);
+    const path = this.#pathOf(rel);
+    // The folder itself counts as a parent here: none on the way may lead out of the cache.
+    await this.#refuseSymlinkedParents(`${rel}/.`);
+    await mkdirAll(path, rel);
+    const info = await lstatOrNull(path, rel);
+    if (info === null || !info.isDirectory) {
+      throw new CacheError("Io", `cannot create the folder ${rel}: something else is there (${path})`, rel);
+    }
+  }
+
   async hash(rel: string, options?: CallOptions): Promise<HashedFile | null> {
     const hashed = await hashFile(this.#pathOf(rel), rel, options);
     return hashed === null ? null : { size: hashed.size, mtimeMs: hashed.mtimeMs, sha256: hashed.sha256 };

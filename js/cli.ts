@@ -10,7 +10,7 @@ import { EXIT, exitCodeFor } from "./cli_exit.ts";
 import { formatBytes, terminalProgress } from "./cli_progress.ts";
 import { type OpenedStore, openStore, UsageError } from "./cli_store.ts";
 import { makeEnv, traceFromEnvironment } from "./env.ts";
-import type { Conflict, MarshEnv, MarshSyncError, PullReport, PushReport, SyncOptions } from "./host.ts";
+import type { Conflict, MarshEnv, MarshSyncError, PullOptions, PullReport, PushReport, SyncOptions } from "./host.ts";
 import { MarshLock } from "./lock.ts";
 import { makeVerifier } from "./verifier.ts";
 import { SyncService, version } from "./wasm.ts";
@@ -18,6 +18,8 @@ import { SyncService, version } from "./wasm.ts";
 const USAGE = `usage:
   marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json] [--concurrency N]
                        [--restore] (pull, sync)  [--max-deletions N] (push, sync)
+                       [--metadata-only] [--subdir D]... [--model TYPE/ID]... (pull)
+  marsh hydrate PATH --store URL --cache DIR [--json]   (bring one file in, after pull --metadata-only)
   marsh mark-dirty --store URL --cache DIR [--path P]
   marsh resolve PATH --keep-local|--keep-remote --store URL --cache DIR [--json]
   marsh migrate-index --store URL [--json]       (format-1 bucket to format 2, under the datastore lock)
@@ -41,16 +43,23 @@ const BOOLEAN_FLAGS = new Set([
   "restore",
   "keep-local",
   "keep-remote",
+  "metadata-only",
 ]);
+
+/** Flags that may be given more than once (each adds one value). */
+const LIST_FLAGS = new Set(["subdir", "model"]);
 
 interface Parsed {
   words: string[];
   flags: Map<string, string | true>;
+  /** Every value of a `LIST_FLAGS` flag, in order. */
+  lists: Map<string, string[]>;
 }
 
 export function parseArgs(args: string[]): Parsed {
   const words: string[] = [];
   const flags = new Map<string, string | true>();
+  const lists = new Map<string, string[]>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (!arg.startsWith("--")) {
@@ -67,8 +76,10 @@ export function parseArgs(args: string[]): Parsed {
     } else {
       throw new UsageError(`--${name} needs a value`);
     }
+    const value = flags.get(name);
+    if (LIST_FLAGS.has(name) && typeof value === "string") lists.set(name, [...(lists.get(name) ?? []), value]);
   }
-  return { words, flags };
+  return { words, flags, lists };
 }
 
 function required(flags: Parsed["flags"], name: string): string {
@@ -101,6 +112,7 @@ function describePull(report: PullReport, dryRun: boolean): string {
     report.inFlux.length ? `${report.inFlux.length} file(s) changing in the bucket (pull again)` : "",
     report.conflicts.length ? `conflicts: ${describeConflictList(report.conflicts)}` : "",
   ].filter(Boolean);
+  if (report.skipped.length) extras.push(`left out ${report.skipped.length} content file(s) (marsh hydrate PATH)`);
   return `pull: downloaded ${report.downloaded} of ${report.indexEntries} indexed file(s)` +
     `${report.verified ? ", verified" : ""}${extras.map((extra) => `; ${extra}`).join("")}`;
 }
@@ -168,13 +180,14 @@ async function sync(command: string, parsed: Parsed, signal: AbortSignal): Promi
     maxInferredDeletions: count(flags, "max-deletions"),
     restoreDeleted: flags.get("restore") === true,
   };
+  const pull = pullOptions(command, parsed);
   const service = new SyncService(store, cache, options);
   const env = cliEnv(signal, flags);
   const started = performance.now();
   const result: { pull?: PullReport; push?: PushReport } = {};
   let failure: unknown;
   try {
-    if (command === "sync" || command === "pull") result.pull = await service.pullChanged(env);
+    if (command === "sync" || command === "pull") result.pull = await service.pullChanged(env, pull);
     if (command === "sync" || command === "push") result.push = await service.pushChanged(env);
   } catch (error) {
     // A push refused for conflicts has pushed everything else: what was done is still reported below.
@@ -194,6 +207,35 @@ async function sync(command: string, parsed: Parsed, signal: AbortSignal): Promi
     console.log(`done in ${seconds}s`);
   }
   return conflicts ? EXIT.conflict : EXIT.ok;
+}
+
+/** `--metadata-only`, `--subdir D`, `--model TYPE/ID` (the type may have slashes: the id is after the last one). */
+function pullOptions(command: string, parsed: Parsed): PullOptions {
+  const { flags, lists } = parsed;
+  const subdirs = lists.get("subdir");
+  const models = (lists.get("model") ?? []).map((model) => {
+    const slash = model.lastIndexOf("/");
+    if (slash <= 0 || slash === model.length - 1) throw new UsageError(`--model needs TYPE/ID, not ${model}`);
+    return { modelType: model.slice(0, slash), modelId: model.slice(slash + 1) };
+  });
+  const metadataOnly = flags.get("metadata-only") === true;
+  if (command !== "pull" && (metadataOnly || subdirs || models.length)) {
+    throw new UsageError("--metadata-only, --subdir and --model are pull options");
+  }
+  return { metadataOnly, subdirs, context: models.length ? { models } : undefined };
+}
+
+/** One file into the cache as the index has it (after `pull --metadata-only`). */
+async function hydrate(parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags, words } = parsed;
+  const rel = words[1];
+  if (rel === undefined || words.length > 2) throw new UsageError("hydrate needs exactly one PATH");
+  const { store } = storeFrom(flags);
+  const service = new SyncService(store, new DenoCache(required(flags, "cache")), undefined);
+  const hydrated = await service.hydrateFile(cliEnv(signal, flags), rel);
+  if (flags.get("json")) console.log(JSON.stringify({ rel, hydrated }));
+  else console.log(hydrated ? `hydrate: ${rel} is in place` : `hydrate: the index has no ${rel}`);
+  return hydrated ? EXIT.ok : EXIT.notFound;
 }
 
 /** The fields of an engine error, for `--json` output. */
@@ -373,6 +415,8 @@ export async function main(args: string[], signal: AbortSignal = new AbortContro
         return await markDirty(parsed, signal);
       case "resolve":
         return await resolve(parsed, signal);
+      case "hydrate":
+        return await hydrate(parsed, signal);
       case "lock":
         return await lock(parsed);
       case "verify":

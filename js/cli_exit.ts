@@ -40,6 +40,7 @@ export function exitCodeFor(error: unknown): number {
   if (e.name === "LockTimeoutError" || e.name === "LockLostError") return EXIT.conflict;
   if (e.kind === "IndexContended" || e.kind === "Conflicts") return EXIT.conflict;
   if (e.kind === "NoConflict") return EXIT.notFound;
+  if (e.kind === "InvalidArgument") return EXIT.usage;
   const kind = e.kind === "Files" ? undefined : (e.causeKind ?? e.kind);
   if (e.kind === "Files") {
     const kinds = new Set((e.failures ?? []).map((f) => f.kind));

@@ -83,7 +83,9 @@ export interface MarshSyncError extends Error {
     /** A push after a bare markDirty found more files gone than it may delete: nothing was written. */
     | "MassDeletion"
     /** `resolveConflict` for a path with no open conflict: nothing changed. */
-    | "NoConflict";
+    | "NoConflict"
+    /** A path or option the call cannot use (an absolute or `..` path, a bad `subdirs`): the message names it. */
+    | "InvalidArgument";
   /** For IndexUnreadable / IndexWrite / Local: the underlying store or cache error kind, and its HTTP status. */
   causeKind?: MarshErrorKind;
   status?: number;
@@ -327,6 +329,11 @@ export interface MarshCache {
   download(rel: string, body: Body, expected: ExpectedDownload, options?: CallOptions): Promise<HashedFile>;
   /** Hash a cache file; `null` when missing. */
   hash(rel: string, options?: CallOptions): Promise<HashedFile | null>;
+  /**
+   * Create the data folder `rel` and its parents when missing (a metadata-only pull leaves content files out, not
+   * their folders). A symlink on the way is refused; a file in the way is an `Io` error.
+   */
+  createDir(rel: string, options?: CallOptions): Promise<void>;
 }
 
 /**
@@ -388,6 +395,21 @@ export interface PullReport {
   conflicts: Conflict[];
   indexEntries: number;
   planned: string[];
+  /** Metadata-only pull: content files (`data/…/raw`) not downloaded; their folders were created. */
+  skipped: string[];
+}
+
+/**
+ * What one pull covers (swamp's sync options). A narrowed pull records no verified token, so the next full pull
+ * compares everything again (docs/host-contract.md).
+ */
+export interface PullOptions {
+  /** Lazy hydration: skip content files (`data/…/raw`) but create their folders. */
+  metadataOnly?: boolean;
+  /** Only paths under these top-level folders. */
+  subdirs?: string[];
+  /** Only these models' paths; on a format-2 bucket only their shards are read. */
+  context?: { models?: { modelType: string; modelId: string }[] };
 }
 
 export interface PushReport {

@@ -32,13 +32,13 @@ export interface ProviderParts {
  * calling the methods it promises (tests/deno/control_plane_test.ts).
  */
 export const CAPABILITIES: Readonly<Required<DatastoreCapabilities>> = Object.freeze({
-  scopedSync: false,
-  lazyHydration: false,
+  scopedSync: true,
+  lazyHydration: true,
   namespacedSync: false,
   twoPhaseSync: false,
   previewPush: false,
   controlPlane: true,
-  configRefresh: false,
+  configRefresh: true,
 });
 
 export function makeProvider(parts: ProviderParts): DatastoreProvider {

@@ -47,6 +47,12 @@ export interface DatastoreVerifier {
 
 export interface DatastoreSyncOptions {
   signal?: AbortSignal;
+  /** Lazy hydration (pull): content files (`data/…/raw`) are left out, their folders created. */
+  metadataOnly?: boolean;
+  /** Config refresh (pull): only these top-level folders of the cache. */
+  subdirs?: string[];
+  /** Scoped sync (pull): only these models' data, outputs and evaluated definitions. */
+  context?: { models?: { modelType: string; modelId: string }[] };
 }
 
 /** What `markDirty` may say since the hosts after April: which path is about to be written or deleted. */
@@ -76,6 +82,10 @@ export interface DatastoreSyncService {
   pullChanged(options?: DatastoreSyncOptions): Promise<number | void>;
   pushChanged(options?: DatastoreSyncOptions): Promise<number | void>;
   markDirty(options?: MarkDirtyOptions): Promise<void>;
+  /** Bring one file into the cache atomically; `true` only when it is then in place. */
+  hydrateFile?(relPath: string, options?: DatastoreSyncOptions): Promise<boolean>;
+  /** One file's remote bytes, the cache untouched; `null` when the bucket has none. */
+  fetchContent?(relPath: string, options?: DatastoreSyncOptions): Promise<Uint8Array | null>;
   controlPlaneStore?(): ControlPlaneStore;
 }
 

@@ -7,7 +7,7 @@
 
 import { controlPlaneStore } from "./control_plane.ts";
 import { abortError, makeEnv } from "./env.ts";
-import type { Conflict, MarshCache, MarshStore, MigrateIndexResult } from "./host.ts";
+import type { Conflict, MarshCache, MarshStore, MigrateIndexResult, PullOptions } from "./host.ts";
 import type { ControlPlaneStore, DatastoreSyncOptions, DatastoreSyncService, MarkDirtyOptions } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
 
@@ -35,6 +35,11 @@ export function describeConflicts(conflicts: Conflict[]): string {
     "resolve each with `marsh resolve PATH --keep-local` or `--keep-remote`";
 }
 
+/** swamp's pull options as the engine reads them; the engine checks them and names what it refuses. */
+function pullOptions(options?: DatastoreSyncOptions): PullOptions {
+  return { metadataOnly: options?.metadataOnly, subdirs: options?.subdirs, context: options?.context };
+}
+
 export class MarshSyncService implements DatastoreSyncService {
   readonly #service: SyncService;
   readonly #store: MarshStore;
@@ -52,7 +57,7 @@ export class MarshSyncService implements DatastoreSyncService {
    * Conflicts do not fail a pull: both versions stay where they are, and `warn` names them.
    */
   async pullChanged(options?: DatastoreSyncOptions): Promise<number | void> {
-    const report = await this.#service.pullChanged(this.#env(options));
+    const report = await this.#service.pullChanged(this.#env(options), pullOptions(options));
     if (report.conflicts.length > 0) {
       (this.#options.warn ?? ((message) => console.warn(message)))(
         `marsh pull: ${describeConflicts(report.conflicts)}`,
@@ -69,6 +74,22 @@ export class MarshSyncService implements DatastoreSyncService {
   async pushChanged(options?: DatastoreSyncOptions): Promise<number> {
     const report = await this.#service.pushChanged(this.#env(options));
     return report.uploaded;
+  }
+
+  /**
+   * Lazy hydration: bring `relPath` (as the index has it) into the cache through a temp file, verified, then renamed.
+   * `true` when it is then in place (a file already here is left as it is); `false` when the index has no such entry.
+   */
+  async hydrateFile(relPath: string, options?: DatastoreSyncOptions): Promise<boolean> {
+    return await this.#service.hydrateFile(this.#env(options), relPath);
+  }
+
+  /**
+   * The bucket's bytes of `relPath` (one GET), without touching the cache; `null` when absent. Absolute paths and `..`
+   * are refused (`InvalidArgument`, naming the path).
+   */
+  async fetchContent(relPath: string, options?: DatastoreSyncOptions): Promise<Uint8Array | null> {
+    return await this.#service.fetchContent(this.#env(options), relPath);
   }
 
   /** `relPath`: the one path about to be written or deleted; without it, anything may change. */

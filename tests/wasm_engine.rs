@@ -257,6 +257,7 @@ export function memoryStore() {
 // `removeFile`'s stat): a local write that landed since is never overwritten or removed.
 export function memoryCache() {
   const files = new Map();
+  const dirs = new Set();
   const hooks = [];
   let clock = 1_700_000_000_000;
   const save = (rel, bytes) => {
@@ -365,6 +366,10 @@ export function memoryCache() {
       }
       const mtimeMs = save(rel, bytes);
       return { size: bytes.length, mtimeMs, sha256 };
+    },
+    async createDir(rel, options) {
+      await enter(options, "createDir", rel);
+      dirs.add(rel);
     },
     async hash(rel, options) {
       await enter(options, "hash", rel);
@@ -625,7 +630,7 @@ impl Machine {
     }
 
     async fn pull_with(&self, env: &MemEnv) -> Result<JsValue, JsValue> {
-        settle(self.service.pull_changed(env.clone().into())).await
+        settle(self.service.pull_changed(env.clone().into(), JsValue::UNDEFINED)).await
     }
 
     async fn push_with(&self, env: &MemEnv) -> Result<JsValue, JsValue> {

@@ -108,6 +108,7 @@ export function memoryCache() {
       return { size: expected.size, mtimeMs: 6, sha256: sha };
     },
     async hash() { return null; },
+    async createDir(rel) { this.calls.push(["createDir", rel]); },
   };
 }
 

@@ -54,6 +54,9 @@ pub enum SyncError {
     /// `resolve` was asked about a path with no open conflict (or not a cache path): nothing was changed.
     #[error("resolve {rel}: {why}; nothing was changed")]
     NoConflict { rel: String, why: String },
+    /// An option or path the host passed cannot be used; the message names it. Nothing was read or written.
+    #[error("{0}")]
+    InvalidArgument(String),
 }
 
 impl SyncError {

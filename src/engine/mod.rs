@@ -7,6 +7,7 @@
 
 mod cursor;
 mod error;
+mod hydrate;
 mod listing;
 pub mod plan;
 mod pull;
@@ -18,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
 pub use error::{FileFailure, SyncError};
-pub use pull::PullReport;
+pub use pull::{is_content, PullOptions, PullReport};
 pub use push::PushReport;
 pub use resolve::{Keep, Resolved};
 

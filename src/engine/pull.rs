@@ -20,10 +20,11 @@ use super::listing::{LocalListing, ReadView};
 use super::plan::{pull_after_hash, pull_decision, Marked, PullDecision};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
+use crate::index::shard::{home_shard, model_shards};
 use crate::index::{IndexEntry, Read, RemoteIndex, Snapshot};
 use crate::local::conflicts::ConflictKind;
 use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
-use crate::path::is_internal;
+use crate::path::{check_rel, is_internal};
 use crate::store::token::VersionToken;
 use crate::store::{Env, Expected, Fetched, FileStat, LocalCache, ObjectStore, Progress, Replaces, StoreError};
 
@@ -49,6 +50,51 @@ pub struct PullReport {
     pub index_entries: usize,
     /// Dry run only: the files a real pull would download.
     pub planned: Vec<String>,
+    /// Metadata-only pull: content files not downloaded (their folders were created).
+    pub skipped: Vec<String>,
+}
+
+/// What a pull covers (swamp's sync options); the default is everything.
+///
+/// The verified-token rule for a narrowed pull: a token is recorded only when what was compared is the whole index
+/// and every entry of it is here. A pull restricted to some directories or models compared part of it, and a
+/// metadata-only pull that skipped a content file left an entry missing, so neither records one: the next full pull
+/// takes the slow path and downloads what was left out. A skipped file gets no view record, so it is never "lost
+/// here" nor a deletion to push (absent without a base is nothing to a push), and a later full pull downloads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullOptions {
+    /// Lazy hydration: content files (`data/**/raw`, see [`is_content`]) are not downloaded, but their folders are
+    /// created; `hydrate_file` brings one in later.
+    pub metadata_only: bool,
+    /// Only paths under these top-level folders (swamp's `subdirs`); `None`: every path.
+    pub subdirs: Option<BTreeSet<String>>,
+    /// Only these models' paths, read from their shards alone on format 2 (swamp's `context.models`), as (type, id).
+    pub models: Vec<(String, String)>,
+}
+
+/// A content file in swamp's layout: first segment `data`, last segment `raw`. Lazy hydration leaves these out.
+pub fn is_content(rel: &str) -> bool {
+    rel.starts_with("data/") && rel.ends_with("/raw")
+}
+
+/// The paths a pull decides on.
+#[derive(Debug, Default)]
+struct Scope {
+    subdirs: Option<BTreeSet<String>>,
+    /// Format 2, read shard by shard: only paths whose home shard is one of these.
+    shards: Option<BTreeSet<String>>,
+}
+
+impl Scope {
+    fn contains(&self, rel: &str) -> bool {
+        let top = rel.split('/').next().unwrap_or(rel);
+        self.subdirs.as_ref().is_none_or(|subdirs| subdirs.contains(top))
+            && self.shards.as_ref().is_none_or(|shards| shards.contains(home_shard(rel).as_ref()))
+    }
+
+    fn is_whole(&self) -> bool {
+        self.subdirs.is_none() && self.shards.is_none()
+    }
 }
 
 /// What a pull decided, path by path, before any transfer.
@@ -57,6 +103,9 @@ struct PullPlan {
     /// Each with the local file it may replace, as the plan saw it.
     downloads: Vec<(String, IndexEntry, Replaces)>,
     removals: Vec<(String, FileStat)>,
+    /// Lazy hydration: content files left out of `downloads`.
+    skip_content: bool,
+    skipped: Vec<String>,
 }
 
 impl<S, C, E> Engine<'_, S, C, E>
@@ -66,7 +115,16 @@ where
     E: Env,
 {
     pub async fn pull_changed(&self) -> Result<PullReport, SyncError> {
+        self.pull_with(&PullOptions::default()).await
+    }
+
+    /// `pull_changed` narrowed by `options` (see [`PullOptions`] for what a narrowed pull may record).
+    pub async fn pull_with(&self, options: &PullOptions) -> Result<PullReport, SyncError> {
         self.check_abort()?;
+        let subdirs = match &options.subdirs {
+            Some(subdirs) => Some(check_subdirs(subdirs)?),
+            None => None,
+        };
         self.instance.take_walk();
         let started = self.env.now_ms();
         let state = self.read_state().await;
@@ -75,8 +133,9 @@ where
             state.verified_token.clone().filter(VersionToken::is_fingerprint).filter(|_| !self.config.restore_deleted);
         // The walk and the view read run alongside the index read (its I/O, and the write of the local copy, overlap
         // the walk), except when a verified token may make the whole pull one "not modified" answer.
+        let mut shards = None;
         let (snapshot, marker, (mut listing, view_read)) = if verified.is_some() {
-            let Read::Found(mut snapshot) = self.index_layer().read(verified.as_ref()).await? else {
+            let Read::Found(mut snapshot) = self.read_index(verified.as_ref(), options, &mut shards).await? else {
                 self.trace("pull", "fast path (index not modified)", started);
                 return Ok(PullReport { fast_path: true, verified: true, ..PullReport::default() });
             };
@@ -88,7 +147,7 @@ where
         } else {
             let marker = self.read_marker().await;
             let index = async {
-                let mut snapshot = match self.index_layer().read(None).await? {
+                let mut snapshot = match self.read_index(None, options, &mut shards).await? {
                     Read::Found(snapshot) => snapshot,
                     Read::NotModified => Snapshot::empty(),
                 };
@@ -98,6 +157,7 @@ where
             let (snapshot, local) = try_join(index, self.read_local()).await?;
             (snapshot, marker, local)
         };
+        let scope = Scope { subdirs, shards };
         self.trace("pull", "index read, walk and view read", started);
         self.check_abort()?;
         let token = snapshot.commit_token().cloned();
@@ -119,8 +179,19 @@ where
             .collect();
         let mut updates = ViewUpdates::new();
         let marks = Marks { paths: &marked_paths, bulk: bulk && !self.config.restore_deleted };
-        let plan =
-            self.plan_pull(index, &listing, &view_read.view, marks, &mut report, &mut failures, &mut updates).await?;
+        let mut plan = PullPlan { skip_content: options.metadata_only, ..PullPlan::default() };
+        self.plan_pull(
+            index,
+            &listing,
+            &view_read.view,
+            &scope,
+            marks,
+            &mut plan,
+            &mut report,
+            &mut failures,
+            &mut updates,
+        )
+        .await?;
         self.trace("pull", "plan", started);
         if self.config.dry_run {
             report.planned = plan.downloads.into_iter().map(|(rel, ..)| rel).collect();
@@ -173,6 +244,17 @@ where
             }
         }
         listing.forget(&report.removed);
+        // Lazy hydration: the folders of the content files left out, so the layout swamp expects is there.
+        let folders: BTreeSet<&str> =
+            plan.skipped.iter().filter_map(|rel| rel.rsplit_once('/')).map(|(dir, _)| dir).collect();
+        for folder in folders {
+            match self.cache.create_dir(folder).await {
+                Ok(()) => {}
+                Err(StoreError::Aborted) => aborted = true,
+                Err(error) => failures.push(FileFailure { rel: folder.to_string(), error }),
+            }
+        }
+        report.skipped = plan.skipped;
         self.trace("pull", "downloads and removals", started);
 
         // Persist what we learnt even if some files failed or the pull was aborted (a local write only), so that the
@@ -181,7 +263,8 @@ where
         let examined = index
             .entries()
             .map(|(rel, _)| rel.to_string())
-            .chain(view_read.view.iter().map(|(rel, _)| rel.to_string()));
+            .chain(view_read.view.iter().map(|(rel, _)| rel.to_string()))
+            .filter(|rel| scope.contains(rel));
         self.report_conflicts(&report.conflicts, examined).await?;
         if aborted {
             return Err(SyncError::Aborted);
@@ -192,7 +275,9 @@ where
         let complete_here = report.kept_local.is_empty()
             && report.conflicts.is_empty()
             && report.pending_deletions.is_empty()
-            && report.in_flux.is_empty();
+            && report.in_flux.is_empty()
+            && report.skipped.is_empty()
+            && scope.is_whole();
         if complete_here {
             if let Some(token) = &token {
                 report.verified = self.record_verified(token.clone()).await?;
@@ -225,6 +310,30 @@ where
     }
 
     /// The walk and the view, read side by side (the view's I/O overlaps the walk).
+    /// The index, from the scope's shards only when `options` names models and the bucket lists their shards
+    /// (`shards` then says which); else the whole index.
+    async fn read_index(
+        &self,
+        verified: Option<&VersionToken>,
+        options: &PullOptions,
+        shards: &mut Option<BTreeSet<String>>,
+    ) -> Result<Read, SyncError> {
+        if !options.models.is_empty() {
+            let mut wanted = BTreeSet::new();
+            let mut required = BTreeSet::new();
+            for (model_type, model_id) in &options.models {
+                let [data, outputs, definitions] = model_shards(model_type, model_id);
+                required.insert(data.clone());
+                wanted.extend([data, outputs, definitions]);
+            }
+            if let Some(read) = self.index_layer().read_scoped(verified, &wanted, &required).await? {
+                *shards = Some(wanted);
+                return Ok(read);
+            }
+        }
+        self.index_layer().read(verified).await
+    }
+
     async fn read_local(&self) -> Result<(LocalListing, ReadView), SyncError> {
         let (listing, view) = join(self.list_local(), self.read_view()).await;
         Ok((listing?, view))
@@ -237,12 +346,13 @@ where
         index: &RemoteIndex,
         listing: &LocalListing,
         view: &LocalView,
+        scope: &Scope,
         marks: Marks<'_>,
+        plan: &mut PullPlan,
         report: &mut PullReport,
         failures: &mut Vec<FileFailure>,
         updates: &mut ViewUpdates,
-    ) -> Result<PullPlan, SyncError> {
-        let mut plan = PullPlan::default();
+    ) -> Result<(), SyncError> {
         let mut to_hash = Vec::new();
         let mut entries = Cursor::new(index.entries());
         let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
@@ -255,7 +365,7 @@ where
         for rel in paths {
             let (entry, local, record) = (entries.seek(rel), local_files.seek(rel), records.seek(rel));
             // B11: internal files are never downloaded (pushes scrub such entries from the index).
-            if is_internal(rel) {
+            if is_internal(rel) || !scope.contains(rel) {
                 continue;
             }
             if entry.is_some() && listing.through_symlink(rel) {
@@ -267,7 +377,7 @@ where
             let marked = marks.of(rel);
             match pull_decision(entry, local, record, marked) {
                 PullDecision::NeedHash => to_hash.push((rel.to_string(), entry.cloned())),
-                decision => self.follow(decision, rel, entry, local, record, &mut plan, report, updates),
+                decision => self.follow(decision, rel, entry, local, record, plan, report, updates),
             }
         }
         let hashed = run_bounded(self.config.transfers, to_hash, |(rel, entry)| async move {
@@ -287,28 +397,19 @@ where
                         let synced = ViewEntry::new(found.stat, Some(found.sha256), entry).with_token(kept_token);
                         updates.insert(rel, Some(synced));
                     } else {
-                        self.follow(
-                            decision,
-                            &rel,
-                            entry.as_ref(),
-                            Some(&found.stat),
-                            record,
-                            &mut plan,
-                            report,
-                            updates,
-                        );
+                        self.follow(decision, &rel, entry.as_ref(), Some(&found.stat), record, plan, report, updates);
                     }
                 }
                 // Vanished since the walk: decide again as absent.
                 Ok(None) => {
                     let decision = pull_decision(entry.as_ref(), None, record, marks.of(&rel));
-                    self.follow(decision, &rel, entry.as_ref(), None, record, &mut plan, report, updates);
+                    self.follow(decision, &rel, entry.as_ref(), None, record, plan, report, updates);
                 }
                 Err(StoreError::Aborted) => return Err(SyncError::Aborted),
                 Err(error) => failures.push(FileFailure { rel, error }),
             }
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Carry out one decision that needs no hash.
@@ -328,6 +429,9 @@ where
             // A dry run writes no view: nothing to note.
             (PullDecision::InSync, Some(entry)) if !self.config.dry_run => {
                 note_in_sync(updates, rel, entry, local, record)
+            }
+            (PullDecision::Download, Some(_)) if plan.skip_content && is_content(rel) => {
+                plan.skipped.push(rel.to_string())
             }
             (PullDecision::Download, Some(entry)) => {
                 let replaces = local.map_or(Replaces::Nothing, |stat| Replaces::File(*stat));
@@ -426,4 +530,18 @@ fn note_in_sync(
         let synced = ViewEntry::new(*stat, record.and_then(|r| r.sha256), entry).with_token(token);
         updates.insert(rel.to_string(), Some(synced));
     }
+}
+
+/// `subdirs` as given, each one top-level folder name; anything else is refused by name (a path with `/`, `..` or
+/// an internal name would not say which top-level folder it means).
+fn check_subdirs(subdirs: &BTreeSet<String>) -> Result<BTreeSet<String>, SyncError> {
+    for dir in subdirs {
+        let plain = check_rel(dir).is_ok() && !dir.contains('/') && !is_internal(dir);
+        if !plain {
+            return Err(SyncError::InvalidArgument(format!(
+                "subdirs: {dir:?} is not a top-level folder name of the cache (one segment, no \"..\", not internal)"
+            )));
+        }
+    }
+    Ok(subdirs.clone())
 }

@@ -340,6 +340,45 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
         }
     }
 
+    /// A scoped read (swamp's `context.models`): on format 2, `_meta.json` and, of the shards it lists, only those in
+    /// `wanted`. `None` (read the whole index instead) on format 1, without a commit record, or when a shard of
+    /// `required` is not listed (a model whose shards we cannot name from the record). The snapshot has no commit
+    /// token: its entries are not the whole commit, so it must never be recorded as verified nor committed on.
+    pub async fn read_scoped(
+        &self,
+        if_none_match: Option<&VersionToken>,
+        wanted: &BTreeSet<String>,
+        required: &BTreeSet<String>,
+    ) -> Result<Option<Read>, SyncError> {
+        // As `read`: with a token, the commit record alone first, so "not modified" is one request.
+        let (meta, marker) = match if_none_match {
+            Some(_) => (self.get(META_KEY, if_none_match).await?, None),
+            None => {
+                let (meta, marker) = join(self.get(META_KEY, None), self.get(FORMAT_MARKER_KEY, None)).await;
+                (meta?, Some(marker?))
+            }
+        };
+        let body = match meta {
+            Got::NotModified => return Ok(Some(Read::NotModified)),
+            Got::Missing => return Ok(None),
+            Got::Found(body, _) => body,
+        };
+        let marker = match marker {
+            Some(marker) => marker,
+            None => self.get(FORMAT_MARKER_KEY, None).await?,
+        };
+        self.check_format(marker)?;
+        let MetaRead::Sharded(meta) = Meta::parse(&body).map_err(|why| corrupt(META_KEY, &why))? else {
+            return Ok(None);
+        };
+        if !required.iter().all(|name| meta.partitions.contains(name)) {
+            return Ok(None);
+        }
+        let mut snapshot = self.read_shards(meta, None, Some(wanted)).await?;
+        snapshot.commit = None;
+        Ok(Some(Read::Found(snapshot)))
+    }
+
     /// Every shard `meta` lists, or those of them in `only` (a listed shard that is missing is an error: its entries
     /// would silently vanish).
     async fn read_shards(

@@ -216,6 +216,8 @@ pub trait LocalCache {
     /// Write a body to a temp name, verify size (and hash), then rename onto `rel` (W16) if what is there is still what
     /// `expected.replaces` says; `LocalChanged` otherwise (the temp file is removed, the local file kept).
     async fn download(&self, rel: &str, body: Self::Body, expected: Expected) -> StoreResult<Downloaded>;
+    /// Create a data folder and its parents when missing (lazy hydration leaves content files out, not their folders).
+    async fn create_dir(&self, rel: &str) -> StoreResult<()>;
     /// Hash a cache file (to confirm equality when stat alone cannot). `None` if missing.
     async fn hash(&self, rel: &str) -> StoreResult<Option<Downloaded>>;
 }

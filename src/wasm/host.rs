@@ -467,7 +467,7 @@ pub struct JsCache {
 }
 
 impl JsCache {
-    pub const METHODS: [&'static str; 11] = [
+    pub const METHODS: [&'static str; 12] = [
         "stat",
         "walk",
         "walkUnder",
@@ -479,6 +479,7 @@ impl JsCache {
         "prepareUpload",
         "download",
         "hash",
+        "createDir",
     ];
 
     /// Wrap a host cache, checking that every method of `MarshCache` is present.
@@ -734,6 +735,11 @@ impl LocalCache for JsCache {
         let value = self.host.call("download", &[rel.into(), body, expected_js], rel).await?;
         let call = self.host.call_name("download", rel);
         Self::downloaded(&Answer::new(value, &call))
+    }
+
+    async fn create_dir(&self, rel: &str) -> StoreResult<()> {
+        self.host.call("createDir", &[rel.into()], rel).await?;
+        Ok(())
     }
 
     async fn hash(&self, rel: &str) -> StoreResult<Option<Downloaded>> {

@@ -33,8 +33,8 @@ use wasm_bindgen::prelude::*;
 // Lets the generated `.d.ts` name the host interfaces (the glue lives in `js/gen/`, next to `js/host.ts`).
 #[wasm_bindgen(typescript_custom_section)]
 const HOST_TYPES: &str = r#"import type {
-  LockClientOptions, LockIdentity, LockInfo, MarshCache, MarshEnv, MarshStore, MigrateIndexResult, PullReport,
-  PushReport, ResolveReport, SyncOptions, SyncStatus,
+  LockClientOptions, LockIdentity, LockInfo, MarshCache, MarshEnv, MarshStore, MigrateIndexResult, PullOptions,
+  PullReport, PushReport, ResolveReport, SyncOptions, SyncStatus,
 } from "../host.ts";"#;
 
 // ---------------------------------------------------------------------------------------------------------------------

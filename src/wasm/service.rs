@@ -7,13 +7,13 @@
 use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
-use js_sys::{Array, Promise};
+use js_sys::{Array, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
 use super::lock::{held_locks, lock_error_to_js};
-use crate::engine::{Engine, EngineConfig, Instance, Keep, PullReport, PushReport, Status, SyncError};
+use crate::engine::{Engine, EngineConfig, Instance, Keep, PullOptions, PullReport, PushReport, Status, SyncError};
 use crate::index::Migrated;
 use crate::local::conflicts::ConflictKind;
 use crate::local::sidecar::SidecarOrigin;
@@ -77,13 +77,45 @@ impl SyncService {
         Ok(SyncService { inner: Rc::new(service) })
     }
 
-    /// Bring the cache up to the remote index; resolves to a `PullReport`.
+    /// Bring the cache up to the remote index; resolves to a `PullReport`. `options` (swamp's sync options):
+    /// `{ metadataOnly?: boolean, subdirs?: string[], context?: { models?: { modelType, modelId }[] } }`.
     #[wasm_bindgen(js_name = pullChanged, unchecked_return_type = "Promise<PullReport>")]
     pub fn pull_changed(
         &self,
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "PullOptions")] options: JsValue,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, |engine| Box::pin(async move { engine.pull_changed().await.map(pull_report) }))
+        let options = pull_options(&options)?;
+        operation(&self.inner, env, move |engine| {
+            Box::pin(async move { engine.pull_with(&options).await.map(pull_report) })
+        })
+    }
+
+    /// Bring one file of the index into the cache (lazy hydration); resolves to true when it is then in place.
+    #[wasm_bindgen(js_name = hydrateFile, unchecked_return_type = "Promise<boolean>")]
+    pub fn hydrate_file(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+        #[wasm_bindgen(js_name = relPath)] rel_path: String,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, move |engine| {
+            Box::pin(async move { engine.hydrate_file(&rel_path).await.map(JsValue::from) })
+        })
+    }
+
+    /// One file's bytes from the bucket, the cache untouched; resolves to a `Uint8Array`, or null when absent.
+    #[wasm_bindgen(js_name = fetchContent, unchecked_return_type = "Promise<Uint8Array | null>")]
+    pub fn fetch_content(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+        #[wasm_bindgen(js_name = relPath)] rel_path: String,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, move |engine| {
+            Box::pin(async move {
+                let bytes = engine.fetch_content(&rel_path).await?;
+                Ok(bytes.map_or(JsValue::NULL, |bytes| Uint8Array::from(bytes.as_slice()).into()))
+            })
+        })
     }
 
     /// Upload local changes and merge them into the remote index; resolves to a `PushReport`.
@@ -158,6 +190,32 @@ impl SyncService {
     }
 }
 
+/// swamp's pull options; a field of the wrong shape is an error naming it (never silently a full pull).
+fn pull_options(options: &JsValue) -> Result<PullOptions, JsValue> {
+    let invalid = |what: &str| js_error("InvalidArgument", &format!("pullChanged: {what}"));
+    let mut parsed =
+        PullOptions { metadata_only: get(options, "metadataOnly").as_bool() == Some(true), ..PullOptions::default() };
+    let subdirs = get(options, "subdirs");
+    if !subdirs.is_undefined() && !subdirs.is_null() {
+        let list = subdirs.dyn_ref::<Array>().ok_or_else(|| invalid("subdirs must be an array of folder names"))?;
+        let names = list.iter().map(|item| item.as_string().ok_or_else(|| invalid("subdirs must hold strings")));
+        parsed.subdirs = Some(names.collect::<Result<_, _>>()?);
+    }
+    let models = get(&get(options, "context"), "models");
+    if !models.is_undefined() && !models.is_null() {
+        let list = models.dyn_ref::<Array>().ok_or_else(|| invalid("context.models must be an array"))?;
+        for model in list.iter() {
+            match (get(&model, "modelType").as_string(), get(&model, "modelId").as_string()) {
+                (Some(model_type), Some(model_id)) if !model_type.is_empty() && !model_id.is_empty() => {
+                    parsed.models.push((model_type, model_id))
+                }
+                _ => return Err(invalid("each of context.models needs a modelType and a modelId (non-empty strings)")),
+            }
+        }
+    }
+    Ok(parsed)
+}
+
 fn strings(items: &[String]) -> JsValue {
     items.iter().map(|s| JsValue::from_str(s)).collect::<Array>().into()
 }
@@ -187,6 +245,7 @@ fn pull_report(report: PullReport) -> JsValue {
         ("conflicts", conflicts(&report.conflicts)),
         ("indexEntries", JsValue::from_f64(report.index_entries as f64)),
         ("planned", strings(&report.planned)),
+        ("skipped", strings(&report.skipped)),
     ])
 }
 
@@ -260,6 +319,7 @@ pub(super) fn sync_error_to_js(error: &SyncError) -> JsValue {
         SyncError::Conflicts { .. } => ("Conflicts", None),
         SyncError::MassDeletion { .. } => ("MassDeletion", None),
         SyncError::NoConflict { .. } => ("NoConflict", None),
+        SyncError::InvalidArgument(_) => ("InvalidArgument", None),
         SyncError::IndexContended { .. } => ("IndexContended", None),
         SyncError::IndexWrite(cause) => ("IndexWrite", Some(cause)),
         SyncError::Local(cause) => ("Local", Some(cause)),

@@ -35,6 +35,7 @@ import {
   type Precondition,
   type PreparedUpload,
   type ProgressEvent,
+  type PullOptions,
   type PullReport,
   type PushReport,
   type ResolveReport,
@@ -98,6 +99,7 @@ function emptyCache(): MarshCache {
     writeInternal: () => Promise.resolve(),
     listInternal: () => Promise.resolve([]),
     removeInternal: () => Promise.resolve(),
+    createDir: () => Promise.resolve(),
     prepareUpload: () => Promise.resolve(null),
     download: () => Promise.reject(new Error("not used by this test")),
     hash: () => Promise.resolve(null),
@@ -296,6 +298,7 @@ const PULL_REPORT = shape<PullReport>({
   conflicts: "required",
   indexEntries: "required",
   planned: "required",
+  skipped: "required",
 });
 const PUSH_REPORT = shape<PushReport>({
   uploaded: "required",
@@ -611,6 +614,7 @@ shapeTest(
         conflicts: [],
         indexEntries: 2,
         planned: [],
+        skipped: [],
       });
       assertFields(only(calls, "getBytes", META).answer, FETCHED_BYTES, "FetchedBytes");
       for (const [rel, text] of [["a.json", "hello again"], ["d/b.json", "world!"]]) {
@@ -1264,6 +1268,33 @@ shapeTest("the control plane: records as bytes both ways, listed keys, and each 
   assertFields(namespace, CONTROL_ERROR, "MarshControlError");
   assert.deepEqual([namespace.name, namespace.kind], ["MarshError", "InvalidArgument"]);
 });
+shapeTest(
+  "pull options: metadataOnly skips content files and creates their folder; a malformed option is refused by name",
+  ["PullOptions"],
+  () =>
+    withDirs(2, async ([here, there]) => {
+      const calls: Call[] = [];
+      const store = new MemoryStore();
+      const pusher = new SyncService(store, new DenoCache(here), undefined);
+      await pusher.markDirty(makeEnv());
+      await Deno.mkdir(`${here}/data/t/id/v`, { recursive: true });
+      await Deno.writeTextFile(`${here}/data/t/id/v/raw`, "content");
+      await Deno.writeTextFile(`${here}/data/t/id/v/meta.yaml`, "meta");
+      await pusher.pushChanged(makeEnv());
+
+      const puller = new SyncService(store, recorded(new DenoCache(there), calls), undefined);
+      const options: PullOptions = { metadataOnly: true, subdirs: ["data"], context: { models: [] } };
+      const pulled = await puller.pullChanged(makeEnv(), options);
+      assert.deepEqual([pulled.downloaded, pulled.skipped], [1, ["data/t/id/v/raw"]]);
+      assert.deepEqual(only(calls, "createDir").args[0], "data/t/id/v");
+      assert.ok((await Deno.stat(`${there}/data/t/id/v`)).isDirectory);
+      // Refused before any request (thrown by the call itself, as resolveConflict refuses a bad `keep`).
+      const malformed = { subdirs: "data" } as unknown as PullOptions;
+      const refused = await rejection((async () => await puller.pullChanged(makeEnv(), malformed))());
+      assert.equal(refused.kind, "InvalidArgument");
+      assert.match(String(refused.message), /subdirs/);
+    }),
+);
 
 /** Shapes no export reaches (the core never lists a bucket): the Rust side's own wasm test reads them. */
 const WASM_TESTS = [

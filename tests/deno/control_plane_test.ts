@@ -99,6 +99,65 @@ async function serviceOf(bucket: Bucket, store?: MarshStore) {
   return service.controlPlaneStore();
 }
 
+/** A bucket holding two models' content and a config file, pushed through swamp's surface; a fresh cache's service. */
+async function seeded(bucket: Bucket) {
+  const provider = bucket.provider();
+  const writerDir = await bucket.tempDir();
+  const writer = provider.createSyncService!("/repo", writerDir);
+  await writer.markDirty();
+  for (const [rel, content] of Object.entries(SEEDED)) {
+    const path = `${writerDir}/${rel}`;
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(path, content);
+  }
+  await writer.pushChanged();
+  const dir = await bucket.tempDir();
+  return { dir, service: provider.createSyncService!("/repo", dir) };
+}
+
+const SEEDED: Record<string, string> = {
+  "data/t/m1/state/1/raw": "content of m1",
+  "data/t/m1/state/1/meta.yaml": "meta of m1",
+  "data/t/m2/state/1/raw": "content of m2",
+  "config/x.yaml": "config",
+};
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** What each pull-side capability promises, exercised through the methods swamp calls. */
+function pullExercises(bucket: Bucket): Partial<Record<keyof DatastoreCapabilities, () => Promise<void>>> {
+  return {
+    lazyHydration: async () => {
+      const { dir, service } = await seeded(bucket);
+      await service.pullChanged({ metadataOnly: true });
+      assert.ok(await exists(`${dir}/data/t/m1/state/1/meta.yaml`));
+      assert.ok(await exists(`${dir}/data/t/m1/state/1`), "the content file's folder is created");
+      assert.ok(!(await exists(`${dir}/data/t/m1/state/1/raw`)), "the content file is not");
+      assert.equal(decode((await service.fetchContent!("data/t/m2/state/1/raw"))!), "content of m2");
+      assert.ok(!(await exists(`${dir}/data/t/m2/state/1/raw`)), "fetchContent leaves the cache alone");
+      assert.equal(await service.fetchContent!("data/none/raw"), null);
+      await assert.rejects(service.fetchContent!("../x"));
+      assert.equal(await service.hydrateFile!("data/t/m1/state/1/raw"), true);
+      assert.equal(await Deno.readTextFile(`${dir}/data/t/m1/state/1/raw`), "content of m1");
+      assert.equal(await service.hydrateFile!("data/none/raw"), false);
+    },
+    scopedSync: async () => {
+      const { dir, service } = await seeded(bucket);
+      await service.pullChanged({ context: { models: [{ modelType: "t", modelId: "m1" }] } });
+      assert.equal(await Deno.readTextFile(`${dir}/data/t/m1/state/1/raw`), "content of m1");
+      assert.ok(!(await exists(`${dir}/data/t/m2/state/1/raw`)), "another model's files are not pulled");
+    },
+    configRefresh: async () => {
+      const { dir, service } = await seeded(bucket);
+      await service.pullChanged({ subdirs: ["config"] });
+      assert.equal(await Deno.readTextFile(`${dir}/config/x.yaml`), "config");
+      assert.ok(!(await exists(`${dir}/data`)), "nothing outside the subdirs");
+    },
+  };
+}
+
 /** The checks, each run on every bucket below. */
 const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
   "control plane: put, get, list and delete records under _control/, past the cache": async (bucket) => {
@@ -209,6 +268,7 @@ const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
         await control.delete("exercise");
         assert.equal(await control.get("exercise"), null);
       },
+      ...pullExercises(bucket),
     };
     assert.deepEqual(capabilities, { ...CAPABILITIES });
     assert.deepEqual(Object.keys(capabilities).sort(), [
@@ -221,7 +281,7 @@ const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
       "twoPhaseSync",
     ]);
     const advertised = Object.entries(capabilities).filter(([, on]) => on).map(([name]) => name);
-    assert.deepEqual(advertised, ["controlPlane"]);
+    assert.deepEqual(advertised, ["scopedSync", "lazyHydration", "controlPlane", "configRefresh"]);
     for (const name of advertised as (keyof DatastoreCapabilities)[]) {
       assert.ok(exercises[name], `${name} is advertised but no test exercises it`);
       await exercises[name]!();

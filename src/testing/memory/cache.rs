@@ -23,6 +23,7 @@ pub struct CacheCalls {
     pub prepare_upload: usize,
     pub download: usize,
     pub hash: usize,
+    pub create_dir: usize,
 }
 
 impl CacheCalls {
@@ -39,6 +40,7 @@ impl CacheCalls {
             Kind::PrepareUpload => &mut self.prepare_upload,
             Kind::Download => &mut self.download,
             Kind::Hash => &mut self.hash,
+            Kind::CreateDir => &mut self.create_dir,
             other => unreachable!("{other:?} is not a cache call"),
         };
         *counter += 1;
@@ -62,6 +64,8 @@ struct CacheDir {
     files: BTreeMap<String, CacheFile>,
     symlinks: BTreeSet<String>,
     vanish_on_walk: BTreeSet<String>,
+    /// Folders made by `create_dir` (folders holding files exist implicitly).
+    dirs: BTreeSet<String>,
 }
 
 /// An in-memory cache directory: rel → (bytes, mtime) plus symlinks. Internal files (`read_internal`/
@@ -137,6 +141,13 @@ impl MemoryCache {
 
     pub fn file(&self, rel: &str) -> Option<Vec<u8>> {
         self.dir.borrow().files.get(rel).map(|file| file.body.to_vec())
+    }
+
+    /// Whether `rel` is a folder: made by `create_dir`, or holding a file.
+    pub fn has_dir(&self, rel: &str) -> bool {
+        let dir = self.dir.borrow();
+        let prefix = format!("{rel}/");
+        dir.dirs.contains(rel) || dir.files.keys().any(|path| path.starts_with(&prefix))
     }
 
     pub fn file_stat(&self, rel: &str) -> Option<FileStat> {
@@ -301,6 +312,22 @@ impl LocalCache for MemoryCache {
         dir.symlinks.remove(rel); // a rename replaces the link itself, never its target
         dir.files.insert(rel.to_string(), file);
         settle(Ok(result), fail_after)
+    }
+
+    /// A file in the way is an `Io` error, as on disk.
+    async fn create_dir(&self, rel: &str) -> StoreResult<()> {
+        let fail_after = self.arrive(Kind::CreateDir, rel).await?;
+        let mut dir = self.dir.borrow_mut();
+        let mut made = Ok(());
+        for (at, _) in rel.match_indices('/').chain([(rel.len(), "")]) {
+            let folder = &rel[..at];
+            if dir.files.contains_key(folder) || dir.symlinks.contains(folder) {
+                made = Err(StoreError::Io { message: format!("{rel}: cannot create folder, {folder} is a file") });
+                break;
+            }
+            dir.dirs.insert(folder.to_string());
+        }
+        settle(made, fail_after)
     }
 
     async fn hash(&self, rel: &str) -> StoreResult<Option<Downloaded>> {

@@ -32,9 +32,10 @@ pub enum Kind {
     Remove,
     ListInternal,
     RemoveInternal,
+    CreateDir,
 }
 
-const KIND_COUNT: usize = 18;
+const KIND_COUNT: usize = 19;
 
 /// Identifies an installed rule, for [`Faults::remove`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
