@@ -5,16 +5,50 @@
 /// Sorted by path; of items with the same path only the last one given stays (as a map built from them would keep).
 /// Input already in order, one item per path (the common case: our own files, a walk of sorted directories), is checked
 /// in one pass and returned as it is, without a move.
-pub(crate) fn sorted_unique<V>(mut items: Vec<(String, V)>) -> Vec<(String, V)> {
+pub(crate) fn sorted_unique<V>(items: Vec<(String, V)>) -> Vec<(String, V)> {
     if items.windows(2).all(|pair| pair[0].0 < pair[1].0) {
         return items;
     }
-    // Stable: of equal paths, the one given last stays last; reversed, it comes first and `dedup_by` keeps it.
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    items.reverse();
-    items.dedup_by(|later_in_list, kept| later_in_list.0 == kept.0);
-    items.reverse();
-    items
+    let keys: Vec<&str> = items.iter().map(|(rel, _)| rel.as_str()).collect();
+    let order = key_order(&keys);
+    // Of a run of equal paths, the one given last ends the run: it stays.
+    let kept: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|&(at, &position)| order.get(at + 1).is_none_or(|&next| keys[next] != keys[position]))
+        .map(|(_, &position)| position)
+        .collect();
+    drop(keys);
+    permuted(items, kept)
+}
+
+/// Sorted by path, stably (items with the same path stay in the order given).
+pub(crate) fn sort_by_path<V>(items: &mut Vec<(String, V)>) {
+    let order = key_order(&items.iter().map(|(rel, _)| rel.as_str()).collect::<Vec<_>>());
+    *items = permuted(std::mem::take(items), order);
+}
+
+/// Sorted (the order of equal strings cannot be told apart).
+pub(crate) fn sort_paths(items: &mut Vec<String>) {
+    let order = key_order(&items.iter().map(String::as_str).collect::<Vec<_>>());
+    *items = permuted(std::mem::take(items), order);
+}
+
+/// Positions in `keys` in key order; of equal keys, the one given first comes first, as a stable sort leaves them.
+/// Every sort by path goes through this one: a sort instantiated per item type is a large piece of the wasm module
+/// each time.
+#[inline(never)]
+fn key_order(keys: &[&str]) -> Vec<usize> {
+    let mut order: Vec<(&str, usize)> = keys.iter().copied().zip(0..).collect();
+    // The position breaks ties, so the unstable sort gives the order a stable one would.
+    order.sort_unstable();
+    order.into_iter().map(|(_, position)| position).collect()
+}
+
+/// The items at `positions` (each at most once), in that order.
+fn permuted<T>(items: Vec<T>, positions: Vec<usize>) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    positions.into_iter().filter_map(|position| slots[position].take()).collect()
 }
 
 /// The value under `rel` in a list made by `sorted_unique` (or kept in its order).

@@ -163,8 +163,9 @@ where
         let token = snapshot.commit_token().cloned();
         let index = &snapshot.index;
         // What was marked here since the last clean push: a deletion waiting for the push is left alone.
-        let mut marked_paths: BTreeSet<String> =
-            self.read_marks().await?.into_iter().filter_map(|mark| mark.path).collect();
+        // Inserted one by one: `collect` into a set sorts first, with a sort instance of its own in the module.
+        let mut marked_paths = BTreeSet::new();
+        marked_paths.extend(self.read_marks().await?.into_iter().filter_map(|mark| mark.path));
         marked_paths.extend(self.instance.marked_paths());
         let bulk = self.instance.marked_since_push.get() || state.bare_mark_since_clean(&marker);
 

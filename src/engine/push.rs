@@ -30,6 +30,7 @@ use crate::local::marker::Marker;
 use crate::local::marks::{covers, Mark, MARKS_FOLDER, MAX_MARKS};
 use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::{is_internal, VIEW_NAME};
+use crate::sorted::sort_paths;
 use crate::store::token::VersionToken;
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, Precondition, Progress, StoreError};
 
@@ -123,7 +124,9 @@ where
         if !bulk && marks.is_empty() && instance_paths.is_empty() && journal.is_empty() {
             return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
         }
-        let mut paths: BTreeSet<String> = marks.iter().filter_map(|mark| mark.path.clone()).collect();
+        // Inserted one by one: `collect` into a set sorts first, with a sort instance of its own in the module.
+        let mut paths = BTreeSet::new();
+        paths.extend(marks.iter().filter_map(|mark| mark.path.clone()));
         paths.extend(instance_paths);
         // A markDirty through this instance since its last push may have been followed by a write after the pull's
         // walk: walk again.
@@ -181,7 +184,7 @@ where
         if self.config.dry_run {
             report.planned = plan.to_check.iter().map(|check| check.rel.clone()).collect();
             report.planned.extend(plan.deletions.iter().map(|(rel, ..)| rel.clone()));
-            report.planned.sort();
+            sort_paths(&mut report.planned);
             return Ok(report);
         }
         let bytes_planned =
@@ -280,7 +283,7 @@ where
         }
         self.trace("push", "index commit and deletions", started);
         self.save_view(updates).await?;
-        report.conflicts.sort();
+        report.conflicts.sort_unstable();
         let examined = plan.examined;
         self.report_conflicts(&report.conflicts, examined.iter().cloned()).await?;
         report.marks_cleared = self.clear_marks(marks, &scope, &report, &failures).await?;
@@ -298,7 +301,7 @@ where
             && !rebased;
         report.verified = settled
             && if scope.bulk {
-                in_sync.sort();
+                sort_paths(&mut in_sync);
                 let in_sync: Vec<&str> = in_sync.iter().map(String::as_str).collect();
                 let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &pushed };
                 every_entry_matches(&snapshot.index, &known)
@@ -477,7 +480,8 @@ where
             .chain(report.vanished.iter().map(String::as_str))
             .collect();
         let handled = |path: &str| !unsettled.iter().any(|rel| covers(path, rel));
-        let handled_paths: BTreeSet<String> = scope.paths.iter().filter(|path| handled(path)).cloned().collect();
+        let mut handled_paths = BTreeSet::new();
+        handled_paths.extend(scope.paths.iter().filter(|path| handled(path)).cloned());
         self.instance.handled_paths(&handled_paths);
         let mut cleared = 0;
         for mark in marks {

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::encoding::scan::Scan;
 use crate::encoding::stamp::Stamp;
 use crate::path::{check_rel, is_internal};
-use crate::sorted::{find, merge_sorted, sorted_unique};
+use crate::sorted::{find, merge_sorted, sort_paths, sorted_unique};
 
 /// The only index version we read and write.
 const INDEX_VERSION: u64 = 1;
@@ -330,7 +330,7 @@ impl RemoteIndex {
     pub fn internal_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.invalid.keys().filter(|rel| is_internal(rel)).cloned().collect();
         keys.extend(self.entries.iter().filter(|(rel, _)| is_internal(rel)).map(|(rel, _)| rel.clone()));
-        keys.sort();
+        sort_paths(&mut keys);
         keys
     }
 
@@ -352,7 +352,7 @@ impl RemoteIndex {
             }
             !internal
         });
-        scrubbed.sort();
+        sort_paths(&mut scrubbed);
         scrubbed
     }
 

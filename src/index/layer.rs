@@ -29,7 +29,7 @@ use super::shard::{home_shard, shard_key};
 use crate::encoding::time::iso_from_ms;
 use crate::engine::SyncError;
 use crate::path::{is_internal, INDEX_KEY};
-use crate::sorted::merge_sorted;
+use crate::sorted::{merge_sorted, sort_by_path, sort_paths};
 use crate::store::retry::{with_retry, RetryPolicy};
 use crate::store::token::VersionToken;
 use crate::store::{Env, Fetched, ObjectMeta, ObjectStore, Precondition, StoreError};
@@ -415,7 +415,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
             shards.read.insert(shard.name, shard.kept);
         }
         // One home shard per path, so no key comes twice.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sort_by_path(&mut entries);
         index.set_entries(entries);
         // The flaw `flaw-meta-after-shards`, kept only to prove the simulator catches it: the commit token taken from a
         // `_meta.json` read made after the shards.
@@ -457,7 +457,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
                 Layout::Sharded(_) => self.commit_sharded(&mut snapshot, changes, &mut rebased, &mut refused).await?,
             };
             if written {
-                refused.sort();
+                sort_paths(&mut refused);
                 return Ok(Committed { snapshot, rebased, refused });
             }
             if attempt + 1 < self.cas_attempts {
@@ -577,7 +577,7 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
             rewritten.extend(shard.entries);
             shards.read.insert(shard.name, shard.kept);
         }
-        rewritten.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sort_by_path(&mut rewritten);
         snapshot.index.set_entries(merge_sorted(untouched, rewritten));
         snapshot.index.clear_invalid();
         for (name, shard) in &shards.read {

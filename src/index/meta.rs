@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::shard::is_valid_shard_name;
+use crate::sorted::sort_paths;
 
 pub const META_KEY: &str = "_index/_meta.json";
 /// Prefix of the shard objects (and of `_meta.json`), for listing them.
@@ -62,7 +63,7 @@ impl Meta {
         };
         fields.remove("version");
         let mut meta = Meta { partitions, commit_seq, extra: fields };
-        meta.partitions.sort();
+        sort_paths(&mut meta.partitions);
         meta.partitions.dedup();
         Ok(MetaRead::Sharded(meta))
     }
@@ -81,7 +82,7 @@ impl Meta {
     pub fn next(&self, shards: impl IntoIterator<Item = String>) -> Meta {
         let mut next = self.clone();
         next.partitions.extend(shards);
-        next.partitions.sort();
+        sort_paths(&mut next.partitions);
         next.partitions.dedup();
         next.commit_seq += 1;
         next
@@ -89,7 +90,7 @@ impl Meta {
 
     /// A record for shards found by listing `_index/` (no `_meta.json` to go by).
     pub fn rebuilt(mut partitions: Vec<String>) -> Meta {
-        partitions.sort();
+        sort_paths(&mut partitions);
         partitions.dedup();
         Meta { partitions, ..Meta::default() }
     }
