@@ -299,3 +299,18 @@ fn a_scoped_pull_after_a_verified_one_with_nothing_new_is_the_fast_path() {
     assert!(report.fast_path);
     assert_eq!(reader.store.requests().total(), 1, "{:?}", reader.store.requests());
 }
+
+#[test]
+fn a_subdirs_pull_is_not_failed_by_a_bad_entry_outside_its_folders() {
+    let bucket = format1_bucket(s3_bucket(), &[("config/a.yaml", b"a"), ("../escape", b"x")]);
+    let reader = Machine::new(&bucket, 5);
+
+    let report = pull_with(&reader, subdirs(&["config"])).unwrap();
+
+    assert_eq!(report.downloaded, 1);
+    assert_eq!(reader.cache.file("config/a.yaml").as_deref(), Some(&b"a"[..]));
+    let whole = reader.pull().unwrap_err();
+    assert!(whole.to_string().contains("../escape"), "a whole pull still names it: {whole}");
+    let inside = pull_with(&reader, subdirs(&[".."]));
+    assert!(inside.is_err(), "and \"..\" is no folder to narrow to");
+}

@@ -170,9 +170,11 @@ where
         let bulk = self.instance.marked_since_push.get() || state.bare_mark_since_clean(&marker);
 
         let mut report = PullReport { index_entries: index.len(), ..PullReport::default() };
+        // A bad entry outside a narrowed pull's scope is not this pull's to report (a whole pull still does).
         let mut failures: Vec<FileFailure> = index
             .invalid_entries()
             .iter()
+            .filter(|bad| scope.contains(&bad.key))
             .map(|bad| FileFailure {
                 rel: bad.key.clone(),
                 error: StoreError::InvalidKey { key: bad.key.clone(), reason: bad.reason.clone() },
