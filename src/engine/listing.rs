@@ -1,8 +1,10 @@
 //! The local side of an operation: listing the cache, and the local view.
 
+use super::cursor::{sorted_union, Cursor};
 use super::{Engine, FileFailure, SyncError};
 use crate::encoding::fingerprint::fingerprint;
-use crate::local::view::{LocalView, ViewUpdates};
+use crate::index::{IndexEntry, RemoteIndex};
+use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
 use crate::sorted::{find, merge_sorted, sorted_unique};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, StoreError, WalkItem};
@@ -137,6 +139,25 @@ where
         self.cache.write_internal(VIEW_NAME, bytes).await.map_err(SyncError::from_store)?;
         Ok(Some(SavedView { base: base.fingerprint, written, view }))
     }
+}
+
+/// Every path the index, the listing or the view knows, in order, with what each of them holds for it: the three
+/// sides of a pull's or push's decision (`plan`), found in one merge pass.
+pub(super) fn three_way<'a>(
+    index: &'a RemoteIndex,
+    listing: &'a LocalListing,
+    view: &'a LocalView,
+) -> impl Iterator<Item = (&'a str, Option<&'a IndexEntry>, Option<&'a FileStat>, Option<&'a ViewEntry>)> + 'a {
+    let mut entries = Cursor::new(index.entries());
+    let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
+    let mut records = Cursor::new(view.iter());
+    sorted_union(
+        index.entries().map(|(rel, _)| rel),
+        listing.files.iter().map(|(rel, _)| rel.as_str()),
+        view.iter().map(|(rel, _)| rel),
+    )
+    .into_iter()
+    .map(move |rel| (rel, entries.seek(rel), local_files.seek(rel), records.seek(rel)))
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@ use std::collections::BTreeSet;
 
 use futures_util::future::{join, try_join};
 
-use super::cursor::{sorted_union, Cursor};
-use super::listing::{LocalListing, ReadView};
+use super::listing::{three_way, LocalListing, ReadView};
 use super::plan::{pull_after_hash, pull_decision, Marked, PullDecision};
 use super::transfer::run_bounded;
 use super::{Engine, FileFailure, SyncError, Walked};
@@ -357,16 +356,7 @@ where
         updates: &mut ViewUpdates,
     ) -> Result<(), SyncError> {
         let mut to_hash = Vec::new();
-        let mut entries = Cursor::new(index.entries());
-        let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
-        let mut records = Cursor::new(view.iter());
-        let paths = sorted_union(
-            index.entries().map(|(rel, _)| rel),
-            listing.files.iter().map(|(rel, _)| rel.as_str()),
-            view.iter().map(|(rel, _)| rel),
-        );
-        for rel in paths {
-            let (entry, local, record) = (entries.seek(rel), local_files.seek(rel), records.seek(rel));
+        for (rel, entry, local, record) in three_way(index, listing, view) {
             // B11: internal files are never downloaded (pushes scrub such entries from the index).
             if is_internal(rel) || !scope.contains(rel) {
                 continue;

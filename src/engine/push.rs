@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::cursor::{sorted_union, Cursor};
-use super::listing::LocalListing;
+use super::cursor::Cursor;
+use super::listing::{three_way, LocalListing};
 use super::plan::{push_after_hash, push_decision, Marked, PushDecision};
 use super::pull::Marks;
 use super::transfer::run_bounded;
@@ -400,16 +400,7 @@ where
     ) -> Result<PushPlan, SyncError> {
         let mut plan = PushPlan::default();
         let mut inferred = Vec::new();
-        let mut entries = Cursor::new(index.entries());
-        let mut local_files = Cursor::new(listing.files.iter().map(|(rel, stat)| (rel.as_str(), stat)));
-        let mut records = Cursor::new(view.iter());
-        let paths = sorted_union(
-            index.entries().map(|(rel, _)| rel),
-            listing.files.iter().map(|(rel, _)| rel.as_str()),
-            view.iter().map(|(rel, _)| rel),
-        );
-        for rel in paths {
-            let (entry, local, record) = (entries.seek(rel), local_files.seek(rel), records.seek(rel));
+        for (rel, entry, local, record) in three_way(index, listing, view) {
             let marked = marks.of(rel);
             if is_internal(rel) || !(scope.bulk || marked.path) {
                 continue;
