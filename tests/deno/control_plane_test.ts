@@ -1,18 +1,18 @@
-// Today's swamp surface through the real providers: the control plane (`controlPlaneStore()`,
-// `datastoreControlPlaneStore()`), `capabilities()`, a fresh sync service per call, and the lock's namespace,
-// timeout code and unknown holder. Each check runs on the in-memory store, the CLI's file:// store, moto and
-// fake-gcs-server (the emulators under scripts/with-emulators.sh; without them the emulator tests fail, never skip).
+// Today's swamp surface through the real providers, beyond the conformance suites
+// (tests/deno/support/datastore_conformance.ts, which check the control plane, the lock and its timeout on every
+// backend): the control plane of a service bound to a namespace, and `capabilities()` with every advertised capability
+// exercised. Each check runs on the in-memory store, the CLI's file:// store, moto and fake-gcs-server (the emulators
+// under scripts/with-emulators.sh; without them the emulator tests fail, never skip).
 import assert from "node:assert/strict";
 
-import { datastoreControlPlaneStore } from "../../js/control_plane.ts";
 import { FsStore } from "../../js/fs_store.ts";
-import type { MarshControlError, MarshLockError, MarshStore } from "../../js/host.ts";
+import type { MarshStore } from "../../js/host.ts";
 import { MemoryStore } from "../../js/memory_store.ts";
 import { CAPABILITIES, makeProvider } from "../../js/provider.ts";
 import type { DatastoreCapabilities, DatastoreProvider } from "../../js/swamp.ts";
 import { MarshSyncService } from "../../js/sync_service.ts";
 import { DenoCache } from "../../js/cache.ts";
-import { decode, e2eTest, LOCK_KEY, type Target, text, WrappedStore } from "./support/e2e_support.ts";
+import { decode, e2eTest, type Target, text } from "./support/e2e_support.ts";
 
 /** One bucket as the checks see it: fresh clients of it (one per "process"), providers over them, and raw access. */
 interface Bucket {
@@ -84,15 +84,6 @@ function emulatorBucket(target: Target): Bucket {
   };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Record<string, unknown>> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Record<string, unknown>;
-  }
-  assert.fail("expected a rejection");
-}
-
 async function serviceOf(bucket: Bucket, store?: MarshStore) {
   const service = bucket.provider(store).createSyncService!("/repo/unused", await bucket.tempDir());
   assert.ok(service.controlPlaneStore, "the sync service has controlPlaneStore()");
@@ -160,68 +151,6 @@ function pullExercises(bucket: Bucket): Partial<Record<keyof DatastoreCapabiliti
 
 /** The checks, each run on every bucket below. */
 const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
-  "control plane: put, get, list and delete records under _control/, past the cache": async (bucket) => {
-    const control = await serviceOf(bucket);
-    await control.put("runs/1", text("one"));
-    await control.put("runs/2", text("two"));
-    await control.put("runs/1", text("one again"));
-    await control.put("other", text("x"));
-
-    assert.equal(decode((await control.get("runs/1"))!), "one again");
-    assert.equal(await control.get("runs/missing"), null);
-    assert.deepEqual(await control.list("runs/"), ["runs/1", "runs/2"]);
-    assert.deepEqual(await control.list(""), ["other", "runs/1", "runs/2"]);
-    assert.equal(decode((await bucket.rawGet("_control/runs/2"))!), "two");
-    await control.delete("runs/1");
-    await control.delete("runs/1"); // a missing record is not an error
-    assert.equal(await bucket.rawGet("_control/runs/1"), null);
-  },
-
-  "control plane: of 8 concurrent creates of one record exactly one wins, and the record is its": async (bucket) => {
-    const creators = await Promise.all(Array.from({ length: 8 }, () => serviceOf(bucket, bucket.store())));
-    const answers = await Promise.all(
-      creators.map((control, i) => control.putIfAbsent("claims/run-1", text(`creator ${i}`))),
-    );
-
-    assert.equal(answers.filter((won) => won).length, 1, `answers: ${answers}`);
-    const winner = answers.indexOf(true);
-    assert.equal(decode((await bucket.rawGet("_control/claims/run-1"))!), `creator ${winner}`);
-    assert.equal(await creators[0].putIfAbsent("claims/run-1", text(`creator ${winner}`)), false, "a later create");
-  },
-
-  "control plane: a create whose answer was lost still wins over a create that came after it": async (bucket) => {
-    const late = await serviceOf(bucket, bucket.store());
-    let lateAnswer: boolean | undefined;
-    const lossy = new WrappedStore(bucket.store(), {
-      async after(call, nth) {
-        if (call.method !== "putBytes" || nth !== 1) return;
-        // A's create landed; B creates before A hears anything, then A's answer is lost.
-        lateAnswer = await late.putIfAbsent("claims/run-2", text("B"));
-        throw Object.assign(new Error("connection reset"), { kind: "Transient" });
-      },
-    });
-    const early = await serviceOf(bucket, lossy);
-
-    assert.equal(await early.putIfAbsent("claims/run-2", text("A")), true);
-    assert.equal(lateAnswer, false);
-    assert.equal(lossy.count("putBytes"), 2, "the lost create was retried");
-    assert.equal(decode((await bucket.rawGet("_control/claims/run-2"))!), "A");
-  },
-
-  "control plane: a bad key is refused naming it, before any request": async (bucket) => {
-    const wrapped = new WrappedStore(bucket.store());
-    const control = await serviceOf(bucket, wrapped);
-    for (const key of ["../escape", "/absolute", "a//b", ""]) {
-      const error = await rejection(control.putIfAbsent(key, text("x"))) as unknown as MarshControlError;
-      assert.equal(error.name, "MarshError");
-      assert.equal(error.kind, "InvalidKey", key);
-      assert.equal(error.key, key);
-      assert.match(error.message, new RegExp(JSON.stringify(key).replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")));
-    }
-    assert.equal((await rejection(control.get("a/../b"))).kind, "InvalidKey");
-    assert.equal(wrapped.calls.length, 0);
-  },
-
   "control plane: a bound namespace keeps records below it; the datastore store reads the root": async (bucket) => {
     const cache = new DenoCache(await bucket.tempDir());
     const bound = new MarshSyncService(bucket.store(), cache, { scope: "test://bound", namespace: "team-a" });
@@ -233,24 +162,6 @@ const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
     assert.deepEqual(JSON.parse(decode((await root.get("datastore-format"))!)), { format: 2 });
     assert.equal(await root.get("signals/s"), null, "the datastore store ignores the namespace");
     assert.deepEqual(await bound.controlPlaneStore().list(""), ["signals/s"]);
-  },
-
-  "control plane: the datastore store honours its abort signal": async (bucket) => {
-    const wrapped = new WrappedStore(bucket.store());
-    const root = datastoreControlPlaneStore(wrapped);
-    const aborted = AbortSignal.abort();
-
-    const error = await rejection(root.get("datastore-format", { signal: aborted }));
-
-    assert.equal(error.name, "AbortError");
-    assert.equal(wrapped.calls.length, 0, "no request once aborted");
-    const controller = new AbortController();
-    const seen: (AbortSignal | undefined)[] = [];
-    const watched = new WrappedStore(bucket.store(), {
-      before: (_call, _nth, options) => void seen.push(options?.signal),
-    });
-    assert.equal(await datastoreControlPlaneStore(watched).get("nothing", { signal: controller.signal }), null);
-    assert.deepEqual(seen, [controller.signal], "the signal reaches the request");
   },
 
   "capabilities: exactly what works is advertised, and each advertised capability is exercised": async (bucket) => {
@@ -286,60 +197,6 @@ const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
       assert.ok(exercises[name], `${name} is advertised but no test exercises it`);
       await exercises[name]!();
     }
-  },
-
-  "createSyncService returns a new sync service on every call": async (bucket) => {
-    const provider = bucket.provider();
-    const cacheDir = await bucket.tempDir();
-    const first = provider.createSyncService!("/repo", cacheDir);
-    const second = provider.createSyncService!("/repo", cacheDir);
-
-    assert.notEqual(first, second);
-    assert.notEqual((first as MarshSyncService).engine, (second as MarshSyncService).engine);
-  },
-
-  "lock: a namespace puts the global lock and other lock keys below it, once": async (bucket) => {
-    const provider = bucket.provider();
-    const global = provider.createLock("/repo/.swamp", { namespace: "team-a" });
-    const model = provider.createLock("/repo/.swamp", { namespace: "team-a", lockKey: "data/m/i-1/.lock" });
-    const already = provider.createLock("/repo/.swamp", { namespace: "team-a", lockKey: "team-a/data/m/i-2/.lock" });
-    for (const lock of [global, model, already]) await lock.acquire();
-
-    assert.ok(await bucket.rawGet("team-a/.datastore.lock"));
-    assert.ok(await bucket.rawGet("team-a/data/m/i-1/.lock"));
-    assert.ok(await bucket.rawGet("team-a/data/m/i-2/.lock"));
-    assert.equal(await bucket.rawGet(LOCK_KEY), null, "not the root lock");
-    for (const lock of [global, model, already]) await lock.release();
-    assert.equal(await bucket.rawGet("team-a/.datastore.lock"), null);
-  },
-
-  "lock: a timeout carries code lock_timeout, lockKey and waitedMs": async (bucket) => {
-    const holder = bucket.provider().createLock("/repo/.swamp", { namespace: "ns" });
-    await holder.acquire();
-    const waiter = bucket.provider(bucket.store()).createLock("/repo/.swamp", {
-      namespace: "ns",
-      retryIntervalMs: 50,
-      maxWaitMs: 200,
-    });
-
-    const error = await rejection(waiter.acquire()) as unknown as MarshLockError;
-
-    assert.equal(error.name, "LockTimeoutError");
-    assert.equal(error.code, "lock_timeout");
-    assert.equal(error.retryable, true);
-    assert.equal(error.lockKey, "ns/.datastore.lock");
-    assert.ok(typeof error.waitedMs === "number" && error.waitedMs >= 200, `waitedMs ${error.waitedMs}`);
-    assert.equal(error.holder?.holderUnknown, undefined, "a readable holder is named");
-    await holder.release();
-  },
-
-  "lock: a lock object whose body cannot be read is reported with holderUnknown": async (bucket) => {
-    await bucket.rawPut(LOCK_KEY, text("<html>not a lock</html>"));
-    const info = await bucket.provider().createLock("/repo/.swamp").inspect();
-
-    assert.ok(info);
-    assert.equal(info.holderUnknown, true);
-    assert.equal(info.nonce, undefined);
   },
 };
 
