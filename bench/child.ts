@@ -117,6 +117,11 @@ export interface TransferRun {
   /** Whether this engine went first in its round (the order alternates). */
   first: boolean;
   ms: number;
+  /**
+   * This process's CPU time (user + system, all threads) over the run: the client's own work, which other jobs on
+   * the machine stretch far less than the wall time (the store's work, e.g. moto's, is in another process).
+   */
+  cpuMs: number;
   files: number;
   requests: Record<string, number>;
   totalRequests: number;
@@ -564,13 +569,16 @@ async function transferOnce(
   const store = new CountingStore(inner, timeline);
   let ms: number;
   let files: number;
+  let runCpuMs: number;
   let breakdown: Pick<TransferRun, "hostMs" | "outsideHostMs" | "phases"> = {};
+  const cpuStarted = cpuMs();
   if (engine === "plain") {
     const started = performance.now();
     files = direction === "download"
       ? await plainDownload(store, keys, folder!, spec.window)
       : await plainUpload(store, keys, from.cache, spec.window);
     ms = performance.now() - started;
+    runCpuMs = cpuMs() - cpuStarted;
   } else {
     const cache = new TimedCache(new DenoCache(direction === "download" ? folder! : from.cache), timeline);
     const traces: string[] = [];
@@ -581,6 +589,8 @@ async function transferOnce(
     else files = (await service.pushChanged(env)).uploaded;
     const ended = performance.now();
     ms = ended - started;
+    // Read before the breakdown below, which is the bench's own work.
+    runCpuMs = cpuMs() - cpuStarted;
     const { byKind, outsideHost } = timeline.breakdown(started, ended);
     breakdown = { hostMs: byKind, outsideHostMs: outsideHost, phases: phasesOf(traces) };
   }
@@ -594,6 +604,7 @@ async function transferOnce(
     engine,
     direction,
     ms,
+    cpuMs: runCpuMs,
     files,
     requests: { ...store.requests },
     totalRequests: store.totalRequests,
@@ -642,7 +653,11 @@ async function runTransfer(spec: TransferSpec): Promise<TransferResult> {
       for (const [position, engine] of order.entries()) {
         const run = await transferOnce(spec, engine, direction, keys, String(round), from);
         runs.push({ ...run, round, first: position === 0 });
-        console.error(`bench child: ${direction} ${engine} round ${round + 1}/${spec.reps}: ${run.ms.toFixed(0)} ms`);
+        console.error(
+          `bench child: ${direction} ${engine} round ${round + 1}/${spec.reps}: ${run.ms.toFixed(0)} ms (CPU ${
+            run.cpuMs.toFixed(0)
+          } ms)`,
+        );
       }
     }
   }

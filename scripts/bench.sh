@@ -2,7 +2,7 @@
 # THE benchmark command (not part of scripts/test.sh): builds the release wasm, starts moto through
 # scripts/with-emulators.sh, runs every scenario, prints PASS/MISS per target and rewrites bench/results/RESULTS.md.
 #   bash scripts/bench.sh            # THE full run: 10k and 250k files, 3–10 runs per figure, and scenario 4 (marsh
-#                                    # against a plain GET/PUT loop, 10k files of ~220 B, file:// and moto, 5 rounds)
+#                                    # against a plain GET/PUT loop, 10k files of ~220 B, file:// and moto, 3 rounds)
 #   bash scripts/bench.sh --quick    # CI-sized: 2k and 20k files, 2–3 runs, scenario 4 at 1k files, 3 rounds;
 #                                    # writes bench/results/RESULTS-quick.md
 #   bash scripts/bench.sh --only 2,3 # some scenarios (1 zero-diff, 2 slow path, 3 planning, 4 transfers against the
