@@ -12,6 +12,9 @@
  *   engine's migration makes of the monolith; format 1: the monolith) and an in-memory cache whose walk answers a
  *   prepared listing, so only the wasm core (index parse, listing conversion, per-entry decisions) is timed.
  * - `walk`: the cache walk alone (`DenoCache.walkPacked`), no wasm involved.
+ * - `transfer`: marsh's fresh pull and initial push against a plain loop over the same store adapter (GET + file write,
+ *   file read + PUT, the same window of 16 in flight, no index, no hashing, no checks), alternated run by run in this
+ *   one process, so both meet the same machine load, the same JIT state and the same store.
  * - `idle`: load the wasm and exit (the baseline RSS of a child).
  *
  * @module
@@ -80,7 +83,75 @@ export interface WalkSpec {
   runs: number;
 }
 
-export type ChildSpec = SyncSpec | PlanSpec | WalkSpec | { kind: "idle" };
+/**
+ * Transfers of one dataset, marsh against the plain loop, `reps` rounds. Each round runs both engines in each
+ * direction, the order swapped every round (plain first in even rounds), after one unmeasured warm-up round over the
+ * first {@link WARM_UP_FILES} files.
+ */
+export interface TransferSpec {
+  kind: "transfer";
+  /** The downloads' source: a prefix (or `file://` root) filled by a marsh push of `cache`. */
+  source: StoreSpec;
+  /** Each upload goes to a new empty store named after this one (`<root>-<run>` or `<prefix>-<run>`). */
+  uploadTo: StoreSpec;
+  /** The dataset's files (what uploads read); internal files are removed before each marsh push. */
+  cache: string;
+  /** The official-format index of the dataset: the plain loop's list of keys (read before any timing). */
+  index: string;
+  /** Scratch directory: downloads land in fresh folders under it. */
+  scratch: string;
+  reps: number;
+  directions: TransferDirection[];
+  /** Transfers in flight at once, for both engines (marsh's default is 16). */
+  window: number;
+}
+
+export type TransferDirection = "download" | "upload";
+export type TransferEngine = "marsh" | "plain";
+
+/** One measured transfer: all `files` files one way, by one engine. */
+export interface TransferRun {
+  engine: TransferEngine;
+  direction: TransferDirection;
+  round: number;
+  /** Whether this engine went first in its round (the order alternates). */
+  first: boolean;
+  ms: number;
+  /**
+   * This process's CPU time (user + system, all threads) over the run: the client's own work, which other jobs on
+   * the machine stretch far less than the wall time (the store's work, e.g. moto's, is in another process).
+   */
+  cpuMs: number;
+  files: number;
+  requests: Record<string, number>;
+  totalRequests: number;
+  byObject: Partial<Record<ObjectKind, ObjectTally>>;
+  /** marsh only: time inside each kind of host call, and outside any (wasm core + boundary + JS glue). */
+  hostMs?: Record<string, number>;
+  outsideHostMs?: number;
+  phases?: Phase[];
+}
+
+export interface TransferResult {
+  runs: TransferRun[];
+  files: number;
+  bytes: number;
+  peakRssBytes: number;
+}
+
+export type ChildSpec = SyncSpec | PlanSpec | WalkSpec | TransferSpec | { kind: "idle" };
+
+/** Every internal file or folder a sync may leave at the cache root (src/path.rs). */
+export const INTERNAL = [
+  ".datastore-sync-state.json",
+  ".marsh-view.json",
+  ".datastore-index.json",
+  ".marsh-dirty.json",
+  ".marsh-marks",
+  ".marsh-commit.json",
+  ".marsh-conflicts.json",
+  ".push-queue.json",
+];
 
 export interface Phase {
   name: string;
@@ -162,7 +233,7 @@ export function memoryFigures(): MemoryFigures {
   return { wasmBytes, jsHeapTotalBytes: usage.heapTotal, externalBytes: usage.external };
 }
 
-function openStore(spec: StoreSpec): MarshStore {
+function openStore(spec: StoreSpec): MarshStore & { destroy?: () => void } {
   if (spec.kind === "file") return new FsStore(spec.root);
   return new S3Store({ bucket: spec.bucket, prefix: spec.prefix, endpoint: spec.endpoint, forcePathStyle: true });
 }
@@ -405,12 +476,201 @@ async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: numbe
   return { runsMs, files, peakRssBytes: peakAfterFirst };
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// Transfers: marsh against the plain loop
+
+/** Files of the unmeasured warm-up round (JIT, the SDK's first requests, the wasm's first pull and push). */
+const WARM_UP_FILES = 100;
+
+/** `items` through `work`, at most `width` in flight, the next one starting as soon as one ends (a sliding window). */
+async function slidingWindow<T>(items: readonly T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await work(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, lane));
+}
+
+/**
+ * The plain download: GET each key through the store adapter and write its body to `<dir>/<key>` with Deno, creating
+ * each folder once. No index, no hash, no size check, no temp file: the least a client must do.
+ */
+async function plainDownload(store: MarshStore, keys: readonly string[], dir: string, window: number): Promise<number> {
+  const folders = new Map<string, Promise<void>>();
+  let written = 0;
+  await slidingWindow(keys, window, async (key) => {
+    const fetched = await store.get(key);
+    if ("notModified" in fetched) throw new Error(`plain download: ${key} answered 304 without a condition`);
+    const path = `${dir}/${key}`;
+    const folder = path.slice(0, path.lastIndexOf("/"));
+    let made = folders.get(folder);
+    if (!made) {
+      made = Deno.mkdir(folder, { recursive: true });
+      folders.set(folder, made);
+    }
+    await made;
+    await Deno.writeFile(path, fetched.body as ReadableStream<Uint8Array>);
+    written++;
+  });
+  return written;
+}
+
+/** The plain upload: open each file, take its size from the open descriptor, PUT it through the store adapter. */
+async function plainUpload(store: MarshStore, keys: readonly string[], dir: string, window: number): Promise<number> {
+  let sent = 0;
+  await slidingWindow(keys, window, async (key) => {
+    const file = await Deno.open(`${dir}/${key}`, { read: true });
+    const { size } = await file.stat();
+    // The stream closes the file once read to the end.
+    await store.put(key, { size, open: () => Promise.resolve(file.readable) }, { kind: "none" });
+    sent++;
+  });
+  return sent;
+}
+
+/** A new empty store for one upload run: `<root>-<tag>` (removed first) or the prefix `<prefix>-<tag>`. */
+async function uploadTarget(spec: StoreSpec, tag: string): Promise<StoreSpec> {
+  if (spec.kind === "file") {
+    const root = `${spec.root}-${tag}`;
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+    return { kind: "file", root };
+  }
+  return { ...spec, prefix: `${spec.prefix}-${tag}` };
+}
+
+async function dropUploadTarget(spec: StoreSpec): Promise<void> {
+  if (spec.kind === "file") await Deno.remove(spec.root, { recursive: true }).catch(() => {});
+}
+
+async function removeInternal(cache: string): Promise<void> {
+  for (const name of INTERNAL) await Deno.remove(`${cache}/${name}`, { recursive: true }).catch(() => {});
+}
+
+/** One measured transfer by one engine; the untimed preparation (an empty folder or store) comes first. */
+async function transferOnce(
+  spec: TransferSpec,
+  engine: TransferEngine,
+  direction: TransferDirection,
+  keys: readonly string[],
+  tag: string,
+  from: { source: StoreSpec; cache: string },
+): Promise<Omit<TransferRun, "round" | "first">> {
+  const timeline = new Timeline();
+  let target: StoreSpec | undefined;
+  let folder: string | undefined;
+  if (direction === "download") {
+    folder = `${spec.scratch}/${engine}-${tag}`;
+    await Deno.remove(folder, { recursive: true }).catch(() => {});
+  } else {
+    target = await uploadTarget(spec.uploadTo, `${engine}-${tag}`);
+    if (engine === "marsh") await removeInternal(from.cache);
+  }
+  const inner = openStore(direction === "download" ? from.source : target!);
+  const store = new CountingStore(inner, timeline);
+  let ms: number;
+  let files: number;
+  let runCpuMs: number;
+  let breakdown: Pick<TransferRun, "hostMs" | "outsideHostMs" | "phases"> = {};
+  const cpuStarted = cpuMs();
+  if (engine === "plain") {
+    const started = performance.now();
+    files = direction === "download"
+      ? await plainDownload(store, keys, folder!, spec.window)
+      : await plainUpload(store, keys, from.cache, spec.window);
+    ms = performance.now() - started;
+    runCpuMs = cpuMs() - cpuStarted;
+  } else {
+    const cache = new TimedCache(new DenoCache(direction === "download" ? folder! : from.cache), timeline);
+    const traces: string[] = [];
+    const service = new SyncService(store, cache, { concurrency: spec.window });
+    const env = makeEnv(new AbortController().signal, (line) => traces.push(line));
+    const started = performance.now();
+    if (direction === "download") files = (await service.pullChanged(env)).downloaded;
+    else files = (await service.pushChanged(env)).uploaded;
+    const ended = performance.now();
+    ms = ended - started;
+    // Read before the breakdown below, which is the bench's own work.
+    runCpuMs = cpuMs() - cpuStarted;
+    const { byKind, outsideHost } = timeline.breakdown(started, ended);
+    breakdown = { hostMs: byKind, outsideHostMs: outsideHost, phases: phasesOf(traces) };
+  }
+  inner.destroy?.();
+  if (files !== keys.length) throw new Error(`${engine} ${direction} moved ${files} files of ${keys.length}`);
+  // Untimed clean-up: the next run starts from an empty folder or store again.
+  if (folder) await Deno.remove(folder, { recursive: true }).catch(() => {});
+  if (target) await dropUploadTarget(target);
+  if (direction === "upload" && engine === "marsh") await removeInternal(from.cache);
+  return {
+    engine,
+    direction,
+    ms,
+    cpuMs: runCpuMs,
+    files,
+    requests: { ...store.requests },
+    totalRequests: store.totalRequests,
+    byObject: store.byObject,
+    ...breakdown,
+  };
+}
+
+async function runTransfer(spec: TransferSpec): Promise<TransferResult> {
+  const index = JSON.parse(await Deno.readTextFile(spec.index)) as { entries: Record<string, { size: number }> };
+  const keys = Object.keys(index.entries);
+  const bytes = Object.values(index.entries).reduce((total, entry) => total + entry.size, 0);
+  await Deno.mkdir(spec.scratch, { recursive: true });
+
+  // Warm-up round (unmeasured): the first files copied into a cache of their own, pushed by marsh into a store of
+  // their own, then both engines in both directions.
+  const warmKeys = keys.slice(0, WARM_UP_FILES);
+  const warmCache = `${spec.scratch}/warm-up-cache`;
+  await Deno.remove(warmCache, { recursive: true }).catch(() => {});
+  for (const key of warmKeys) {
+    const path = `${warmCache}/${key}`;
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.copyFile(`${spec.cache}/${key}`, path);
+  }
+  const warmSource = await uploadTarget(spec.uploadTo, "warm-up-source");
+  {
+    const store = openStore(warmSource);
+    await new SyncService(store, new DenoCache(warmCache), undefined).pushChanged(makeEnv());
+    store.destroy?.();
+    await removeInternal(warmCache);
+  }
+  const warm = { source: warmSource, cache: warmCache };
+  for (const direction of spec.directions) {
+    for (const engine of ["plain", "marsh"] as const) {
+      await transferOnce(spec, engine, direction, warmKeys, "warm", warm);
+    }
+  }
+  await dropUploadTarget(warmSource);
+  await Deno.remove(warmCache, { recursive: true }).catch(() => {});
+
+  const runs: TransferRun[] = [];
+  const from = { source: spec.source, cache: spec.cache };
+  for (let round = 0; round < spec.reps; round++) {
+    const order: TransferEngine[] = round % 2 === 0 ? ["plain", "marsh"] : ["marsh", "plain"];
+    for (const direction of spec.directions) {
+      for (const [position, engine] of order.entries()) {
+        const run = await transferOnce(spec, engine, direction, keys, String(round), from);
+        runs.push({ ...run, round, first: position === 0 });
+        console.error(
+          `bench child: ${direction} ${engine} round ${round + 1}/${spec.reps}: ${run.ms.toFixed(0)} ms (CPU ${
+            run.cpuMs.toFixed(0)
+          } ms)`,
+        );
+      }
+    }
+  }
+  return { runs, files: keys.length, bytes, peakRssBytes: peakRssBytes() };
+}
+
 if (import.meta.main) {
   const spec = JSON.parse(Deno.args[0]) as ChildSpec;
   let result: unknown;
   if (spec.kind === "sync") result = await runSync(spec);
   else if (spec.kind === "plan-wasm") result = await runPlan(spec);
   else if (spec.kind === "walk") result = await runWalk(spec);
+  else if (spec.kind === "transfer") result = await runTransfer(spec);
   else result = { peakRssBytes: peakRssBytes(), memory: memoryFigures() };
   console.log(JSON.stringify(result));
 }

@@ -17,6 +17,7 @@
  * zero-diff slow path never transfers a file.
  *
  *   deno run -A bench/gen.ts --n 250000 --seed 1 --out bench/tmp/data-250000   (writes cache/, index.json, manifest.json)
+ *   deno run -A bench/gen.ts --n 10000 --seed 2 --profile tiny                  (files of 200–240 B, for transfers)
  *
  * @module
  */
@@ -101,15 +102,27 @@ export interface GeneratedEntry {
 const EPOCH_MS = Date.UTC(2026, 0, 1);
 const SPAN_MS = 120 * 24 * 3600 * 1000;
 
+/**
+ * How file sizes are drawn: `mixed` (the default) log-uniform 200 B–4 KB with 1 % of 8–256 KB files; `tiny` uniform
+ * 200–240 B (mean 220 B), for the transfer comparison, where the per-file cost is the whole cost.
+ */
+export type SizeProfile = "mixed" | "tiny";
+
 /** The N entries of a dataset, sorted by key (byte order = code-unit order: keys are ASCII). */
-export function generateEntries(n: number, seed: number): GeneratedEntry[] {
+export function generateEntries(n: number, seed: number, profile: SizeProfile = "mixed"): GeneratedEntry[] {
   const rng = new Prng(seed);
   const entries: GeneratedEntry[] = [];
   const seen = new Set<string>();
   const add = (key: string) => {
     if (seen.has(key) || entries.length >= n) return;
     seen.add(key);
-    const size = rng.next() < 0.01 ? rng.logUniform(8 * 1024, 256 * 1024) : rng.logUniform(200, 4096);
+    // Two draws in either profile, so both profiles give the same keys and times for one seed.
+    const large = rng.next() < 0.01;
+    const size = profile === "tiny"
+      ? rng.int(200, 240)
+      : large
+      ? rng.logUniform(8 * 1024, 256 * 1024)
+      : rng.logUniform(200, 4096);
     const localMtimeMs = EPOCH_MS - rng.int(0, SPAN_MS);
     entries.push({ key, size, localMtimeMs, lastModifiedMs: localMtimeMs + rng.int(50, 5000) });
   };
@@ -194,6 +207,8 @@ export interface DatasetManifest {
   generator: number;
   n: number;
   seed: number;
+  /** Absent in manifests written before profiles existed: `mixed`. */
+  profile?: SizeProfile;
   indexBytes: number;
   fileBytes: number;
   meanKeyLength: number;
@@ -223,12 +238,21 @@ async function readManifest(path: string): Promise<DatasetManifest | undefined> 
  * The dataset of `n` files under `dir` (`cache/`, `index.json`, `manifest.json`), generated unless an identical one is
  * already there. Internal files a previous run left in `cache/` are the caller's business.
  */
-export async function ensureDataset(dir: string, n: number, seed: number, log = (_: string) => {}): Promise<Dataset> {
-  const entries = generateEntries(n, seed);
+export async function ensureDataset(
+  dir: string,
+  n: number,
+  seed: number,
+  log = (_: string) => {},
+  profile: SizeProfile = "mixed",
+): Promise<Dataset> {
+  const entries = generateEntries(n, seed, profile);
   const cache = `${dir}/cache`;
   const index = `${dir}/index.json`;
   const existing = await readManifest(`${dir}/manifest.json`);
-  if (existing?.generator === GENERATOR_VERSION && existing.n === n && existing.seed === seed) {
+  if (
+    existing?.generator === GENERATOR_VERSION && existing.n === n && existing.seed === seed &&
+    (existing.profile ?? "mixed") === profile
+  ) {
     // A reused dataset is checked file by file: an interrupted run or a manual sync against another store may have
     // left a file edited, and a zero-diff scenario would then not be one.
     const repaired = repairFiles(cache, entries, fillerFor(seed));
@@ -260,6 +284,7 @@ export async function ensureDataset(dir: string, n: number, seed: number, log = 
     generator: GENERATOR_VERSION,
     n,
     seed,
+    profile,
     indexBytes: bytes.length,
     fileBytes: total,
     meanKeyLength: Math.round(lengths.reduce((a, b) => a + b, 0) / lengths.length),
@@ -317,7 +342,8 @@ if (import.meta.main) {
   };
   const n = Number(flag("n", "10000"));
   const seed = Number(flag("seed", "1"));
-  const out = flag("out", `bench/tmp/data-${n}`);
-  const dataset = await ensureDataset(out, n, seed, console.error);
+  const profile = flag("profile", "mixed") as SizeProfile;
+  const out = flag("out", `bench/tmp/data-${profile === "mixed" ? "" : `${profile}-`}${n}`);
+  const dataset = await ensureDataset(out, n, seed, console.error, profile);
   console.log(JSON.stringify(dataset.manifest));
 }
