@@ -17,6 +17,8 @@ pub const DIRTY_NAME: &str = ".marsh-dirty.json";
 pub const COMMIT_JOURNAL_NAME: &str = ".marsh-commit.json";
 /// The per-path marks (`local::marks`): one empty file per `markDirty({relPath})`, in this folder at the root.
 pub const MARKS_FOLDER: &str = ".marsh-marks";
+/// Uploads of a two-phase push prepared here and not yet committed (`local::prepared`).
+pub const PREPARED_NAME: &str = ".marsh-prepared.json";
 /// The conflicts found by the last operations (`local::conflicts`), for `status`.
 pub const CONFLICTS_NAME: &str = ".marsh-conflicts.json";
 /// Basename prefix of our temp files, in any directory.
@@ -29,8 +31,17 @@ const LOCK_BASENAME: &str = ".lock";
 /// A namespace's claim object, in any folder.
 const NAMESPACE_CLAIM_NAME: &str = ".namespace.json";
 /// Internal files that only count at the cache root: a data file of the same name deeper down is user data.
-const ROOT_INTERNAL_NAMES: [&str; 8] =
-    [INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME, COMMIT_JOURNAL_NAME, CONFLICTS_NAME];
+const ROOT_INTERNAL_NAMES: [&str; 9] = [
+    INDEX_KEY,
+    PUSH_QUEUE_NAME,
+    LOCK_KEY,
+    SIDECAR_NAME,
+    VIEW_NAME,
+    DIRTY_NAME,
+    COMMIT_JOURNAL_NAME,
+    CONFLICTS_NAME,
+    PREPARED_NAME,
+];
 
 use crate::encoding::swar::{bytes_below_0x20, bytes_equal};
 
@@ -121,7 +132,7 @@ fn has_drive_prefix(key: &str) -> bool {
 }
 
 /// Never synced in either direction: exactly INDEX_KEY, PUSH_QUEUE_NAME, LOCK_KEY, SIDECAR_NAME, VIEW_NAME, DIRTY_NAME,
-/// COMMIT_JOURNAL_NAME, CONFLICTS_NAME at the root; anything under MARKS_FOLDER; anything under `_index/` or `_control/` (the format-2 index and control records: a data file there
+/// COMMIT_JOURNAL_NAME, CONFLICTS_NAME, PREPARED_NAME at the root; anything under MARKS_FOLDER; anything under `_index/` or `_control/` (the format-2 index and control records: a data file there
 /// would be uploaded over them); any file whose basename is `.lock`, `.namespace.json`, `_catalog.db` or starts with
 /// `_catalog.db-`; any basename starting with TEMP_PREFIX; and the official extension's crash leftovers: basename
 /// `.<uuid>.tmp` (uuid = 36 chars of hex and dashes).
@@ -137,6 +148,8 @@ pub fn is_internal(rel: &str) -> bool {
         Some(b'.') if rel.starts_with(MARKS_FOLDER) && rel.as_bytes().get(MARKS_FOLDER.len()) == Some(&b'/') => {
             return true
         }
+        // A namespace's own state (`namespace::STATE_PREFIX`).
+        Some(b'.') if rel.starts_with(".marsh-ns~") => return true,
         _ => {}
     }
     // Every internal name starts with one of these (each kind is checked by a test below): most data files stop here.
@@ -288,6 +301,7 @@ mod tests {
             VIEW_NAME,
             DIRTY_NAME,
             COMMIT_JOURNAL_NAME,
+            PREPARED_NAME,
             CONFLICTS_NAME,
         ] {
             assert!(is_internal(name), "{name}");

@@ -17,7 +17,8 @@
     feature = "flaw-delete-without-base-check",
     feature = "flaw-clear-all-marks",
     feature = "flaw-blind-control-create",
-    feature = "flaw-control-retry-says-false"
+    feature = "flaw-control-retry-says-false",
+    feature = "flaw-blind-commit"
 ))]
 
 mod sim_world;
@@ -194,6 +195,16 @@ fn w22_flaw_clear_all_marks_is_caught() {
     // A1 marks and writes w1 while A2's push runs on the same cache; A2 removes A1's mark too; w1 is never pushed.
     for style in [TokenStyle::S3, TokenStyle::Gcs] {
         assert_caught("flaw-clear-all-marks", &scenarios::mark_during_a_push(style), 5_000, "invariant 3");
+    }
+}
+
+#[cfg(feature = "flaw-blind-commit")]
+#[test]
+fn two_phase_flaw_blind_commit_is_caught() {
+    // B deletes base.json between A's prepare and A's commit; a commit that ignores what the entry became puts A's
+    // edit back on top of the deletion.
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        assert_caught("flaw-blind-commit", &scenarios::two_phase_edit_and_delete(style), 5_000, "invariant 1");
     }
 }
 

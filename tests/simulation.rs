@@ -109,6 +109,32 @@ fn random_schedules_find_no_violation() {
     assert!(schedules as u64 >= budget);
 }
 
+/// Two-phase pushes (`preparePush` / `commitPush`): two-phase writers of one file, a two-phase edit of a file another
+/// machine deletes between the phases, a prepare whose commit never comes, and a two-phase push beside a plain one
+/// with a write marked between the phases. Random schedules (`MARSH_SIM_SCHEDULES` scales them).
+#[test]
+fn two_phase_pushes_lose_nothing() {
+    let budget: u64 = std::env::var("MARSH_SIM_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let per_plan = (budget / 50).max(200);
+    for style in [TokenStyle::S3, TokenStyle::Gcs] {
+        for (index, (name, plan)) in [
+            ("two-phase pushes of one file", scenarios::two_phase_same_file(style)),
+            ("a two-phase edit of a file deleted meanwhile", scenarios::two_phase_edit_and_delete(style)),
+            ("a prepare without its commit", scenarios::prepare_without_commit(style)),
+            ("two-phase and a push", scenarios::two_phase_and_a_push(style)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let started = Instant::now();
+            let first_seed = 7_000_000_000 + index as u64 * 1_000_003;
+            let result = simulator(&plan).explore_random(first_seed..first_seed + per_plan);
+            report(&format!("random {name} ({style:?})"), &result, started);
+            assert_clean(name, &plan, &result);
+        }
+    }
+}
+
 /// W13: a holder whose heartbeat found its lock taken over writes nothing more, in every schedule explored; and the
 /// schedules do reach the refusal (A's heartbeat after B's take-over), not only the harmless order.
 #[test]

@@ -86,7 +86,7 @@ fn fetch_failed(rel: &str, error: StoreError) -> SyncError {
 }
 
 /// A cache-relative data path, or an error naming it (absolute paths, `..`, marsh's and swamp's own files).
-fn check_path(operation: &str, rel: &str) -> Result<(), SyncError> {
+pub fn check_path(operation: &str, rel: &str) -> Result<(), SyncError> {
     check_rel(rel).map_err(|error| SyncError::InvalidArgument(format!("{operation}: {error}")))?;
     if is_internal(rel) {
         return Err(SyncError::InvalidArgument(format!("{operation}: {rel:?} is an internal file, not cache data")));

@@ -14,14 +14,17 @@ mod pull;
 mod push;
 mod resolve;
 mod transfer;
+mod two_phase;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 
 pub use error::{FileFailure, SyncError};
+pub use hydrate::check_path;
 pub use pull::{is_content, PullOptions, PullReport};
 pub use push::PushReport;
 pub use resolve::{Keep, Resolved};
+pub use two_phase::{PushManifest, PushPreview};
 
 use crate::encoding::time::iso_from_ms;
 use crate::index;

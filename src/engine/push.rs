@@ -28,6 +28,7 @@ use crate::local::conflicts::ConflictKind;
 use crate::local::journal::{Journal, COMMIT_JOURNAL_NAME};
 use crate::local::marker::Marker;
 use crate::local::marks::{covers, Mark, MARKS_FOLDER, MAX_MARKS};
+use crate::local::prepared::{PreparedUploads, PREPARED_NAME};
 use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::{is_internal, VIEW_NAME};
 use crate::sorted::sort_paths;
@@ -74,22 +75,92 @@ enum Pushed {
 }
 
 /// A file to upload or hash, with what it was decided against.
-struct ToCheck {
-    rel: String,
-    decision: PushDecision,
-    entry: Option<IndexEntry>,
-    record: Option<ViewEntry>,
-    marked: Marked,
+pub(super) struct ToCheck {
+    pub rel: String,
+    pub decision: PushDecision,
+    pub entry: Option<IndexEntry>,
+    pub record: Option<ViewEntry>,
+    pub marked: Marked,
+    /// The object is this cache's own upload of an earlier prepare that was never committed (`PreparedUploads`).
+    pub prepared: Option<VersionToken>,
+}
+
+/// What `gather` found.
+pub(super) struct Gathered {
+    pub marker: Marker,
+    pub marks: Vec<Mark>,
+    pub marked_here: bool,
+    pub walked: Option<Walked>,
+    pub journal: Journal,
+    pub scope: Scope,
+    pub verified_before: Option<VersionToken>,
+}
+
+/// A push after planning: what it read and decided.
+pub(super) struct Planned {
+    pub listing: LocalListing,
+    pub snapshot: Snapshot,
+    pub read_token: Option<VersionToken>,
+    pub report: PushReport,
+    pub failures: Vec<FileFailure>,
+    pub updates: ViewUpdates,
+    pub plan: PushPlan,
+}
+
+/// One upload that went up, with the entry it is to become and the entry it replaces.
+#[derive(Debug, Clone)]
+pub(super) struct Upload {
+    pub rel: String,
+    pub entry: IndexEntry,
+    pub expected: Option<IndexEntry>,
+    pub stat: FileStat,
+    pub sha256: [u8; 32],
+    pub token: VersionToken,
+}
+
+/// A push after its transfers, before its index commit.
+pub(super) struct Transferred {
+    pub snapshot: Snapshot,
+    pub read_token: Option<VersionToken>,
+    pub report: PushReport,
+    pub failures: Vec<FileFailure>,
+    pub updates: ViewUpdates,
+    pub changes: Changes,
+    pub in_sync: Vec<String>,
+    pub unchanged: BTreeMap<String, IndexEntry>,
+    pub uploads: Vec<Upload>,
+    pub deletions: Vec<(String, IndexEntry, ViewEntry)>,
+    pub examined: Vec<String>,
+}
+
+/// What the end of a push needs besides the transfers.
+pub(super) struct Finish<'m> {
+    pub captured_id: Option<String>,
+    pub journal: Journal,
+    pub marks: &'m [Mark],
+    pub scope: Scope,
+    pub verified_before: Option<VersionToken>,
+    /// A prepare removed the deleted files' objects already.
+    pub objects_deleted: bool,
+    /// The whole index was read (not only the shards of some paths): a bulk push may then vouch for every entry.
+    pub whole_index_read: bool,
 }
 
 /// What the push looks at, and how it was marked.
-struct Scope {
+pub(super) struct Scope {
     /// Marked paths (durable marks and this instance's): looked at in any mode.
-    paths: BTreeSet<String>,
+    pub paths: BTreeSet<String>,
     /// A bare markDirty (or too many marks, or nothing known to be clean): the whole cache.
-    bulk: bool,
+    pub bulk: bool,
     /// A bare markDirty since the last clean push: files gone here may be deletions (`plan::Marked::bulk`).
-    bare_mark: bool,
+    pub bare_mark: bool,
+}
+
+impl Scope {
+    /// Nothing marked and nothing known dirty: the push has nothing to look at.
+    pub(super) fn is_empty(&self) -> bool {
+        !self.bulk && self.paths.is_empty()
+    }
 }
 
 impl<S, C, E> Engine<'_, S, C, E>
@@ -100,10 +171,28 @@ where
 {
     pub async fn push_changed(&self) -> Result<PushReport, SyncError> {
         self.check_abort()?;
+        let gathered = self.gather(true).await?;
+        let Gathered { marker, marks, marked_here, walked, journal, scope, verified_before } = gathered;
+        if scope.is_empty() && journal.is_empty() {
+            return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
+        }
+        // A markDirty through this instance since its last push may have been followed by a write after the pull's
+        // walk: walk again.
+        let walked = walked.filter(|_| !marked_here);
+        let result = self.push_full(&marker, walked, journal, &marks, scope, verified_before).await;
+        if marked_here && !matches!(&result, Ok(report) if report.clean) {
+            self.instance.set_marked();
+        }
+        result
+    }
+
+    /// What a push would look at now: the marker, the marks, this instance's own marks (taken when `take`: a preview
+    /// leaves them for the push), the commit journal.
+    pub(super) async fn gather(&self, take: bool) -> Result<Gathered, SyncError> {
         let marker = self.read_marker().await;
         let state = self.read_state().await;
         let marks = self.read_marks().await?;
-        let marked_here = self.instance.take_marked();
+        let marked_here = if take { self.instance.take_marked() } else { self.instance.marked_since_push.get() };
         // The flaw `flaw-ignore-instance-mark`, kept only to prove the tests catch it: this instance's own markDirty
         // does not force its next push to look at what it marked.
         #[cfg(feature = "flaw-ignore-instance-mark")]
@@ -112,7 +201,7 @@ where
         let instance_paths = BTreeSet::new();
         #[cfg(not(feature = "flaw-ignore-instance-mark"))]
         let instance_paths = self.instance.marked_paths();
-        let walked = self.instance.take_walk();
+        let walked = if take { self.instance.take_walk() } else { None };
         let journal = self.read_journal().await;
         // The flaw `flaw-no-commit-journal`, kept only to prove the simulator catches it: a commit that stopped
         // between its shards and its record is never finished.
@@ -121,23 +210,12 @@ where
         let overflow = marks.len() > MAX_MARKS || marks.iter().any(|mark| mark.path.is_none());
         let bulk = marked_here || overflow || !state.is_clean_at(marker.id().as_deref());
         let bare_mark = marked_here || state.bare_mark_since_clean(&marker);
-        if !bulk && marks.is_empty() && instance_paths.is_empty() && journal.is_empty() {
-            return Ok(PushReport { fast_path: true, clean: true, ..PushReport::default() });
-        }
         // Inserted one by one: `collect` into a set sorts first, with a sort instance of its own in the module.
         let mut paths = BTreeSet::new();
         paths.extend(marks.iter().filter_map(|mark| mark.path.clone()));
         paths.extend(instance_paths);
-        // A markDirty through this instance since its last push may have been followed by a write after the pull's
-        // walk: walk again.
-        let walked = walked.filter(|_| !marked_here);
-        let verified_before = state.verified_token.clone();
         let scope = Scope { paths, bulk, bare_mark };
-        let result = self.push_full(&marker, walked, journal, &marks, scope, verified_before).await;
-        if marked_here && !matches!(&result, Ok(report) if report.clean) {
-            self.instance.set_marked();
-        }
-        result
+        Ok(Gathered { marker, marks, marked_here, walked, journal, scope, verified_before: state.verified_token })
     }
 
     async fn push_full(
@@ -150,13 +228,41 @@ where
         verified_before: Option<VersionToken>,
     ) -> Result<PushReport, SyncError> {
         let started = self.env.now_ms();
-        let captured_id = captured.id();
-        let (listing, known, view, walk_reused) = self.push_inputs(&captured_id, walked, &scope).await?;
+        let planned = self.plan_phase(&captured.id(), walked, &scope, started).await?;
+        if self.config.dry_run {
+            let mut report = planned.report;
+            report.planned = planned.plan.to_check.iter().map(|check| check.rel.clone()).collect();
+            report.planned.extend(planned.plan.deletions.iter().map(|(rel, ..)| rel.clone()));
+            sort_paths(&mut report.planned);
+            return Ok(report);
+        }
+        let transferred = self.upload_phase(planned, started).await?;
+        let finish = Finish {
+            captured_id: captured.id(),
+            journal,
+            marks,
+            scope,
+            verified_before,
+            objects_deleted: false,
+            whole_index_read: true,
+        };
+        self.finish_push(transferred, finish, started).await
+    }
+
+    /// Read what the push looks at (the cache or the marked paths, the view, the index) and decide path by path.
+    pub(super) async fn plan_phase(
+        &self,
+        captured_id: &Option<String>,
+        walked: Option<Walked>,
+        scope: &Scope,
+        started: i64,
+    ) -> Result<Planned, SyncError> {
+        let (listing, known, view, walk_reused) = self.push_inputs(captured_id, walked, scope).await?;
         self.trace("push", if walk_reused { "walk (the pull's)" } else { "walk" }, started);
         self.check_abort()?;
         let snapshot = if !scope.bulk && known.is_none() {
             // Marked paths only: the index around them is enough (on format 2, their shards; W22's cost).
-            self.index_layer().read_for(&paths_in_scope(&scope, &listing, &view)).await?
+            self.index_layer().read_for(&paths_in_scope(scope, &listing, &view)).await?
         } else {
             match (self.index_layer().read(known.as_ref().and_then(Snapshot::commit_token)).await?, known) {
                 (Read::Found(snapshot), _) => snapshot,
@@ -177,16 +283,18 @@ where
             marked_only: !scope.bulk,
             ..PushReport::default()
         };
-        let mut failures = listing.invalid.clone();
+        let failures = listing.invalid.clone();
         let mut updates = ViewUpdates::new();
+        let prepared = self.read_prepared().await;
         let marks_of = Marks { paths: &scope.paths, bulk: scope.bare_mark };
-        let plan = self.plan_push(&snapshot.index, &listing, &view, &scope, marks_of, &mut report, &mut updates)?;
-        if self.config.dry_run {
-            report.planned = plan.to_check.iter().map(|check| check.rel.clone()).collect();
-            report.planned.extend(plan.deletions.iter().map(|(rel, ..)| rel.clone()));
-            sort_paths(&mut report.planned);
-            return Ok(report);
-        }
+        let plan =
+            self.plan_push(&snapshot.index, &listing, &view, scope, marks_of, &prepared, &mut report, &mut updates)?;
+        Ok(Planned { listing, snapshot, read_token, report, failures, updates, plan })
+    }
+
+    /// Upload (or hash) every file the plan names, each on condition that the object is the version decided on.
+    pub(super) async fn upload_phase(&self, planned: Planned, started: i64) -> Result<Transferred, SyncError> {
+        let Planned { listing, snapshot, read_token, mut report, mut failures, mut updates, plan } = planned;
         let bytes_planned =
             plan.to_check.iter().map(|check| listing.stat(&check.rel).map_or(0, |stat| stat.size)).sum();
         self.env.progress(&Progress::Planned {
@@ -205,19 +313,17 @@ where
         let mut changes = Changes::default();
         let mut in_sync = plan.in_sync;
         let mut unchanged: BTreeMap<String, IndexEntry> = BTreeMap::new();
-        let mut pushed: BTreeMap<String, IndexEntry> = BTreeMap::new();
-        let mut upload_tokens: BTreeMap<String, VersionToken> = BTreeMap::new();
+        let mut uploads = Vec::new();
         for (check, outcome) in results {
             let rel = check.rel;
             match outcome {
                 Ok(Pushed::Uploaded { entry: new_entry, stat, sha256, token }) => {
                     report.uploaded += 1;
                     self.env.progress(&Progress::Transferred { operation: "push", rel: &rel, bytes: stat.size });
-                    upload_tokens.insert(rel.clone(), token.clone());
-                    let record = ViewEntry::new(stat, Some(sha256), &new_entry).with_token(Some(token));
+                    let record = ViewEntry::new(stat, Some(sha256), &new_entry).with_token(Some(token.clone()));
                     updates.insert(rel.clone(), Some(record));
-                    changes.put(rel.clone(), new_entry.clone(), check.entry);
-                    pushed.insert(rel, new_entry);
+                    changes.put(rel.clone(), new_entry.clone(), check.entry.clone());
+                    uploads.push(Upload { rel, entry: new_entry, expected: check.entry, stat, sha256, token });
                 }
                 Ok(Pushed::Unchanged { stat, sha256 }) => match check.entry {
                     Some(entry) => {
@@ -238,6 +344,47 @@ where
             changes.remove(rel.clone(), entry.clone());
         }
         self.trace("push", "uploads", started);
+        Ok(Transferred {
+            snapshot,
+            read_token,
+            report,
+            failures,
+            updates,
+            changes,
+            in_sync,
+            unchanged,
+            uploads,
+            deletions: plan.deletions,
+            examined: plan.examined,
+        })
+    }
+
+    /// Commit what was transferred, delete the objects of deleted files (unless a prepare did), save the view, clear
+    /// the marks handled and record clean / verified as far as they are known.
+    pub(super) async fn finish_push(
+        &self,
+        transferred: Transferred,
+        finish: Finish<'_>,
+        started: i64,
+    ) -> Result<PushReport, SyncError> {
+        let Transferred {
+            snapshot,
+            read_token,
+            mut report,
+            failures,
+            mut updates,
+            changes,
+            mut in_sync,
+            unchanged,
+            uploads,
+            deletions,
+            examined,
+        } = transferred;
+        let Finish { captured_id, journal, marks, scope, verified_before, objects_deleted, whole_index_read } = finish;
+        let mut pushed: BTreeMap<String, IndexEntry> =
+            uploads.iter().map(|upload| (upload.rel.clone(), upload.entry.clone())).collect();
+        let upload_tokens: BTreeMap<String, VersionToken> =
+            uploads.iter().map(|upload| (upload.rel.clone(), upload.token.clone())).collect();
 
         // Commit whatever was uploaded even if other files failed, so no uploaded object is left out of the index. A
         // commit of this cache that stopped half-way (`local::journal`) is finished by committing the record again.
@@ -276,15 +423,18 @@ where
             updates.discard(rel);
             report.conflicts.push((rel.clone(), kind));
         }
-        for (rel, _, record) in plan.deletions.into_iter().filter(|(rel, ..)| !refused.contains(rel)) {
-            self.delete_object(&rel, &record).await;
+        for (rel, _, record) in deletions.into_iter().filter(|(rel, ..)| !refused.contains(rel)) {
+            if !objects_deleted {
+                self.delete_object(&rel, &record).await;
+            }
             updates.insert(rel.clone(), None);
             report.deleted.push(rel);
         }
         self.trace("push", "index commit and deletions", started);
         self.save_view(updates).await?;
+        // Uploads of an earlier prepare that this commit settled (in the index now, or in conflict) are ours no more.
+        self.forget_prepared(uploads.iter().map(|upload| upload.rel.as_str())).await?;
         report.conflicts.sort_unstable();
-        let examined = plan.examined;
         self.report_conflicts(&report.conflicts, examined.iter().cloned()).await?;
         report.marks_cleared = self.clear_marks(marks, &scope, &report, &failures).await?;
 
@@ -304,7 +454,7 @@ where
                 sort_paths(&mut in_sync);
                 let in_sync: Vec<&str> = in_sync.iter().map(String::as_str).collect();
                 let known = Known { in_sync: &in_sync, unchanged: &unchanged, pushed: &pushed };
-                every_entry_matches(&snapshot.index, &known)
+                whole_index_read && every_entry_matches(&snapshot.index, &known)
             } else {
                 // Only marked paths were looked at: the rest is as verified before, if that was the index read.
                 verified_before.is_some() && verified_before == read_token
@@ -395,6 +545,7 @@ where
         view: &LocalView,
         scope: &Scope,
         marks: Marks<'_>,
+        prepared: &PreparedUploads,
         report: &mut PushReport,
         updates: &mut ViewUpdates,
     ) -> Result<PushPlan, SyncError> {
@@ -431,7 +582,7 @@ where
                     if !marked.path {
                         inferred.push(rel.to_string());
                     }
-                    plan.deletions.push((rel.to_string(), entry.clone(), record.clone()));
+                    plan.deletions.push((rel.to_string(), entry.clone(), prepared.as_base(rel, record)));
                 }
                 PushDecision::ForgetBase => updates.insert(rel.to_string(), None),
                 PushDecision::Nothing => {}
@@ -441,6 +592,7 @@ where
                     entry: entry.cloned(),
                     record: record.cloned(),
                     marked,
+                    prepared: prepared.token(rel),
                 }),
             }
         }
@@ -521,7 +673,32 @@ where
         Ok(committed)
     }
 
-    async fn read_journal(&self) -> Journal {
+    pub(super) async fn read_prepared(&self) -> PreparedUploads {
+        PreparedUploads::parse(self.cache.read_internal(PREPARED_NAME).await.ok().flatten().as_deref())
+    }
+
+    /// Record uploads a prepare made (`local::prepared`).
+    pub(super) async fn note_prepared(&self, uploads: &[Upload]) -> Result<(), SyncError> {
+        if uploads.is_empty() {
+            return Ok(());
+        }
+        let mut prepared = self.read_prepared().await;
+        for upload in uploads {
+            prepared.insert(upload.rel.clone(), &upload.token);
+        }
+        self.cache.write_internal(PREPARED_NAME, prepared.to_json()).await.map_err(SyncError::from_store)
+    }
+
+    /// These paths' prepared uploads are settled (committed, or in conflict with what is committed).
+    async fn forget_prepared<'r>(&self, rels: impl IntoIterator<Item = &'r str>) -> Result<(), SyncError> {
+        let mut prepared = self.read_prepared().await;
+        if prepared.is_empty() || !prepared.forget(rels) {
+            return Ok(());
+        }
+        self.cache.write_internal(PREPARED_NAME, prepared.to_json()).await.map_err(SyncError::from_store)
+    }
+
+    pub(super) async fn read_journal(&self) -> Journal {
         Journal::parse(self.cache.read_internal(COMMIT_JOURNAL_NAME).await.ok().flatten().as_deref())
     }
 
@@ -546,7 +723,7 @@ where
 
     /// Delete the object of a removed entry, on condition that it still is the version this cache last had: another
     /// writer's newer object (and its coming entry) is never removed. A failure leaves an object no entry names.
-    async fn delete_object(&self, rel: &str, record: &ViewEntry) {
+    pub(super) async fn delete_object(&self, rel: &str, record: &ViewEntry) {
         let Ok(Some(token)) = self.base_version(rel, record).await else { return };
         let _ = self.retry(|| self.store.delete(rel, Some(&token))).await;
     }
@@ -577,7 +754,7 @@ where
                 PushDecision::Conflict(kind) => return Ok(Pushed::Conflict(kind)),
                 _ => return Ok(Pushed::RemoteNewer),
             };
-            let earlier = ours.borrow().clone();
+            let earlier = ours.borrow().clone().or_else(|| check.prepared.clone());
             let precondition = match (earlier, &check.record, replaces) {
                 (Some(ours), ..) => Precondition::IfMatch(ours),
                 (None, Some(record), true) => match self.base_version(rel, record).await? {
@@ -610,14 +787,14 @@ where
 
 /// What a push decided, path by path, before any transfer.
 #[derive(Default)]
-struct PushPlan {
-    to_check: Vec<ToCheck>,
+pub(super) struct PushPlan {
+    pub to_check: Vec<ToCheck>,
     /// Files equal to their entry in the index read (by stat and view), in path order.
-    in_sync: Vec<String>,
+    pub in_sync: Vec<String>,
     /// Marked absences to delete: the entry decided on and the base.
-    deletions: Vec<(String, IndexEntry, ViewEntry)>,
+    pub deletions: Vec<(String, IndexEntry, ViewEntry)>,
     /// Every path looked at, in path order (for the conflicts report).
-    examined: Vec<String>,
+    pub examined: Vec<String>,
 }
 
 /// What a push knows to equal the local files, by the entry version compared.

@@ -43,7 +43,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use marsh::engine::{Engine, EngineConfig, Instance, SyncError};
+use marsh::engine::{Engine, EngineConfig, Instance, PushManifest, SyncError};
 use marsh::index::sha256_hex;
 use marsh::local::conflicts::{Conflicts, CONFLICTS_NAME};
 use marsh::local::journal::{Journal, COMMIT_JOURNAL_NAME};
@@ -70,6 +70,11 @@ pub enum Op {
     Delete(&'static str),
     /// A bare markDirty, then remove the file (the push infers the deletion from the base).
     DeleteBare(&'static str),
+    /// Phase one of a two-phase push (`preparePush`): the manifest is kept for this actor's next `Commit`. A prepare
+    /// with no commit after it is a process that stopped between the phases.
+    Prepare,
+    /// Phase two (`commitPush`) of this actor's last prepare.
+    Commit,
 }
 
 #[derive(Clone, Debug)]
@@ -277,8 +282,19 @@ async fn run_actor(
     let instance = Instance::new();
     let engine = machine.engine(&instance);
     let text = |bytes: Option<Vec<u8>>| bytes.map(|bytes| String::from_utf8(bytes).expect("text"));
+    let mut manifest: Option<PushManifest> = None;
     for op in ops {
         match op {
+            Op::Prepare => {
+                manifest = Some(engine.prepare_push().await.map_err(|e| format!("prepare: {e}"))?);
+            }
+            Op::Commit => {
+                let prepared = manifest.take().ok_or("a commit without a prepare")?;
+                match engine.commit_push(&prepared).await {
+                    Ok(_) | Err(SyncError::Conflicts { .. }) => {}
+                    Err(error) => return Err(format!("commit: {error}")),
+                }
+            }
             Op::Pull => {
                 engine.pull_changed().await.map_err(|e| format!("pull: {e}"))?;
             }

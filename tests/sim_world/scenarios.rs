@@ -236,3 +236,82 @@ pub fn mark_during_a_push(style: TokenStyle) -> Plan {
         ],
     )
 }
+
+/// Two-phase pushes: two machines edit one file and push it in two phases, interleaved with each other.
+pub fn two_phase_same_file(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new(
+                "A pull,write,prepare,commit",
+                0,
+                &[Op::Pull, Op::Write("base.json"), Op::Prepare, Op::Commit],
+            ),
+            ActorPlan::new(
+                "B pull,write,prepare,commit,pull",
+                1,
+                &[Op::Pull, Op::Write("base.json"), Op::Prepare, Op::Commit, Op::Pull],
+            ),
+        ],
+    )
+}
+
+/// A two-phase edit of a file another machine deletes between the prepare and the commit: the commit must not put
+/// the entry back (a zombie of a deleted version).
+pub fn two_phase_edit_and_delete(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new(
+                "A pull,write,prepare,commit",
+                0,
+                &[Op::Pull, Op::Write("base.json"), Op::Prepare, Op::Commit],
+            ),
+            ActorPlan::new("B pull,delete,push,pull", 1, &[Op::Pull, Op::Delete("base.json"), Op::Push, Op::Pull]),
+        ],
+    )
+}
+
+/// A two-phase push with a write and a deletion, a write marked between its phases on the same cache, and a plain
+/// push of the same files on another machine.
+pub fn two_phase_and_a_push(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new(
+                "A pull,write,delete,prepare,commit",
+                0,
+                &[Op::Pull, Op::Write("a1"), Op::Delete("base.json"), Op::Prepare, Op::Commit],
+            ),
+            ActorPlan::new("A' write", 0, &[Op::Write("a2")]),
+            ActorPlan::new(
+                "B pull,write,write,push,pull",
+                1,
+                &[Op::Pull, Op::Write("base.json"), Op::Write("a1"), Op::Push, Op::Pull],
+            ),
+        ],
+    )
+}
+
+/// A process that prepared and never committed (stopped between the phases), while another machine edits the files.
+pub fn prepare_without_commit(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        false,
+        vec![
+            ActorPlan::new(
+                "A pull,write,delete,prepare (stops)",
+                0,
+                &[Op::Pull, Op::Write("a1"), Op::Delete("base.json"), Op::Prepare],
+            ),
+            ActorPlan::new("B pull,write,push,pull", 1, &[Op::Pull, Op::Write("a1"), Op::Push, Op::Pull]),
+        ],
+    )
+}
