@@ -24,6 +24,7 @@ pub mod engine;
 pub mod index;
 pub mod local;
 pub mod lock;
+pub mod namespace;
 pub mod path;
 mod sorted;
 pub mod store;
