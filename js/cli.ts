@@ -13,12 +13,13 @@ import { makeEnv, traceFromEnvironment } from "./env.ts";
 import type { Conflict, MarshEnv, MarshSyncError, PullOptions, PullReport, PushReport, SyncOptions } from "./host.ts";
 import { MarshLock } from "./lock.ts";
 import { makeVerifier } from "./verifier.ts";
-import { SyncService, version } from "./wasm.ts";
+import { listNamespaces, registerNamespace, SyncService, version } from "./wasm.ts";
 
 const USAGE = `usage:
   marsh sync|pull|push --store URL --cache DIR [--dry-run] [--json] [--concurrency N]
                        [--restore] (pull, sync)  [--max-deletions N] (push, sync)
                        [--metadata-only] [--subdir D]... [--model TYPE/ID]... (pull)
+                       [--preview] (push: count what would go, write nothing)
   marsh hydrate PATH --store URL --cache DIR [--json]   (bring one file in, after pull --metadata-only)
   marsh mark-dirty --store URL --cache DIR [--path P]
   marsh resolve PATH --keep-local|--keep-remote --store URL --cache DIR [--json]
@@ -27,7 +28,10 @@ const USAGE = `usage:
   marsh lock status --store URL [--lock-key KEY] [--json]
   marsh lock release --force --store URL [--lock-key KEY]
   marsh verify --store URL [--json]
+  marsh namespace register NS --repo-id ID --store URL   (claim NS for this repository)
+  marsh namespace list --store URL [--json]
   marsh version
+every command that syncs or locks takes --namespace NS: objects below NS/, files in DIR/NS/
 store URLs: s3://bucket/prefix  gs://bucket/prefix  file:///absolute/dir
 store options: --endpoint URL (S3-compatible endpoint or GCS emulator), --region R, --force-path-style, --project ID
 exit codes: 0 ok, 1 other failure (a refused mass deletion too), 2 usage, 3 conflict (paths changed here and in the
@@ -44,6 +48,7 @@ const BOOLEAN_FLAGS = new Set([
   "keep-local",
   "keep-remote",
   "metadata-only",
+  "preview",
 ]);
 
 /** Flags that may be given more than once (each adds one value). */
@@ -163,6 +168,11 @@ function count(flags: Parsed["flags"], name: string): number | undefined {
   return number;
 }
 
+/** `--namespace NS`: the sync service (and lock) of that namespace. */
+function serviceOptions(flags: Parsed["flags"], options: SyncOptions = {}): SyncOptions {
+  return { ...options, namespace: optional(flags, "namespace") };
+}
+
 function cliEnv(signal: AbortSignal, flags: Parsed["flags"]): MarshEnv {
   const env = makeEnv(signal, traceFromEnvironment(["MARSH_SYNC_TRACE"]));
   env.progress = flags.get("json") ? undefined : terminalProgress();
@@ -181,7 +191,19 @@ async function sync(command: string, parsed: Parsed, signal: AbortSignal): Promi
     restoreDeleted: flags.get("restore") === true,
   };
   const pull = pullOptions(command, parsed);
-  const service = new SyncService(store, cache, options);
+  const service = new SyncService(store, cache, serviceOptions(flags, options));
+  if (flags.get("preview") === true) {
+    if (command !== "push") throw new UsageError("--preview is a push option");
+    const preview = await service.previewPush(cliEnv(signal, flags));
+    if (flags.get("json")) console.log(JSON.stringify({ preview }));
+    else {
+      console.log(
+        `push (preview): ${preview.total} file(s) would go: ${preview.new} new, ${preview.changed} changed, ` +
+          `${preview.deleted} deleted`,
+      );
+    }
+    return EXIT.ok;
+  }
   const env = cliEnv(signal, flags);
   const started = performance.now();
   const result: { pull?: PullReport; push?: PushReport } = {};
@@ -231,7 +253,7 @@ async function hydrate(parsed: Parsed, signal: AbortSignal): Promise<number> {
   const rel = words[1];
   if (rel === undefined || words.length > 2) throw new UsageError("hydrate needs exactly one PATH");
   const { store } = storeFrom(flags);
-  const service = new SyncService(store, new DenoCache(required(flags, "cache")), undefined);
+  const service = new SyncService(store, new DenoCache(required(flags, "cache")), serviceOptions(flags));
   const hydrated = await service.hydrateFile(cliEnv(signal, flags), rel);
   if (flags.get("json")) console.log(JSON.stringify({ rel, hydrated }));
   else console.log(hydrated ? `hydrate: ${rel} is in place` : `hydrate: the index has no ${rel}`);
@@ -251,7 +273,7 @@ function errorJson(error: MarshSyncError): Record<string, unknown> {
 async function status(parsed: Parsed, signal: AbortSignal): Promise<number> {
   const { flags } = parsed;
   const { store, scope } = storeFrom(flags);
-  const service = new SyncService(store, new DenoCache(required(flags, "cache")), undefined);
+  const service = new SyncService(store, new DenoCache(required(flags, "cache")), serviceOptions(flags));
   const report = await service.status(makeEnv(signal));
   if (flags.get("json")) {
     console.log(JSON.stringify({ store: scope, ...report }));
@@ -292,8 +314,11 @@ async function migrateIndex(parsed: Parsed, signal: AbortSignal): Promise<number
   // The migration touches no cache file; the service wants a cache directory all the same.
   const unused = await Deno.makeTempDir({ prefix: "marsh-migrate-" });
   try {
-    const service = new SyncService(store, new DenoCache(unused), undefined);
-    const lock = new MarshLock(store, scope, { lockKey: optional(flags, "lock-key") });
+    const service = new SyncService(store, new DenoCache(unused), serviceOptions(flags));
+    const lock = new MarshLock(store, scope, {
+      lockKey: optional(flags, "lock-key"),
+      namespace: optional(flags, "namespace"),
+    });
     const result = await lock.withLock(() => service.migrateMonolithToShards(makeEnv(signal)));
     if (flags.get("json")) console.log(JSON.stringify(result));
     else if (!result.converted) {
@@ -312,7 +337,10 @@ async function markDirty(parsed: Parsed, signal: AbortSignal): Promise<number> {
   const { store } = storeFrom(flags);
   const path = flags.get("path");
   if (path === true || path === "") throw new UsageError("--path needs a cache-relative path");
-  await new SyncService(store, new DenoCache(required(flags, "cache")), undefined).markDirty(makeEnv(signal), path);
+  await new SyncService(store, new DenoCache(required(flags, "cache")), serviceOptions(flags)).markDirty(
+    makeEnv(signal),
+    path,
+  );
   return EXIT.ok;
 }
 
@@ -325,7 +353,7 @@ async function resolve(parsed: Parsed, signal: AbortSignal): Promise<number> {
     throw new UsageError("resolve needs one of --keep-local and --keep-remote");
   }
   const { store } = storeFrom(flags);
-  const service = new SyncService(store, new DenoCache(required(flags, "cache")), undefined);
+  const service = new SyncService(store, new DenoCache(required(flags, "cache")), serviceOptions(flags));
   const result = await service.resolveConflict(cliEnv(signal, flags), rel, local ? "local" : "remote");
   if (flags.get("json")) {
     console.log(JSON.stringify(result));
@@ -346,7 +374,10 @@ async function resolve(parsed: Parsed, signal: AbortSignal): Promise<number> {
 async function lock(parsed: Parsed): Promise<number> {
   const { flags, words } = parsed;
   const { store, scope } = storeFrom(flags);
-  const handle = new MarshLock(store, scope, { lockKey: optional(flags, "lock-key") });
+  const handle = new MarshLock(store, scope, {
+    lockKey: optional(flags, "lock-key"),
+    namespace: optional(flags, "namespace"),
+  });
   const info = await handle.inspect();
   if (words[1] === "status") {
     if (flags.get("json")) console.log(JSON.stringify(info));
@@ -374,6 +405,27 @@ async function lock(parsed: Parsed): Promise<number> {
     return released ? EXIT.ok : EXIT.conflict;
   }
   throw new UsageError("lock needs `status` or `release --force`");
+}
+
+/** `namespace register NS --repo-id ID` (a create-only claim) and `namespace list`. */
+async function namespaceCommand(parsed: Parsed, signal: AbortSignal): Promise<number> {
+  const { flags, words } = parsed;
+  const { store } = storeFrom(flags);
+  if (words[1] === "register") {
+    const name = words[2];
+    if (name === undefined || words.length > 3) throw new UsageError("namespace register needs exactly one NS");
+    await registerNamespace(store, makeEnv(signal), name, required(flags, "repo-id"));
+    if (flags.get("json")) console.log(JSON.stringify({ namespace: name, registered: true }));
+    else console.log(`namespace ${name} is claimed by ${required(flags, "repo-id")}`);
+    return EXIT.ok;
+  }
+  if (words[1] === "list") {
+    const names = await listNamespaces(store, makeEnv(signal));
+    if (flags.get("json")) console.log(JSON.stringify({ namespaces: names }));
+    else console.log(names.length ? names.join("\n") : "no namespaces");
+    return EXIT.ok;
+  }
+  throw new UsageError("namespace needs `register NS --repo-id ID` or `list`");
 }
 
 async function verify(parsed: Parsed): Promise<number> {
@@ -421,6 +473,8 @@ export async function main(args: string[], signal: AbortSignal = new AbortContro
         return await lock(parsed);
       case "verify":
         return await verify(parsed);
+      case "namespace":
+        return await namespaceCommand(parsed, signal);
       default:
         throw new UsageError(`unknown command ${command}`);
     }

@@ -28,8 +28,8 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
   });
 }
 
-export function makeEnv(signal?: AbortSignal, trace?: (line: string) => void): MarshEnv {
-  return { sleep: (ms: number) => abortableSleep(ms, signal), signal, trace };
+export function makeEnv(signal?: AbortSignal, trace?: (line: string) => void, namespace?: string): MarshEnv {
+  return { sleep: (ms: number) => abortableSleep(ms, signal), signal, trace, namespace };
 }
 
 /** A trace sink when any of `variables` is set to a non-empty value other than "0" (B21), else undefined. */

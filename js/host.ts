@@ -349,6 +349,11 @@ export interface MarshEnv {
   trace?(line: string): void;
   /** Transfer progress (plan, then one event per file moved); a throwing callback is ignored. */
   progress?(event: ProgressEvent): void;
+  /**
+   * The namespace this operation targets: objects at `{namespace}/…`, files at `{cache}/{namespace}/…`. A service's
+   * first pull, push or prepare binds it to its namespace (or to none); another one later is refused.
+   */
+  namespace?: string;
 }
 
 /** Options of the wasm `SyncService`. */
@@ -372,6 +377,32 @@ export interface SyncOptions {
   maxInferredDeletions?: number;
   /** A pull brings back files gone here even when a mark says they were deleted (after a refused mass deletion). */
   restoreDeleted?: boolean;
+  /** Bind the service to this namespace from the start (else its first pull, push or prepare binds it). */
+  namespace?: string;
+}
+
+/** What `previewPush` counts: the files the next push would upload (new or changed) and delete. */
+export interface PushPreview {
+  total: number;
+  new: number;
+  changed: number;
+  deleted: number;
+}
+
+/**
+ * What `preparePush` hands to `commitPush`: opaque to the host except for the counts. `body` is the core's own record
+ * of what the prepare did; the commit trusts it for nothing more than what it describes (every change is conditional).
+ */
+export interface PushManifest {
+  marsh: 1;
+  namespace: string | null;
+  /** Files uploaded by the prepare. */
+  uploaded: number;
+  /** Objects the prepare removed (their entries go at the commit). */
+  deleted: number;
+  /** Paths changed here and in the bucket, left as they are: the commit reports them again. */
+  conflicts: Conflict[];
+  body: string;
 }
 
 /** What `MarshEnv.progress` receives. */

@@ -9,10 +9,11 @@ import { join } from "node:path";
 
 import { DenoCache } from "./cache.ts";
 import { datastoreControlPlaneStore } from "./control_plane.ts";
-import { traceFromEnvironment } from "./env.ts";
+import { makeEnv, traceFromEnvironment } from "./env.ts";
 import type { MarshStore } from "./host.ts";
 import { MarshLock } from "./lock.ts";
 import { MarshSyncService } from "./sync_service.ts";
+import { listNamespaces, registerNamespace } from "./wasm.ts";
 import type { DatastoreCapabilities, DatastoreProvider, LockOptions } from "./swamp.ts";
 import { makeVerifier, type VerifierHints } from "./verifier.ts";
 
@@ -34,9 +35,9 @@ export interface ProviderParts {
 export const CAPABILITIES: Readonly<Required<DatastoreCapabilities>> = Object.freeze({
   scopedSync: true,
   lazyHydration: true,
-  namespacedSync: false,
-  twoPhaseSync: false,
-  previewPush: false,
+  namespacedSync: true,
+  twoPhaseSync: true,
+  previewPush: true,
   controlPlane: true,
   configRefresh: true,
 });
@@ -53,5 +54,8 @@ export function makeProvider(parts: ProviderParts): DatastoreProvider {
     resolveCachePath: (_repoDir: string) => undefined,
     capabilities: () => ({ ...CAPABILITIES }),
     datastoreControlPlaneStore: () => datastoreControlPlaneStore(parts.store),
+    registerNamespace: async (_datastorePath: string, namespace: string, repoId: string) =>
+      await registerNamespace(parts.store, makeEnv(undefined, trace), namespace, repoId),
+    listNamespaces: async (_datastorePath: string) => await listNamespaces(parts.store, makeEnv(undefined, trace)),
   };
 }

@@ -53,6 +53,8 @@ export interface DatastoreSyncOptions {
   subdirs?: string[];
   /** Scoped sync (pull): only these models' data, outputs and evaluated definitions. */
   context?: { models?: { modelType: string; modelId: string }[] };
+  /** The namespace this operation targets (unset: no namespace). */
+  namespace?: string;
 }
 
 /** What `markDirty` may say since the hosts after April: which path is about to be written or deleted. */
@@ -86,6 +88,13 @@ export interface DatastoreSyncService {
   hydrateFile?(relPath: string, options?: DatastoreSyncOptions): Promise<boolean>;
   /** One file's remote bytes, the cache untouched; `null` when the bucket has none. */
   fetchContent?(relPath: string, options?: DatastoreSyncOptions): Promise<Uint8Array | null>;
+  /** A dry run of the next push (`previewPush`). */
+  previewPush?(
+    options?: DatastoreSyncOptions,
+  ): Promise<{ total: number; new: number; changed: number; deleted: number }>;
+  /** Two-phase push (`twoPhaseSync`): transfers without the global lock, then the index commit. */
+  preparePush?(options?: DatastoreSyncOptions): Promise<unknown>;
+  commitPush?(manifest: unknown, options?: DatastoreSyncOptions): Promise<number | void>;
   controlPlaneStore?(): ControlPlaneStore;
 }
 
@@ -108,4 +117,8 @@ export interface DatastoreProvider {
   resolveCachePath?(repoDir: string): string | undefined;
   capabilities?(): DatastoreCapabilities;
   datastoreControlPlaneStore?(): DatastoreControlPlaneStore;
+  /** Claim `namespace` for `repoId` (create-only `{namespace}/.namespace.json`); another repository's claim rejects. */
+  registerNamespace?(datastorePath: string, namespace: string, repoId: string): Promise<void>;
+  /** The namespaces claimed in the bucket; empty: none. */
+  listNamespaces?(datastorePath: string): Promise<string[]>;
 }

@@ -7,7 +7,15 @@
 
 import { controlPlaneStore } from "./control_plane.ts";
 import { abortError, makeEnv } from "./env.ts";
-import type { Conflict, MarshCache, MarshStore, MigrateIndexResult, PullOptions } from "./host.ts";
+import type {
+  Conflict,
+  MarshCache,
+  MarshStore,
+  MigrateIndexResult,
+  PullOptions,
+  PushManifest,
+  PushPreview,
+} from "./host.ts";
 import type { ControlPlaneStore, DatastoreSyncOptions, DatastoreSyncService, MarkDirtyOptions } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
 
@@ -17,7 +25,10 @@ export interface SyncServiceOptions {
    * process was found taken over.
    */
   scope: string;
-  /** The namespace bound to this service, if any: its control-plane records live below `{namespace}/_control/`. */
+  /**
+   * The namespace bound to this service from the start, if any (else its first pull, push or prepare binds it): files
+   * at `{cache}/{namespace}/…`, objects and control-plane records below `{namespace}/`.
+   */
   namespace?: string;
   trace?: (line: string) => void;
   concurrency?: number;
@@ -46,7 +57,11 @@ export class MarshSyncService implements DatastoreSyncService {
   readonly #options: SyncServiceOptions;
 
   constructor(store: MarshStore, cache: MarshCache, options: SyncServiceOptions) {
-    this.#service = new SyncService(store, cache, { concurrency: options.concurrency, scope: options.scope });
+    this.#service = new SyncService(store, cache, {
+      concurrency: options.concurrency,
+      scope: options.scope,
+      namespace: options.namespace,
+    });
     this.#store = store;
     this.#options = options;
   }
@@ -92,6 +107,34 @@ export class MarshSyncService implements DatastoreSyncService {
     return await this.#service.fetchContent(this.#env(options), relPath);
   }
 
+  /** What the next push would send (`{ total, new, changed, deleted }`); nothing is written anywhere. */
+  async previewPush(options?: DatastoreSyncOptions): Promise<PushPreview> {
+    return await this.#service.previewPush(this.#env(options));
+  }
+
+  /**
+   * Phase one of a two-phase push: uploads new and changed files and removes deleted ones' objects, without touching
+   * the index or the marks (every path stays marked until the commit). The manifest goes to `commitPush` as it is.
+   */
+  async preparePush(options?: DatastoreSyncOptions): Promise<PushManifest> {
+    const manifest = await this.#service.preparePush(this.#env(options));
+    if (manifest.conflicts.length > 0) {
+      (this.#options.warn ?? ((message) => console.warn(message)))(
+        `marsh prepare: ${describeConflicts(manifest.conflicts)}`,
+      );
+    }
+    return manifest;
+  }
+
+  /**
+   * Phase two: commits exactly the prepare's changes to the index (each on condition that its entry is still the one
+   * the prepare decided on), then clears the marks it handled. Files uploaded, as `pushChanged` counts them.
+   */
+  async commitPush(manifest: unknown, options?: DatastoreSyncOptions): Promise<number> {
+    const report = await this.#service.commitPush(this.#env(options), manifest as PushManifest);
+    return report.uploaded;
+  }
+
   /** `relPath`: the one path about to be written or deleted; without it, anything may change. */
   async markDirty(options?: MarkDirtyOptions): Promise<void> {
     await this.#service.markDirty(this.#env(options), options?.relPath);
@@ -120,6 +163,6 @@ export class MarshSyncService implements DatastoreSyncService {
   #env(options?: DatastoreSyncOptions) {
     // B15: an already-aborted signal rejects before any request.
     if (options?.signal?.aborted) throw abortError();
-    return makeEnv(options?.signal, this.#options.trace);
+    return makeEnv(options?.signal, this.#options.trace, options?.namespace);
   }
 }

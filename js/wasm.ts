@@ -40,4 +40,4 @@ function instantiateOnce(): void {
 instantiateOnce();
 
 // The wasm API. Add each new `#[wasm_bindgen]` export of src/wasm/ here.
-export { ControlPlaneStore, LockClient, SyncService, version } from "./gen/marsh.js";
+export { ControlPlaneStore, listNamespaces, LockClient, registerNamespace, SyncService, version } from "./gen/marsh.js";

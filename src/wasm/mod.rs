@@ -21,11 +21,13 @@ mod control;
 mod host;
 mod lock;
 pub mod memcmp;
+mod namespaces;
 mod service;
 
 pub use control::ControlPlaneStore;
 pub use host::{js_error, store_error_from_js, JsCache, JsEnv, JsStore};
 pub use lock::LockClient;
+pub use namespaces::{list_namespaces, register_namespace};
 pub use service::SyncService;
 
 use wasm_bindgen::prelude::*;
@@ -34,7 +36,7 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(typescript_custom_section)]
 const HOST_TYPES: &str = r#"import type {
   LockClientOptions, LockIdentity, LockInfo, MarshCache, MarshEnv, MarshStore, MigrateIndexResult, PullOptions,
-  PullReport, PushReport, ResolveReport, SyncOptions, SyncStatus,
+  PullReport, PushManifest, PushPreview, PushReport, ResolveReport, SyncOptions, SyncStatus,
 } from "../host.ts";"#;
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 //! signal, which is forwarded to every host call. The instance state (`engine::Instance`) lives as long as the object;
 //! given a `scope`, it watches the locks this process holds on that scope (see `LockClient`).
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_util::future::LocalBoxFuture;
@@ -13,16 +14,71 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::host::{get, js_error, object, set, store_error_kind, JsCache, JsEnv, JsStore};
 use super::lock::{held_locks, lock_error_to_js};
-use crate::engine::{Engine, EngineConfig, Instance, Keep, PullOptions, PullReport, PushReport, Status, SyncError};
+use crate::engine::{
+    check_path, Engine, EngineConfig, Instance, Keep, PullOptions, PullReport, PushManifest, PushReport, Status,
+    SyncError,
+};
 use crate::index::Migrated;
 use crate::local::conflicts::ConflictKind;
 use crate::local::sidecar::SidecarOrigin;
+use crate::namespace::{Namespace, ScopedCache, ScopedStore};
 
 struct Service {
     store: JsStore,
     cache: JsCache,
     config: EngineConfig,
     instance: Instance,
+    /// The namespace this service is bound to (`Some(None)`: bound to none), from its options or its first pull,
+    /// push or prepare: one service is one repository's for its whole life.
+    namespace: RefCell<Option<Option<Namespace>>>,
+}
+
+type ScopedEngine<'a> = Engine<'a, ScopedStore<'a, JsStore>, ScopedCache<'a, JsCache>, JsEnv>;
+
+/// Whether an operation binds the service to its namespace (the sync operations) or only uses it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bind {
+    Yes,
+    No,
+}
+
+impl Service {
+    /// The namespace an operation runs in: the one it names (`env.namespace`), which must be the bound one if the
+    /// service is bound, else the bound one.
+    fn namespace_for(&self, asked: Option<String>, bind: Bind) -> Result<Option<Namespace>, SyncError> {
+        let asked = match asked.filter(|name| !name.is_empty()) {
+            Some(name) => Some(Namespace::parse(&name).map_err(|e| SyncError::InvalidArgument(e.to_string()))?),
+            None => None,
+        };
+        let mut bound = self.namespace.borrow_mut();
+        match (&*bound, asked) {
+            (Some(current), Some(asked)) if current.as_ref() != Some(&asked) => {
+                Err(SyncError::InvalidArgument(format!(
+                    "this sync service belongs to {}; an operation for namespace {:?} needs a service of its own",
+                    current.as_ref().map_or("no namespace".to_string(), |ns| format!("namespace {:?}", ns.as_str())),
+                    asked.as_str()
+                )))
+            }
+            (Some(current), _) => Ok(current.clone()),
+            (None, asked) => {
+                if bind == Bind::Yes {
+                    *bound = Some(asked.clone());
+                }
+                Ok(asked)
+            }
+        }
+    }
+}
+
+/// A cache-relative path of an operation in `namespace` as the namespace's engine sees it (`{ns}/a` → `a`); one
+/// outside the namespace is refused, naming both.
+fn in_namespace(namespace: Option<&Namespace>, rel: &str) -> Result<String, SyncError> {
+    match namespace {
+        None => Ok(rel.to_string()),
+        Some(ns) => ns.strip(rel).map(str::to_string).ok_or_else(|| {
+            SyncError::InvalidArgument(format!("{rel:?} is not inside namespace {:?} ({}/…)", ns.as_str(), ns.as_str()))
+        }),
+    }
 }
 
 #[wasm_bindgen]
@@ -30,27 +86,33 @@ pub struct SyncService {
     inner: Rc<Service>,
 }
 
-/// Run one engine operation as a promise: wrap the env, bind its signal to the store and cache, map the outcome.
-fn operation<F>(service: &Rc<Service>, env: JsValue, answer: F) -> Result<Promise, JsValue>
+/// Run one engine operation as a promise: wrap the env, bind its signal to the store and cache, scope both to the
+/// operation's namespace (`env.namespace`), map the outcome.
+fn operation<F>(service: &Rc<Service>, env: JsValue, bind: Bind, answer: F) -> Result<Promise, JsValue>
 where
-    F: for<'a> FnOnce(&'a Engine<'a, JsStore, JsCache, JsEnv>) -> LocalBoxFuture<'a, Result<JsValue, SyncError>>
+    F: for<'a> FnOnce(&'a ScopedEngine<'a>, Option<&'a Namespace>) -> LocalBoxFuture<'a, Result<JsValue, SyncError>>
         + 'static,
 {
     let service = service.clone();
+    let asked = get(&env, "namespace").as_string();
     let env = JsEnv::from_js(env)?;
     Ok(future_to_promise(async move {
+        let namespace = service.namespace_for(asked, bind).map_err(|error| sync_error_to_js(&error))?;
         let signal = env.signal();
         let store = service.store.with_signal(signal.clone());
         let cache = service.cache.with_signal(signal);
+        let store = ScopedStore::new(&store, namespace.as_ref());
+        let cache = ScopedCache::new(&cache, namespace.as_ref());
         let engine = Engine::new(&store, &cache, &env, &service.config, &service.instance);
-        answer(&engine).await.map_err(|error| sync_error_to_js(&error))
+        answer(&engine, namespace.as_ref()).await.map_err(|error| sync_error_to_js(&error))
     }))
 }
 
 #[wasm_bindgen]
 impl SyncService {
     /// `options`: `{ concurrency?: number (default 16), casAttempts?: number, dryRun?: boolean, scope?: string,
-    /// maxInferredDeletions?: number (default 25), restoreDeleted?: boolean }`.
+    /// maxInferredDeletions?: number (default 25), restoreDeleted?: boolean, namespace?: string }`. Each operation's
+    /// env may name a namespace (`env.namespace`): the first pull, push or prepare binds the service to it (or to none).
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "MarshStore")] store: JsValue,
@@ -73,7 +135,17 @@ impl SyncService {
             Some(scope) => Instance::under_locks(held_locks().watch(scope)),
             None => Instance::new(),
         };
-        let service = Service { store: JsStore::from_js(store)?, cache: JsCache::from_js(cache)?, config, instance };
+        let namespace = match get(&options, "namespace").as_string().filter(|name| !name.is_empty()) {
+            Some(name) => Some(Some(Namespace::parse(&name).map_err(|e| js_error("InvalidArgument", &e.to_string()))?)),
+            None => None,
+        };
+        let service = Service {
+            store: JsStore::from_js(store)?,
+            cache: JsCache::from_js(cache)?,
+            config,
+            instance,
+            namespace: RefCell::new(namespace),
+        };
         Ok(SyncService { inner: Rc::new(service) })
     }
 
@@ -86,7 +158,7 @@ impl SyncService {
         #[wasm_bindgen(unchecked_optional_param_type = "PullOptions")] options: JsValue,
     ) -> Result<Promise, JsValue> {
         let options = pull_options(&options)?;
-        operation(&self.inner, env, move |engine| {
+        operation(&self.inner, env, Bind::Yes, move |engine, _| {
             Box::pin(async move { engine.pull_with(&options).await.map(pull_report) })
         })
     }
@@ -98,8 +170,13 @@ impl SyncService {
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
         #[wasm_bindgen(js_name = relPath)] rel_path: String,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, move |engine| {
-            Box::pin(async move { engine.hydrate_file(&rel_path).await.map(JsValue::from) })
+        operation(&self.inner, env, Bind::No, move |engine, namespace| {
+            Box::pin(async move {
+                // Checked as given first: an error names the path the caller passed.
+                check_path("hydrateFile", &rel_path)?;
+                let rel = in_namespace(namespace, &rel_path)?;
+                engine.hydrate_file(&rel).await.map(JsValue::from)
+            })
         })
     }
 
@@ -110,9 +187,12 @@ impl SyncService {
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
         #[wasm_bindgen(js_name = relPath)] rel_path: String,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, move |engine| {
+        operation(&self.inner, env, Bind::No, move |engine, namespace| {
             Box::pin(async move {
-                let bytes = engine.fetch_content(&rel_path).await?;
+                // The remote bytes of the key as given: `{ns}/a` is `a` of the namespace, anything else is outside it.
+                check_path("fetchContent", &rel_path)?;
+                let rel = in_namespace(namespace, &rel_path)?;
+                let bytes = engine.fetch_content(&rel).await?;
                 Ok(bytes.map_or(JsValue::NULL, |bytes| Uint8Array::from(bytes.as_slice()).into()))
             })
         })
@@ -124,7 +204,66 @@ impl SyncService {
         &self,
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, |engine| Box::pin(async move { engine.push_changed().await.map(push_report) }))
+        operation(&self.inner, env, Bind::Yes, |engine, _| {
+            Box::pin(async move { engine.push_changed().await.map(push_report) })
+        })
+    }
+
+    /// What the next push would send: resolves to `{ total, new, changed, deleted }`; nothing is written.
+    #[wasm_bindgen(js_name = previewPush, unchecked_return_type = "Promise<PushPreview>")]
+    pub fn preview_push(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, Bind::No, |engine, _| {
+            Box::pin(async move {
+                let preview = engine.preview_push().await?;
+                Ok(object(&[
+                    ("total", JsValue::from_f64(preview.total() as f64)),
+                    ("new", JsValue::from_f64(preview.new as f64)),
+                    ("changed", JsValue::from_f64(preview.changed as f64)),
+                    ("deleted", JsValue::from_f64(preview.deleted as f64)),
+                ]))
+            })
+        })
+    }
+
+    /// Phase one of a two-phase push: upload and remove objects without touching the index; resolves to the manifest
+    /// `{ marsh: 1, namespace, uploaded, deleted, conflicts, body }` that `commitPush` takes.
+    #[wasm_bindgen(js_name = preparePush, unchecked_return_type = "Promise<PushManifest>")]
+    pub fn prepare_push(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+    ) -> Result<Promise, JsValue> {
+        operation(&self.inner, env, Bind::Yes, |engine, namespace| {
+            Box::pin(async move {
+                let manifest = engine.prepare_push().await?;
+                Ok(object(&[
+                    ("marsh", JsValue::from_f64(1.0)),
+                    ("namespace", optional(namespace.map(|ns| ns.as_str().to_string()))),
+                    ("uploaded", JsValue::from_f64(manifest.uploaded() as f64)),
+                    ("deleted", JsValue::from_f64(manifest.deleted() as f64)),
+                    ("conflicts", conflicts(manifest.conflicts())),
+                    ("body", manifest.to_json().into()),
+                ]))
+            })
+        })
+    }
+
+    /// Phase two: commit exactly what `manifest`'s prepare did; resolves to a `PushReport`.
+    #[wasm_bindgen(js_name = commitPush, unchecked_return_type = "Promise<PushReport>")]
+    pub fn commit_push(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PushManifest")] manifest: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let body = get(&manifest, "body").as_string().ok_or_else(|| {
+            js_error("InvalidArgument", "commitPush: the manifest is not one preparePush returned (no body)")
+        })?;
+        let manifest = PushManifest::parse(&body).map_err(|error| sync_error_to_js(&error))?;
+        operation(&self.inner, env, Bind::Yes, move |engine, _| {
+            Box::pin(async move { engine.commit_push(&manifest).await.map(push_report) })
+        })
     }
 
     /// "The cache is about to change": `relPath` (cache-relative, `/`-separated) about to be written or removed, or
@@ -135,8 +274,16 @@ impl SyncService {
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
         #[wasm_bindgen(js_name = relPath)] rel_path: Option<String>,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, move |engine| {
-            Box::pin(async move { engine.mark_dirty(rel_path.as_deref()).await.map(|()| JsValue::UNDEFINED) })
+        operation(&self.inner, env, Bind::No, move |engine, namespace| {
+            Box::pin(async move {
+                // In a namespace, a path outside it says nothing the namespace's push could look at: anything may
+                // change (a bare mark), never a lost write.
+                let rel = match (namespace, rel_path) {
+                    (Some(ns), Some(rel)) => ns.strip(&rel).map(str::to_string),
+                    (_, rel) => rel,
+                };
+                engine.mark_dirty(rel.as_deref()).await.map(|()| JsValue::UNDEFINED)
+            })
         })
     }
 
@@ -159,9 +306,9 @@ impl SyncService {
                 ))
             }
         };
-        operation(&self.inner, env, move |engine| {
+        operation(&self.inner, env, Bind::No, move |engine, namespace| {
             Box::pin(async move {
-                let resolved = engine.resolve(&rel_path, keep).await?;
+                let resolved = engine.resolve(&in_namespace(namespace, &rel_path)?, keep).await?;
                 let kept = if keep == Keep::Local { "local" } else { "remote" };
                 Ok(object(&[
                     ("rel", rel_path.as_str().into()),
@@ -180,13 +327,17 @@ impl SyncService {
         &self,
         #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue,
     ) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, |engine| Box::pin(async move { engine.migrate_index().await.map(migrated) }))
+        operation(&self.inner, env, Bind::No, |engine, _| {
+            Box::pin(async move { engine.migrate_index().await.map(migrated) })
+        })
     }
 
     /// The sidecar, the dirty marker, and whether a pull would take the fast path (one HEAD).
     #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
     pub fn status(&self, #[wasm_bindgen(unchecked_param_type = "MarshEnv")] env: JsValue) -> Result<Promise, JsValue> {
-        operation(&self.inner, env, |engine| Box::pin(async move { engine.status().await.map(status_report) }))
+        operation(&self.inner, env, Bind::No, |engine, _| {
+            Box::pin(async move { engine.status().await.map(status_report) })
+        })
     }
 }
 

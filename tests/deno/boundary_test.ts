@@ -37,6 +37,8 @@ import {
   type ProgressEvent,
   type PullOptions,
   type PullReport,
+  type PushManifest,
+  type PushPreview,
   type PushReport,
   type ResolveReport,
   type SyncOptions,
@@ -335,6 +337,20 @@ const RESOLVE_REPORT = shape<ResolveReport>({
   downloaded: "required",
   removedLocal: "required",
   markedForPush: "required",
+});
+const PUSH_PREVIEW = shape<PushPreview>({
+  total: "required",
+  new: "required",
+  changed: "required",
+  deleted: "required",
+});
+const PUSH_MANIFEST = shape<PushManifest>({
+  marsh: "required",
+  namespace: "required",
+  uploaded: "required",
+  deleted: "required",
+  conflicts: "required",
+  body: "required",
 });
 const MIGRATED = shape<MigrateIndexResult>({
   version: "required",
@@ -825,6 +841,46 @@ shapeTest("options and env: concurrency, dryRun, casAttempts; sleep, and an env 
     assert.equal(report.downloaded, 4);
     assert.deepEqual(only(bareCalls, "getBytes", META).args, [META, undefined]);
   }));
+
+shapeTest(
+  "two-phase push in a namespace: PushPreview, PushManifest, and the namespace's keys and cache paths",
+  ["PushPreview", "PushManifest"],
+  () =>
+    withDirs(2, async ([here, there]) => {
+      const bucket = new MemoryStore();
+      const calls: Call[] = [];
+      const env = (): MarshEnv => ({ ...makeEnv(), namespace: "team-a" });
+      const a = new SyncService(recorded(bucket, calls), new DenoCache(here), undefined);
+      const b = new SyncService(bucket, new DenoCache(there), { namespace: "team-a" });
+      await a.markDirty(env(), "team-a/x.json");
+      await Deno.mkdir(`${here}/team-a`);
+      await Deno.writeTextFile(`${here}/team-a/x.json`, "x");
+
+      const preview = await a.previewPush(env());
+      assertFields(preview, PUSH_PREVIEW, "PushPreview");
+      assert.deepEqual(preview, { total: 1, new: 1, changed: 0, deleted: 0 });
+      assert.equal(callsOf(calls, "put").length + callsOf(calls, "putBytes").length, 0, "a preview writes nothing");
+
+      const manifest = await a.preparePush(env());
+      assertFields(manifest, PUSH_MANIFEST, "PushManifest");
+      assert.deepEqual([manifest.marsh, manifest.namespace, manifest.uploaded, manifest.deleted], [1, "team-a", 1, 0]);
+      assert.deepEqual(only(calls, "put").args[0], "team-a/x.json", "the object is below the namespace");
+      assert.equal(callsOf(calls, "putBytes").length, 0, "no index write before the commit");
+
+      const committed = await a.commitPush(env(), manifest);
+      assertFields(committed, PUSH_REPORT, "PushReport");
+      assert.equal(committed.uploaded, 1);
+      assert.ok(callsOf(calls, "putBytes").some((call) => call.args[0] === "team-a/_index/_meta.json"));
+      assert.equal((await b.pullChanged(makeEnv())).downloaded, 1);
+      assert.equal(await Deno.readTextFile(`${there}/team-a/x.json`), "x");
+      await assert.rejects(
+        a.pullChanged({ ...makeEnv(), namespace: "team-b" }),
+        /belongs to namespace "team-a"/,
+        "a service keeps its namespace",
+      );
+      await assert.rejects(async () => await a.commitPush(env(), { ...manifest, body: "{" }), /manifest/);
+    }),
+);
 
 shapeTest(
   "marks, deletions and conflicts: the cache calls they make, Conflict, ResolveReport, MigrateIndexResult",

@@ -161,3 +161,37 @@ Deno.test("cli: a mass deletion is refused with the count; --restore brings the 
     assert.deepEqual(pushed.push.deleted, ["1.json", "2.json", "3.json"]);
   });
 });
+
+Deno.test("cli: push --preview counts and writes nothing; --namespace syncs a namespace; namespace claims", async () => {
+  await withDemo(async ({ store, a, b }) => {
+    await marsh("mark-dirty", "--store", store, "--cache", a);
+    await Deno.writeTextFile(join(a, "p.json"), "p");
+    const preview = await marsh("push", "--preview", "--store", store, "--cache", a, "--json");
+    assert.equal(preview.code, 0, preview.stderr);
+    assert.deepEqual(JSON.parse(preview.stdout).preview, { total: 1, new: 1, changed: 0, deleted: 0 });
+    const nothing = JSON.parse((await marsh("pull", "--store", store, "--cache", b, "--json")).stdout);
+    assert.equal(nothing.pull.downloaded, 0, "a preview uploads nothing");
+    assert.equal((await marsh("pull", "--preview", "--store", store, "--cache", a)).code, 2, "a push option");
+
+    const registered = await marsh("namespace", "register", "team-a", "--repo-id", "repo-1", "--store", store);
+    assert.equal(registered.code, 0, registered.stderr);
+    const taken = await marsh("namespace", "register", "team-a", "--repo-id", "repo-2", "--store", store);
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, /claimed by repository "repo-1"/);
+    const listed = await marsh("namespace", "list", "--store", store, "--json");
+    assert.deepEqual(JSON.parse(listed.stdout), { namespaces: ["team-a"] });
+
+    await Deno.mkdir(join(a, "team-a", "data"), { recursive: true });
+    const ns = ["--namespace", "team-a", "--store", store];
+    await marsh("mark-dirty", "--path", "team-a/data/n.json", ...ns, "--cache", a);
+    await Deno.writeTextFile(join(a, "team-a", "data", "n.json"), "in team-a");
+    const pushed = JSON.parse((await marsh("push", ...ns, "--cache", a, "--json")).stdout);
+    assert.equal(pushed.push.uploaded, 1);
+    const pulled = JSON.parse((await marsh("pull", ...ns, "--cache", b, "--json")).stdout);
+    assert.equal(pulled.pull.downloaded, 1);
+    assert.equal(await Deno.readTextFile(join(b, "team-a", "data", "n.json")), "in team-a");
+    const root = JSON.parse((await marsh("pull", "--store", store, "--cache", `${b}-root`, "--json")).stdout);
+    assert.equal(root.pull.downloaded, 0, "the root index does not list the namespace's file");
+    assert.equal((await marsh("push", "--namespace", "../x", "--store", store, "--cache", a)).code, 2);
+  });
+});

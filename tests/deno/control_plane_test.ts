@@ -9,7 +9,7 @@ import { FsStore } from "../../js/fs_store.ts";
 import type { MarshStore } from "../../js/host.ts";
 import { MemoryStore } from "../../js/memory_store.ts";
 import { CAPABILITIES, makeProvider } from "../../js/provider.ts";
-import type { DatastoreCapabilities, DatastoreProvider } from "../../js/swamp.ts";
+import type { DatastoreCapabilities, DatastoreProvider, DatastoreSyncService } from "../../js/swamp.ts";
 import { MarshSyncService } from "../../js/sync_service.ts";
 import { DenoCache } from "../../js/cache.ts";
 import { decode, e2eTest, type Target, text } from "./support/e2e_support.ts";
@@ -149,6 +149,67 @@ function pullExercises(bucket: Bucket): Partial<Record<keyof DatastoreCapabiliti
   };
 }
 
+/** A cache with `files` written under `dir` (relative paths), every one marked by path. */
+async function writeMarked(service: DatastoreSyncService, dir: string, files: Record<string, string>, ns?: string) {
+  for (const [rel, content] of Object.entries(files)) {
+    await service.markDirty({ relPath: rel, namespace: ns });
+    const path = `${dir}/${rel}`;
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(path, content);
+  }
+}
+
+/** What each push-side capability promises, exercised through the methods swamp calls. */
+function pushExercises(bucket: Bucket): Partial<Record<keyof DatastoreCapabilities, () => Promise<void>>> {
+  const provider = () => bucket.provider();
+  return {
+    namespacedSync: async () => {
+      const [dirA, dirB] = [await bucket.tempDir(), await bucket.tempDir()];
+      const [a, b] = [provider().createSyncService!("/a", dirA), provider().createSyncService!("/b", dirB)];
+      await provider().registerNamespace!("/a/.swamp", "team-a", "repo-a");
+      await provider().registerNamespace!("/a/.swamp", "team-a", "repo-a"); // the same repository again: no error
+      await assert.rejects(provider().registerNamespace!("/b/.swamp", "team-a", "repo-b"), /claimed by repository/);
+      assert.deepEqual(await provider().listNamespaces!("/a/.swamp"), ["team-a"]);
+      await writeMarked(a, dirA, { "team-a/data/t/m/state/1/raw": "in team-a" }, "team-a");
+      assert.equal(await a.pushChanged({ namespace: "team-a" }), 1);
+      assert.equal(decode((await bucket.rawGet("team-a/data/t/m/state/1/raw"))!), "in team-a");
+      assert.ok(await bucket.rawGet("team-a/_index/_meta.json"), "the namespace has an index of its own");
+      const meta = JSON.parse(decode((await bucket.rawGet("team-a/_index/_meta.json"))!));
+      const shard = JSON.parse(decode((await bucket.rawGet(`team-a/_index/${meta.partitions[0]}.json`))!));
+      assert.deepEqual(Object.keys(shard.entries), ["data/t/m/state/1/raw"], "entries keep the bare path");
+      assert.equal(await b.pullChanged({ namespace: "team-a" }), 1);
+      assert.equal(await Deno.readTextFile(`${dirB}/team-a/data/t/m/state/1/raw`), "in team-a");
+      await assert.rejects(b.pullChanged({ namespace: "team-b" }), /needs a service of its own/);
+    },
+    previewPush: async () => {
+      const dir = await bucket.tempDir();
+      const service = provider().createSyncService!("/repo", dir);
+      await writeMarked(service, dir, { "config/a.yaml": "a", "config/b.yaml": "b" });
+      assert.deepEqual(await service.previewPush!(), { total: 2, new: 2, changed: 0, deleted: 0 });
+      assert.equal(await bucket.rawGet("config/a.yaml"), null, "a preview writes nothing");
+      assert.equal(await service.pushChanged(), 2, "and leaves the push its work");
+      await writeMarked(service, dir, { "config/a.yaml": "a2" });
+      await service.markDirty({ relPath: "config/b.yaml" });
+      await Deno.remove(`${dir}/config/b.yaml`);
+      assert.deepEqual(await service.previewPush!(), { total: 2, new: 0, changed: 1, deleted: 1 });
+    },
+    twoPhaseSync: async () => {
+      const [dir, peerDir] = [await bucket.tempDir(), await bucket.tempDir()];
+      const service = provider().createSyncService!("/repo", dir);
+      const peer = provider().createSyncService!("/peer", peerDir);
+      await peer.pullChanged(); // whatever the exercises before left in the bucket
+      await writeMarked(service, dir, { "config/two.yaml": "two-phase" });
+      const manifest = await service.preparePush!();
+      assert.equal(decode((await bucket.rawGet("config/two.yaml"))!), "two-phase", "prepare uploads");
+      assert.equal(await peer.pullChanged(), 0, "but commits nothing a peer can pull");
+      assert.equal(await service.commitPush!(manifest), 1);
+      assert.equal(await peer.pullChanged(), 1);
+      assert.equal(await Deno.readTextFile(`${peerDir}/config/two.yaml`), "two-phase");
+      assert.equal(await service.pushChanged(), 0, "the commit cleared what it handled");
+    },
+  };
+}
+
 /** The checks, each run on every bucket below. */
 const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
   "control plane: a bound namespace keeps records below it; the datastore store reads the root": async (bucket) => {
@@ -180,6 +241,7 @@ const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
         assert.equal(await control.get("exercise"), null);
       },
       ...pullExercises(bucket),
+      ...pushExercises(bucket),
     };
     assert.deepEqual(capabilities, { ...CAPABILITIES });
     assert.deepEqual(Object.keys(capabilities).sort(), [
@@ -192,7 +254,15 @@ const CHECKS: Record<string, (bucket: Bucket) => Promise<void>> = {
       "twoPhaseSync",
     ]);
     const advertised = Object.entries(capabilities).filter(([, on]) => on).map(([name]) => name);
-    assert.deepEqual(advertised, ["scopedSync", "lazyHydration", "controlPlane", "configRefresh"]);
+    assert.deepEqual(advertised, [
+      "scopedSync",
+      "lazyHydration",
+      "namespacedSync",
+      "twoPhaseSync",
+      "previewPush",
+      "controlPlane",
+      "configRefresh",
+    ]);
     for (const name of advertised as (keyof DatastoreCapabilities)[]) {
       assert.ok(exercises[name], `${name} is advertised but no test exercises it`);
       await exercises[name]!();

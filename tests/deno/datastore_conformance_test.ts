@@ -17,5 +17,6 @@ for (const backend of conformanceBackends()) {
   lockSuite(backend);
   lockTimeoutSuite(backend);
   syncRoundTripSuite(backend);
+  syncRoundTripSuite(backend, { namespace: "team-a" });
   controlPlaneSuite(backend);
 }
