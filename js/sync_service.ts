@@ -15,6 +15,7 @@ import type {
   PullOptions,
   PushManifest,
   PushPreview,
+  PushReport,
 } from "./host.ts";
 import type { ControlPlaneStore, DatastoreSyncOptions, DatastoreSyncService, MarkDirtyOptions } from "./swamp.ts";
 import { SyncService } from "./wasm.ts";
@@ -51,6 +52,15 @@ function pullOptions(options?: DatastoreSyncOptions): PullOptions {
   return { metadataOnly: options?.metadataOnly, subdirs: options?.subdirs, context: options?.context };
 }
 
+/**
+ * Files uploaded; "unknown" (`undefined`) when the push only deleted: 0 tells swamp nothing changed in the bucket, and
+ * a deletion did change it.
+ */
+function pushCount(report: PushReport): number | void {
+  if (report.uploaded === 0 && report.deleted.length > 0) return undefined;
+  return report.uploaded;
+}
+
 export class MarshSyncService implements DatastoreSyncService {
   readonly #service: SyncService;
   readonly #store: MarshStore;
@@ -83,12 +93,12 @@ export class MarshSyncService implements DatastoreSyncService {
   }
 
   /**
-   * Files uploaded. A push that finds conflicts pushes everything else, then rejects with a `MarshError` of kind
-   * `Conflicts` whose message and `conflicts` name the paths.
+   * Files uploaded (`undefined` when it only deleted). A push that finds conflicts pushes everything else, then
+   * rejects with a `MarshError` of kind `Conflicts` whose message and `conflicts` name the paths.
    */
-  async pushChanged(options?: DatastoreSyncOptions): Promise<number> {
+  async pushChanged(options?: DatastoreSyncOptions): Promise<number | void> {
     const report = await this.#service.pushChanged(this.#env(options));
-    return report.uploaded;
+    return pushCount(report);
   }
 
   /**
@@ -130,9 +140,9 @@ export class MarshSyncService implements DatastoreSyncService {
    * Phase two: commits exactly the prepare's changes to the index (each on condition that its entry is still the one
    * the prepare decided on), then clears the marks it handled. Files uploaded, as `pushChanged` counts them.
    */
-  async commitPush(manifest: unknown, options?: DatastoreSyncOptions): Promise<number> {
+  async commitPush(manifest: unknown, options?: DatastoreSyncOptions): Promise<number | void> {
     const report = await this.#service.commitPush(this.#env(options), manifest as PushManifest);
-    return report.uploaded;
+    return pushCount(report);
   }
 
   /** `relPath`: the one path about to be written or deleted; without it, anything may change. */
