@@ -229,13 +229,24 @@ impl<C: LocalCache> LocalCache for ScopedCache<'_, C> {
     }
 
     async fn walk_under(&self, rel: &str) -> StoreResult<Vec<WalkItem>> {
-        let items = self.inner.walk_under(&self.rel(rel)).await?;
         match &self.namespace {
             Some(ns) => {
+                let items = self.inner.walk_under(&self.rel(rel)).await?;
                 let prefix = format!("{}/", ns.0);
                 Ok(items.into_iter().filter_map(|item| strip_item(item, &prefix)).collect())
             }
-            None => Ok(items),
+            None => {
+                // A root mark inside a namespace's subtree (a namespace with state here) names none of the root's files.
+                let top = rel.split('/').next().unwrap_or(rel);
+                if let Ok(ns) = Namespace::parse(top) {
+                    for folder in [format!("{STATE_PREFIX}{top}"), ns.state_folder(crate::path::MARKS_FOLDER)] {
+                        if !self.inner.list_internal(&folder).await?.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                    }
+                }
+                self.inner.walk_under(rel).await
+            }
         }
     }
 
