@@ -17,6 +17,7 @@
  * zero-diff slow path never transfers a file.
  *
  *   deno run -A bench/gen.ts --n 250000 --seed 1 --out bench/tmp/data-250000   (writes cache/, index.json, manifest.json)
+ *   add `--layout dirs` for the directory-heavy layout (`bench/tmp/data-250000-dirs` by default)
  *
  * @module
  */
@@ -101,8 +102,15 @@ export interface GeneratedEntry {
 const EPOCH_MS = Date.UTC(2026, 0, 1);
 const SPAN_MS = 120 * 24 * 3600 * 1000;
 
+/**
+ * `swamp`: the layout above. `dirs`: directory-heavy, every file alone in its version directory
+ * (`data/<type>/<uuid>/state/<1|2>/raw`, about two directories per file), where a walk reads twice as many directories
+ * as it stats files.
+ */
+export type Layout = "swamp" | "dirs";
+
 /** The N entries of a dataset, sorted by key (byte order = code-unit order: keys are ASCII). */
-export function generateEntries(n: number, seed: number): GeneratedEntry[] {
+export function generateEntries(n: number, seed: number, layout: Layout = "swamp"): GeneratedEntry[] {
   const rng = new Prng(seed);
   const entries: GeneratedEntry[] = [];
   const seen = new Set<string>();
@@ -116,7 +124,10 @@ export function generateEntries(n: number, seed: number): GeneratedEntry[] {
   while (entries.length < n) {
     const roll = rng.next();
     const type = rng.pick(MODEL_TYPES);
-    if (roll < 0.7) {
+    if (layout === "dirs") {
+      const id = rng.uuid();
+      for (let v = 1; v <= 2; v++) add(`data/${type}/${id}/state/${v}/raw`);
+    } else if (roll < 0.7) {
       // A model's data: one or two data names, several versions of each, every version its content and metadata.
       const id = rng.uuid();
       for (const name of DATA_NAMES.slice(0, rng.int(1, DATA_NAMES.length))) {
@@ -223,8 +234,14 @@ async function readManifest(path: string): Promise<DatasetManifest | undefined> 
  * The dataset of `n` files under `dir` (`cache/`, `index.json`, `manifest.json`), generated unless an identical one is
  * already there. Internal files a previous run left in `cache/` are the caller's business.
  */
-export async function ensureDataset(dir: string, n: number, seed: number, log = (_: string) => {}): Promise<Dataset> {
-  const entries = generateEntries(n, seed);
+export async function ensureDataset(
+  dir: string,
+  n: number,
+  seed: number,
+  log = (_: string) => {},
+  layout: Layout = "swamp",
+): Promise<Dataset> {
+  const entries = generateEntries(n, seed, layout);
   const cache = `${dir}/cache`;
   const index = `${dir}/index.json`;
   const existing = await readManifest(`${dir}/manifest.json`);
@@ -317,7 +334,8 @@ if (import.meta.main) {
   };
   const n = Number(flag("n", "10000"));
   const seed = Number(flag("seed", "1"));
-  const out = flag("out", `bench/tmp/data-${n}`);
-  const dataset = await ensureDataset(out, n, seed, console.error);
+  const layout = flag("layout", "swamp") as Layout;
+  const out = flag("out", `bench/tmp/data-${n}${layout === "dirs" ? "-dirs" : ""}`);
+  const dataset = await ensureDataset(out, n, seed, console.error, layout);
   console.log(JSON.stringify(dataset.manifest));
 }

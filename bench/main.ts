@@ -3,7 +3,7 @@
  * operation in a child process (`bench/child.ts`), and writes `bench/results/RESULTS.md`.
  *
  *   deno run -A bench/main.ts [--quick] [--only 1,2,3,4,5,micro] [--out bench/results/RESULTS.md]
- *     [--stores file,s3] [--sizes small,big] [--formats 2,1] [--big-reps N]
+ *     [--stores file,s3] [--sizes small,big] [--formats 2,1] [--big-reps N] [--layout swamp|dirs]
  *
  * Every sync scenario runs on a format-2 bucket (`_index/_meta.json` + shards, what a new bucket gets); with format 1
  * in `--formats` (the default) scenarios 1, 2 and 5 also run on a format-1 bucket (the monolith
@@ -26,7 +26,7 @@ import { SyncService, version } from "../js/wasm.ts";
 import { CountingStore, type ObjectKind, type ObjectTally } from "./counting.ts";
 import { wasmByteLength } from "../js/gen/wasm_bytes.ts";
 import type { ChildSpec, PlanResult, StoreSpec, SyncResult, SyncSpec } from "./child.ts";
-import { type Dataset, editedBytes, ensureDataset, restoreFile } from "./gen.ts";
+import { type Dataset, editedBytes, ensureDataset, type Layout, restoreFile } from "./gen.ts";
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Settings
@@ -569,7 +569,10 @@ const nproc = await exec("nproc", []);
 
 await Deno.mkdir(tmp, { recursive: true });
 const small = await ensureDataset(`${tmp}/data-${settings.small}`, settings.small, SEED, log);
-const big = await ensureDataset(`${tmp}/data-${settings.big}`, settings.big, SEED, log);
+// `--layout dirs`: the big dataset is directory-heavy (bench/gen.ts), for the walk-against-find comparison.
+const layout = (flagValue("layout") ?? "swamp") as Layout;
+const bigDir = `${tmp}/data-${settings.big}${layout === "dirs" ? "-dirs" : ""}`;
+const big = await ensureDataset(bigDir, settings.big, SEED, log, layout);
 const transfer = await ensureDataset(`${tmp}/data-${settings.transferFiles}`, settings.transferFiles, SEED + 1, log);
 
 // One after the other: concurrent children would disturb each other's figures.
