@@ -17,7 +17,7 @@ use crate::index::{parse_sha256_hex, sha256_hex};
 use crate::store::token::VersionToken;
 use crate::store::{
     Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
-    Precondition, Prepared, Progress, Replaces, StoreError, StoreResult, WalkItem,
+    PathStat, Precondition, Prepared, Progress, Replaces, StoreError, StoreResult, WalkItem,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -567,7 +567,40 @@ impl JsCache {
         Ok(items)
     }
 
-    /// `{ size, mtimeMs, sha256 }`.
+    /// A `PackedStats`: one kind, size and mtime per path asked, in order.
+    fn packed_stats(answer: &Answer<'_>, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        answer.require_object()?;
+        let kinds = answer.field("kinds");
+        if !kinds.is_instance_of::<Uint8Array>() {
+            return Err(answer.malformed("`kinds` must be a Uint8Array"));
+        }
+        let kinds = Uint8Array::from(kinds).to_vec();
+        let numbers = |name: &str| {
+            let value = answer.field(name);
+            if value.is_instance_of::<Float64Array>() {
+                Ok(Float64Array::from(value).to_vec())
+            } else {
+                Err(answer.malformed(&format!("`{name}` must be a Float64Array")))
+            }
+        };
+        let (sizes, mtimes) = (numbers("sizes")?, numbers("mtimes")?);
+        if kinds.len() != rels.len() || sizes.len() != rels.len() || mtimes.len() != rels.len() {
+            return Err(answer.malformed("`kinds`, `sizes` and `mtimes` must have one item per path asked"));
+        }
+        let mut found = Vec::with_capacity(rels.len());
+        for (i, rel) in rels.iter().enumerate() {
+            found.push(match kinds[i] {
+                0 => PathStat::Absent,
+                1 if sizes[i] >= 0.0 && sizes[i].fract() == 0.0 && mtimes[i].is_finite() => {
+                    PathStat::File(FileStat { size: sizes[i] as u64, mtime_ms: mtimes[i].round() as i64 })
+                }
+                2 => PathStat::Symlink,
+                _ => return Err(answer.malformed(&format!("bad kind, size or mtime for {rel:?}"))),
+            });
+        }
+        Ok(found)
+    }
+
     /// A walk answered as one object per item (`walk` without `walkPacked`, and `walkUnder`).
     fn walk_items(value: JsValue, call: &str) -> StoreResult<Vec<WalkItem>> {
         if !Array::is_array(&value) {
@@ -588,6 +621,7 @@ impl JsCache {
         Ok(items)
     }
 
+    /// `{ size, mtimeMs, sha256 }`.
     fn downloaded(answer: &Answer<'_>) -> StoreResult<Downloaded> {
         answer.require_object()?;
         Ok(Downloaded { stat: answer.stat()?, sha256: answer.sha256("sha256")? })
@@ -616,6 +650,18 @@ impl LocalCache for JsCache {
         }
         let value = self.host.call("walk", &[], "").await?;
         Self::walk_items(value, &self.host.call_name("walk", ""))
+    }
+
+    /// `statMany` when the host has it (the paths cross as one NUL-joined string, the answer as three typed arrays);
+    /// otherwise answered from a walk.
+    async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        if !get(&self.host.target, "statMany").is_function() {
+            return Ok(crate::store::stat_from_walk(self.walk().await?, rels));
+        }
+        let key = rels.first().copied().unwrap_or("");
+        let value = self.host.call("statMany", &[rels.join("\0").into()], key).await?;
+        let call = self.host.call_name("statMany", key);
+        Self::packed_stats(&Answer::new(value, &call), rels)
     }
 
     async fn walk_under(&self, rel: &str) -> StoreResult<Vec<WalkItem>> {
