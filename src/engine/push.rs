@@ -376,12 +376,14 @@ where
         };
         match walked {
             // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
-            Some(Walked { mut listing, snapshot, view, .. }) => {
+            Some(Walked { listing: Some(mut listing), snapshot, view, .. }) => {
                 if !scope.paths.is_empty() {
                     listing.refresh(&scope.paths, self.list_under(&scope.paths).await?);
                 }
                 Ok((listing, snapshot, view, true))
             }
+            // The pull stat'ed only the paths it decided on: a walk finds the files only here.
+            Some(Walked { listing: None, snapshot, view, .. }) => Ok((self.list_local().await?, snapshot, view, false)),
             None => Ok((self.list_local().await?, None, self.read_view().await.view, false)),
         }
     }
