@@ -352,11 +352,13 @@ where
     }
 
     /// Whether this pull walks the whole cache, for the push after it. A pull itself needs only the paths the index and
-    /// the view name (a file only here is the push's business), so it walks only when a bare markDirty is pending: the
-    /// push must then walk to find unmarked new files, and may reuse this walk (`Walked`). Not when the mark went
-    /// through this instance: its push walks again whatever (a write may land after this walk).
+    /// the view name (a file only here is the push's business), so it walks only when a bare markDirty is pending (the
+    /// marker is not the one a push recorded clean): the push must then walk to find unmarked new files, and may reuse
+    /// this walk (`Walked`). Not when the mark went through this instance: its push walks again whatever (a write may
+    /// land after this walk).
     fn walks_for_push(&self, state: &SyncState, marker: &Marker) -> bool {
-        state.bare_mark_since_clean(marker) && !self.instance.marked_since_push.get()
+        let bare_mark = matches!(marker, Marker::Marked { .. } | Marker::Unreadable);
+        bare_mark && !state.is_clean_at(marker.id().as_deref()) && !self.instance.marked_since_push.get()
     }
 
     /// The local side as far as it is known before the index: the walk and the view read side by side, or the view
