@@ -150,21 +150,21 @@ pub enum PathStat {
 }
 
 /// [`LocalCache::stat_many`] answered from a walk, for a host that has no batched stat: the same facts, at the cost of
-/// listing the whole cache. `rels` in any order.
-pub fn stat_from_walk(items: Vec<WalkItem>, rels: &[&str]) -> Vec<PathStat> {
+/// listing the whole cache (a host should keep one walk per operation for all its batches). `rels` in any order.
+pub fn stat_from_walk(items: &[WalkItem], rels: &[&str]) -> Vec<PathStat> {
     let mut files = std::collections::HashMap::with_capacity(items.len());
     let mut links = Vec::new();
     for item in items {
         match item {
-            WalkItem::File { rel, stat } => drop(files.insert(rel, stat)),
-            WalkItem::Symlink { rel } => links.push(rel),
+            WalkItem::File { rel, stat } => drop(files.insert(rel.as_str(), *stat)),
+            WalkItem::Symlink { rel } => links.push(rel.as_str()),
             WalkItem::Vanished { .. } => {}
         }
     }
     let through_link = |rel: &str| {
-        links.iter().any(|link| {
-            rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
-        })
+        links
+            .iter()
+            .any(|link| rel == *link || (rel.starts_with(*link) && rel.as_bytes().get(link.len()) == Some(&b'/')))
     };
     rels.iter()
         .map(|rel| match files.get(*rel) {
@@ -231,7 +231,7 @@ pub trait LocalCache {
     /// the index and the view name, not a walk of the whole cache. One call for many paths (a host answers them in one
     /// crossing); an error other than a vanished file fails the call. The default answers from a walk.
     async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
-        Ok(stat_from_walk(self.walk().await?, rels))
+        Ok(stat_from_walk(&self.walk().await?, rels))
     }
     /// Every file under the root, internal ones included (the core filters), symlinks reported not followed.
     async fn walk(&self) -> StoreResult<Vec<WalkItem>>;

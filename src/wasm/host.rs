@@ -464,6 +464,9 @@ fn feed(hasher: &mut Fingerprinter, bytes: &Uint8Array, buffer: &mut Vec<u8>) ->
 /// [`JsStore::put`] untouched; bodies from [`JsStore::get`] come back to `download`.
 pub struct JsCache {
     host: HostObject,
+    /// A host without `statMany`: the one walk that answers every `stat_many` of this operation (the engine asks in
+    /// batches, and a walk per batch would list the whole cache dozens of times).
+    walked: std::cell::RefCell<Option<std::rc::Rc<Vec<WalkItem>>>>,
 }
 
 impl JsCache {
@@ -484,12 +487,12 @@ impl JsCache {
 
     /// Wrap a host cache, checking that every method of `MarshCache` is present.
     pub fn from_js(cache: JsValue) -> Result<Self, JsValue> {
-        Ok(JsCache { host: HostObject::new(cache, "cache", "MarshCache", &Self::METHODS)? })
+        Ok(JsCache { host: HostObject::new(cache, "cache", "MarshCache", &Self::METHODS)?, walked: Default::default() })
     }
 
     /// The same cache, passing `signal` to every call (one per operation).
     pub fn with_signal(&self, signal: JsValue) -> Self {
-        JsCache { host: HostObject { signal, ..self.host.clone() } }
+        JsCache { host: HostObject { signal, ..self.host.clone() }, walked: Default::default() }
     }
 
     /// The file's chunks straight from the host's reads, when the host has `readInternalStream` (`Ok(None)`: no such
@@ -656,7 +659,16 @@ impl LocalCache for JsCache {
     /// otherwise answered from a walk.
     async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
         if !get(&self.host.target, "statMany").is_function() {
-            return Ok(crate::store::stat_from_walk(self.walk().await?, rels));
+            let known = self.walked.borrow().clone();
+            let items = match known {
+                Some(items) => items,
+                None => {
+                    let items = std::rc::Rc::new(self.walk().await?);
+                    self.walked.replace(Some(items.clone()));
+                    items
+                }
+            };
+            return Ok(crate::store::stat_from_walk(&items, rels));
         }
         let key = rels.first().copied().unwrap_or("");
         let value = self.host.call("statMany", &[rels.join("\0").into()], key).await?;
