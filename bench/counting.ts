@@ -20,6 +20,7 @@ import type {
   MarshStore,
   NotModified,
   ObjectMeta,
+  PackedStats,
   PackedWalk,
   Precondition,
   PreparedUpload,
@@ -237,11 +238,16 @@ export class TimedCache implements MarshCache {
   // The optional methods exist only when the wrapped cache has them, so the core takes the same paths as without the
   // wrapper. Only the opening of a stream is timed: its chunks are read as the core takes them.
   readonly walkPacked?: (options?: CallOptions) => Promise<PackedWalk>;
+  readonly statMany?: (rels: string, options?: CallOptions) => Promise<PackedStats>;
   readonly readInternalStream?: (name: string, options?: CallOptions) => Promise<InternalStream | null>;
 
   constructor(readonly inner: MarshCache, readonly timeline: Timeline) {
     const walkPacked = inner.walkPacked?.bind(inner);
     if (walkPacked) this.walkPacked = (options) => timeline.record("cache", "walk", () => walkPacked(options));
+    const statMany = inner.statMany?.bind(inner);
+    if (statMany) {
+      this.statMany = (rels, options) => timeline.record("cache", "statMany", () => statMany(rels, options));
+    }
     const stream = inner.readInternalStream?.bind(inner);
     if (stream) {
       this.readInternalStream = (name, options) =>

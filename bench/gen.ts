@@ -18,6 +18,7 @@
  *
  *   deno run -A bench/gen.ts --n 250000 --seed 1 --out bench/tmp/data-250000   (writes cache/, index.json, manifest.json)
  *   deno run -A bench/gen.ts --n 10000 --seed 2 --profile tiny                  (files of 200–240 B, for transfers)
+ *   add `--layout dirs` for the directory-heavy layout (`bench/tmp/data-250000-dirs` by default)
  *
  * @module
  */
@@ -108,8 +109,20 @@ const SPAN_MS = 120 * 24 * 3600 * 1000;
  */
 export type SizeProfile = "mixed" | "tiny";
 
+/**
+ * `swamp`: the layout above. `dirs`: directory-heavy, every file alone in its version directory
+ * (`data/<type>/<uuid>/state/<1|2>/raw`, about two directories per file), where a walk reads twice as many directories
+ * as it stats files.
+ */
+export type Layout = "swamp" | "dirs";
+
 /** The N entries of a dataset, sorted by key (byte order = code-unit order: keys are ASCII). */
-export function generateEntries(n: number, seed: number, profile: SizeProfile = "mixed"): GeneratedEntry[] {
+export function generateEntries(
+  n: number,
+  seed: number,
+  profile: SizeProfile = "mixed",
+  layout: Layout = "swamp",
+): GeneratedEntry[] {
   const rng = new Prng(seed);
   const entries: GeneratedEntry[] = [];
   const seen = new Set<string>();
@@ -129,7 +142,10 @@ export function generateEntries(n: number, seed: number, profile: SizeProfile = 
   while (entries.length < n) {
     const roll = rng.next();
     const type = rng.pick(MODEL_TYPES);
-    if (roll < 0.7) {
+    if (layout === "dirs") {
+      const id = rng.uuid();
+      for (let v = 1; v <= 2; v++) add(`data/${type}/${id}/state/${v}/raw`);
+    } else if (roll < 0.7) {
       // A model's data: one or two data names, several versions of each, every version its content and metadata.
       const id = rng.uuid();
       for (const name of DATA_NAMES.slice(0, rng.int(1, DATA_NAMES.length))) {
@@ -209,6 +225,8 @@ export interface DatasetManifest {
   seed: number;
   /** Absent in manifests written before profiles existed: `mixed`. */
   profile?: SizeProfile;
+  /** Absent in manifests written before layouts existed: `swamp`. */
+  layout?: Layout;
   indexBytes: number;
   fileBytes: number;
   meanKeyLength: number;
@@ -244,14 +262,15 @@ export async function ensureDataset(
   seed: number,
   log = (_: string) => {},
   profile: SizeProfile = "mixed",
+  layout: Layout = "swamp",
 ): Promise<Dataset> {
-  const entries = generateEntries(n, seed, profile);
+  const entries = generateEntries(n, seed, profile, layout);
   const cache = `${dir}/cache`;
   const index = `${dir}/index.json`;
   const existing = await readManifest(`${dir}/manifest.json`);
   if (
     existing?.generator === GENERATOR_VERSION && existing.n === n && existing.seed === seed &&
-    (existing.profile ?? "mixed") === profile
+    (existing.profile ?? "mixed") === profile && (existing.layout ?? "swamp") === layout
   ) {
     // A reused dataset is checked file by file: an interrupted run or a manual sync against another store may have
     // left a file edited, and a zero-diff scenario would then not be one.
@@ -285,6 +304,7 @@ export async function ensureDataset(
     n,
     seed,
     profile,
+    layout,
     indexBytes: bytes.length,
     fileBytes: total,
     meanKeyLength: Math.round(lengths.reduce((a, b) => a + b, 0) / lengths.length),
@@ -343,7 +363,11 @@ if (import.meta.main) {
   const n = Number(flag("n", "10000"));
   const seed = Number(flag("seed", "1"));
   const profile = flag("profile", "mixed") as SizeProfile;
-  const out = flag("out", `bench/tmp/data-${profile === "mixed" ? "" : `${profile}-`}${n}`);
-  const dataset = await ensureDataset(out, n, seed, console.error, profile);
+  const layout = flag("layout", "swamp") as Layout;
+  const out = flag(
+    "out",
+    `bench/tmp/data-${profile === "mixed" ? "" : `${profile}-`}${n}${layout === "dirs" ? "-dirs" : ""}`,
+  );
+  const dataset = await ensureDataset(out, n, seed, console.error, profile, layout);
   console.log(JSON.stringify(dataset.manifest));
 }

@@ -5,6 +5,7 @@
  *
  *   deno run -A bench/main.ts [--quick] [--only 1,2,3,4,5,micro] [--out bench/results/RESULTS.md]
  *     [--stores file,s3] [--sizes small,big] [--formats 2,1] [--big-reps N] [--transfer-files N] [--transfer-reps N]
+ *     [--layout swamp|dirs]
  *
  * Scenario 4 measures marsh's fresh pull and initial push against a plain loop (GET + file write, file read + PUT,
  * through the same store adapter, 16 in flight) in the same child process, round by round, and reports the ratio of
@@ -42,7 +43,7 @@ import {
   type TransferResult,
   type TransferRun,
 } from "./child.ts";
-import { type Dataset, editedBytes, ensureDataset, restoreFile } from "./gen.ts";
+import { type Dataset, editedBytes, ensureDataset, type Layout, restoreFile } from "./gen.ts";
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Settings
@@ -630,7 +631,10 @@ const needBig = (syncScenarios && sizes.has("big")) || ["2", "3", "micro"].some(
 const small = syncScenarios && sizes.has("small")
   ? await ensureDataset(`${tmp}/data-${settings.small}`, settings.small, SEED, log)
   : undefined;
-const bigOrNone = needBig ? await ensureDataset(`${tmp}/data-${settings.big}`, settings.big, SEED, log) : undefined;
+// `--layout dirs`: the big dataset is directory-heavy (bench/gen.ts), for the walk-against-find comparison.
+const layout = (flagValue("layout") ?? "swamp") as Layout;
+const bigDir = `${tmp}/data-${settings.big}${layout === "dirs" ? "-dirs" : ""}`;
+const bigOrNone = needBig ? await ensureDataset(bigDir, settings.big, SEED, log, "mixed", layout) : undefined;
 /** Read only by the scenarios that made `needBig` true. */
 const big = bigOrNone!;
 const transfer = only.has("4")

@@ -250,6 +250,19 @@ export interface PackedWalk {
   vanished: string[];
 }
 
+/** What `statMany` found at each path, in the order asked: one item per path in each array. */
+export interface PackedStats {
+  /**
+   * 0: no regular file (nothing, a directory, or a file where a directory above would be); 1: a regular file; 2: a
+   * symlink, at the path or at a directory between the root and it (never followed).
+   */
+  kinds: Uint8Array;
+  /** Bytes, for a file (0 otherwise). */
+  sizes: Float64Array;
+  /** Milliseconds since the epoch, for a file (0 otherwise). */
+  mtimes: Float64Array;
+}
+
 /** An internal file being read (`readInternalStream`): its size when opened, and its bytes. */
 export interface InternalStream {
   size: number;
@@ -289,6 +302,12 @@ export interface MarshCache {
    * arrays instead of one object per file; a 250k-file cache crosses in a few calls, not a million).
    */
   walkPacked?(options?: CallOptions): Promise<PackedWalk>;
+  /**
+   * Optional, preferred when present: the state of many paths in one call (`rels` joined by NUL), without following a
+   * symlink at a path or above it. A pull asks for the paths the index and the view name instead of walking the cache;
+   * without this method the core walks. A file that vanishes meanwhile is absent; any other failure fails the call.
+   */
+  statMany?(rels: string, options?: CallOptions): Promise<PackedStats>;
   /**
    * `walk` restricted to `rel`: the file itself, every file under it when it is a directory, nothing when it does not
    * exist. A symlink at `rel` or above it is reported, never followed.

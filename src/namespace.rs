@@ -19,8 +19,8 @@ use crate::path::check_rel;
 use crate::store::retry::{with_retry, RetryPolicy};
 use crate::store::token::VersionToken;
 use crate::store::{
-    Downloaded, Env, Expected, Fetched, FileStat, ListPage, LocalCache, ObjectMeta, ObjectStore, Precondition,
-    Prepared, StoreError, StoreResult, WalkItem,
+    Downloaded, Env, Expected, Fetched, FileStat, ListPage, LocalCache, ObjectMeta, ObjectStore, PathStat,
+    Precondition, Prepared, StoreError, StoreResult, WalkItem,
 };
 
 /// Root folders holding a namespace's local state start with this.
@@ -200,6 +200,17 @@ impl<C: LocalCache> LocalCache for ScopedCache<'_, C> {
 
     async fn stat(&self, rel: &str) -> StoreResult<Option<FileStat>> {
         self.inner.stat(&self.rel(rel)).await
+    }
+
+    // Forwarded, not left to the default: the default walks, and the slow-path pull of a namespace would walk it.
+    async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        match &self.namespace {
+            Some(_) => {
+                let full: Vec<String> = rels.iter().map(|rel| self.rel(rel)).collect();
+                self.inner.stat_many(&full.iter().map(String::as_str).collect::<Vec<_>>()).await
+            }
+            None => self.inner.stat_many(rels).await,
+        }
     }
 
     async fn walk(&self) -> StoreResult<Vec<WalkItem>> {

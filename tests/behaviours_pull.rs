@@ -118,6 +118,25 @@ fn b16_traversal_keys_in_the_remote_index_are_rejected_by_name_and_the_rest_sync
 }
 
 #[test]
+fn b16_an_indexed_path_under_a_symlinked_folder_is_reported_not_read_through() {
+    // The pull stats the index's paths instead of walking: a symlink at the path, or at a folder above it, is still
+    // found (never followed), and the path is a failure naming it while the rest syncs.
+    let bucket = populated(&[("d/x.json", b"x"), ("l.json", b"l"), ("ok.json", b"ok")]);
+    let reader = Machine::new(&bucket, 1);
+    reader.cache.add_symlink("d");
+    reader.cache.add_symlink("l.json");
+
+    let error = reader.pull().unwrap_err();
+
+    let SyncError::Files { failures, transferred, .. } = &error else { panic!("{error}") };
+    let names: Vec<&str> = failures.iter().map(|f| f.rel.as_str()).collect();
+    assert_eq!(names, ["d/x.json", "l.json"]);
+    assert_eq!(*transferred, 1);
+    assert_eq!(reader.cache.calls().walk, 0, "the indexed paths were stat'ed, not walked");
+    assert_eq!(reader.data_files(), ["ok.json"]);
+}
+
+#[test]
 fn b17_corrupt_sidecar_means_slow_path_not_error() {
     let bucket = populated(&[("a.json", b"1")]);
     let reader = Machine::new(&bucket, 1);

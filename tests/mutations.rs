@@ -102,15 +102,11 @@ fn w2_flaw_pull_clears_dirty_is_caught() {
 #[cfg(feature = "flaw-stale-walk-reuse")]
 #[test]
 fn stale_walk_reuse_is_caught() {
-    // A2 pulls (and keeps its walk), A1 marks dirty and writes w1, A2 pushes with the pull's walk: w1 is not uploaded,
-    // the cache is recorded clean at A1's marker, and the quiescent push takes the fast path.
+    // With A1's bare mark pending, A2 pulls (and keeps its walk), A1 marks dirty again and writes w2, A2 pushes with
+    // the pull's walk: w2 is not uploaded, the cache is recorded clean at A1's marker, and the quiescent push takes the
+    // fast path. (A pull walks only when a bare mark is pending, so A1 marks before the pull too.)
     for style in [TokenStyle::S3, TokenStyle::Gcs] {
-        assert_caught(
-            "flaw-stale-walk-reuse",
-            &scenarios::writer_and_syncer_share_a_cache_bare(style),
-            2_000,
-            "invariant 3",
-        );
+        assert_caught("flaw-stale-walk-reuse", &scenarios::bare_marks_around_a_sync(style), 2_000, "invariant 3");
     }
 }
 

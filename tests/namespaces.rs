@@ -193,6 +193,30 @@ fn two_namespaces_on_one_bucket_and_one_cache_are_isolated() {
 }
 
 #[test]
+fn a_namespaced_pull_stats_the_indexed_paths_and_does_not_walk() {
+    // The slow path of a namespace (another machine, no sidecar): the pull asks for the state of the paths the
+    // namespace's index names, with the namespace's prefix, in one batched call, and never walks the subtree.
+    for style in STYLES {
+        let bucket = MemoryStore::new(style);
+        let writer = Repo::new(&bucket, &new_cache(1), Some("team-a"), 1);
+        writer.write("a.json", b"a");
+        writer.write("d/b.json", b"b");
+        writer.push().unwrap();
+        let elsewhere = new_cache(2);
+        elsewhere.write_file("team-a/d/b.json", b"b".to_vec());
+        let reader = Repo::new(&bucket, &elsewhere, Some("team-a"), 2);
+
+        let pull = reader.pull().unwrap();
+
+        assert_eq!(pull.downloaded, 1, "{style:?}: only a.json was missing");
+        let calls = reader.cache.calls();
+        assert_eq!((calls.walk, calls.walk_under), (0, 0), "{style:?}: no walk of any kind");
+        assert!(calls.stat_many >= 1, "{style:?}: the indexed paths were stat'ed in batches");
+        assert_eq!(elsewhere.file("team-a/a.json").as_deref(), Some(&b"a"[..]));
+    }
+}
+
+#[test]
 fn a_root_bulk_push_on_the_same_cache_leaves_the_namespaces_subtrees_and_state_alone() {
     for style in STYLES {
         let bucket = MemoryStore::new(style);

@@ -69,6 +69,8 @@ fn random_schedules_find_no_violation() {
             format!("shared cache, bare marks ({style:?})"),
             scenarios::writer_and_syncer_share_a_cache_bare(style),
         ));
+        plans.push((format!("bare marks around a sync ({style:?})"), scenarios::bare_marks_around_a_sync(style)));
+        plans.push((format!("push racing a pull ({style:?})"), scenarios::push_racing_a_pull_on_one_cache(style)));
         plans.push((format!("2x3 ({style:?})"), scenarios::two_by_three(style)));
         plans.push((format!("late write ({style:?})"), scenarios::late_write_and_its_own_push(style)));
         plans.push((format!("busy, format 1 ({style:?})"), scenarios::on_format1(scenarios::busy(style))));

@@ -1,6 +1,7 @@
-//! A push reuses the walk of the pull before it in the same service instance (`engine::Walked`), and only when nothing
-//! can have changed the cache since. Each guard has a test here that fails without it (checked by removing the guard,
-//! as each comment says).
+//! A pull walks the whole cache only when a bare markDirty is pending, and then a push reuses that walk in the same
+//! service instance (`engine::Walked`), only when nothing can have changed the cache since. Each guard has a test here
+//! that fails without it (checked by removing the guard, as each comment says). Otherwise the pull stats the paths the
+//! index and the view name, and a push that must look at the whole cache walks it itself.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -8,8 +9,23 @@ mod common;
 use common::{remote_keys, s3_bucket, Machine};
 use marsh::path::SIDECAR_NAME;
 
-/// A machine whose cache holds `files`, pushed and pulled once, then with its sidecar deleted: its next sync takes the
-/// full path on both sides (the slow-path benchmark).
+/// A machine whose cache holds `files`, pushed once, then marked dirty (bare) by another instance and with its verified
+/// token forgotten: its next sync takes the full path on both sides, and its pull walks for the push.
+fn synced_machine_with_a_pending_mark(bucket: &marsh::testing::memory::MemoryStore, files: &[&str]) -> Machine {
+    let machine = Machine::new(bucket, 1);
+    for rel in files {
+        machine.write(rel, rel.as_bytes());
+    }
+    machine.push().unwrap();
+    machine.second_instance().mark_dirty();
+    let mut state = machine.state();
+    state.verified_token = None;
+    machine.cache.write_file(SIDECAR_NAME, state.to_json());
+    machine
+}
+
+/// A machine whose cache holds `files`, pushed once, then with its sidecar deleted: its next sync takes the full path
+/// on both sides (the slow-path benchmark), with no evidence of a bare mark.
 fn synced_machine_without_sidecar(bucket: &marsh::testing::memory::MemoryStore, files: &[&str]) -> Machine {
     let machine = Machine::new(bucket, 1);
     for rel in files {
@@ -23,7 +39,7 @@ fn synced_machine_without_sidecar(bucket: &marsh::testing::memory::MemoryStore, 
 #[test]
 fn a_sync_walks_the_cache_once_and_reads_the_index_body_once() {
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json", "d/b.json", "d/e/c.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json", "d/b.json", "d/e/c.json"]);
     machine.cache.reset_calls();
     machine.store.reset_requests();
 
@@ -47,7 +63,7 @@ fn a_file_written_after_the_pull_under_a_mark_dirty_is_pushed() {
     // Guard: the marker captured before the pull's walk must still be current. Without it the push reuses a walk that
     // predates the write, uploads nothing and records clean: x.json is then never pushed.
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json"]);
     let writer = machine.second_instance();
     machine.pull().unwrap();
 
@@ -62,10 +78,11 @@ fn a_file_written_after_the_pull_under_a_mark_dirty_is_pushed() {
 #[test]
 fn a_mark_dirty_through_this_instance_before_its_pull_still_makes_the_push_walk() {
     // Guard: no markDirty through this instance since its last push. swamp may call markDirty, then pull, then write:
-    // the marker did not change between the pull's walk and the push, but the write landed after the walk. Without the
-    // guard the push reuses the walk and y.json is left behind, with the sidecar marked clean.
+    // the marker did not change between the pull and the push, but the write landed after the pull. Without the guard
+    // (the pull's `walks_for_push` and the push's check of its own mark) the push reuses the pull's walk and y.json is
+    // left behind, with the sidecar marked clean.
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json"]);
     machine.mark_dirty();
     machine.pull().unwrap();
 
@@ -83,7 +100,7 @@ fn a_download_by_another_instance_after_the_pull_makes_the_push_walk() {
     // it records them in the view. Without the guard the push compares a stale listing: b.json (downloaded by the other
     // instance) looks edited here since its last sync and is uploaded again, rewriting the index for nothing.
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json", "b.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json", "b.json"]);
     let other_instance = machine.second_instance();
     machine.pull().unwrap();
     let remote_writer = Machine::new(&bucket, 2);
@@ -105,7 +122,7 @@ fn a_remote_change_after_the_pull_is_merged_not_lost() {
     // The reused walk comes with the pull's index only if a conditional GET says it is still current. Without that
     // check the push would write back the pull's index and drop r.json, which another machine pushed meanwhile (W1).
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json"]);
     machine.pull().unwrap();
     let remote_writer = Machine::new(&bucket, 2);
     remote_writer.write("r.json", b"pushed between our pull and our push");
@@ -122,7 +139,7 @@ fn a_remote_change_after_the_pull_is_merged_not_lost() {
 #[test]
 fn local_files_the_pull_found_are_uploaded_by_the_push_without_a_second_walk() {
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json"]);
     // Written before the pull (its markDirty too): the pull's walk sees it and keeps it for the push.
     let writer = machine.second_instance();
     writer.write("new.json", b"written before the sync");
@@ -143,7 +160,7 @@ fn files_the_pull_downloaded_are_not_uploaded_back() {
     // The listing kept for the push carries the stats of the pull's downloads; with the walk's stale stats the push
     // would see c.json as edited here.
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json"]);
     let remote_writer = Machine::new(&bucket, 2);
     remote_writer.write("c.json", b"from another machine");
     remote_writer.push().unwrap();
@@ -163,7 +180,7 @@ fn files_the_pull_downloaded_are_not_uploaded_back() {
 fn a_second_push_walks_again() {
     // The walk is taken by the first push: a later push (after a markDirty elsewhere) must not see it.
     let bucket = s3_bucket();
-    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    let machine = synced_machine_with_a_pending_mark(&bucket, &["a.json"]);
     machine.pull().unwrap();
     assert!(machine.push().unwrap().walk_reused);
     machine.second_instance().write("z.json", b"later");
@@ -172,4 +189,52 @@ fn a_second_push_walks_again() {
 
     assert!(!push.walk_reused);
     assert_eq!(push.uploaded, 1);
+}
+
+#[test]
+fn a_pull_of_a_clean_cache_stats_the_indexed_paths_and_does_not_walk() {
+    // The common slow path: another machine pushed, nothing is pending here. The push after it has nothing to look at,
+    // so a walk would be for nothing.
+    let bucket = s3_bucket();
+    let machine = Machine::new(&bucket, 1);
+    machine.write("a.json", b"a");
+    machine.write("d/b.json", b"b");
+    machine.push().unwrap();
+    let remote_writer = Machine::new(&bucket, 2);
+    remote_writer.write("d/c.json", b"from another machine");
+    remote_writer.push().unwrap();
+    machine.cache.reset_calls();
+
+    let pull = machine.pull().unwrap();
+    let push = machine.push().unwrap();
+
+    assert!(!pull.fast_path && pull.verified);
+    assert_eq!(pull.downloaded, 1);
+    let calls = machine.cache.calls();
+    assert_eq!((calls.walk, calls.stat_many), (0, 2), "the view's paths, then the one path only the index names");
+    assert!(push.fast_path, "nothing to push");
+    assert_eq!(machine.cache.file("d/c.json").as_deref(), Some(&b"from another machine"[..]));
+}
+
+#[test]
+fn a_push_after_a_pull_that_did_not_walk_walks_and_finds_the_files_only_here() {
+    // Without a sidecar nothing says a bare mark is pending, so the pull stats only the paths it decides on and hands
+    // the push no listing. The push must look at the whole cache (nothing is known clean): were it to take the pull's
+    // stats for a walk, only-here.json (written without markDirty, as the official extension's caches are) would be
+    // left out and the cache recorded clean.
+    let bucket = s3_bucket();
+    let machine = synced_machine_without_sidecar(&bucket, &["a.json"]);
+    machine.cache.write_file("only-here.json", b"never marked".to_vec());
+    machine.cache.reset_calls();
+
+    let pull = machine.pull().unwrap();
+    assert_eq!(machine.cache.calls().walk, 0, "the pull does not walk");
+    let push = machine.push().unwrap();
+
+    assert!(!pull.fast_path && !push.fast_path);
+    assert!(!push.walk_reused);
+    assert_eq!(machine.cache.calls().walk, 1, "the push's own walk");
+    assert_eq!(push.uploaded, 1);
+    assert!(remote_keys(&bucket).contains(&"only-here.json".to_string()));
+    assert!(push.clean && push.verified);
 }

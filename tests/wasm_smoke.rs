@@ -4,8 +4,8 @@
 use marsh::index::{parse_sha256_hex, sha256_hex};
 use marsh::store::token::VersionToken;
 use marsh::store::{
-    Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectStore, Precondition, Replaces,
-    StoreError, WalkItem,
+    Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectStore, PathStat, Precondition,
+    Replaces, StoreError, WalkItem,
 };
 use marsh::wasm::{JsCache, JsEnv, JsStore};
 use wasm_bindgen::prelude::*;
@@ -143,6 +143,29 @@ export function packedCacheOf(files) {
   return base;
 }
 
+// A cache with `statMany`: each path's kind by its name (a "link" path is a symlink, "x.txt" a file), and the paths
+// asked recorded; `broken` answers one item short.
+export function statManyCache(broken) {
+  const base = memoryCache();
+  base.asked = [];
+  base.statMany = async (rels) => {
+    const paths = rels.split("\0");
+    base.asked.push(paths);
+    const kinds = Uint8Array.from(paths, (rel) => rel.includes("link") ? 2 : rel === "x.txt" ? 1 : 0);
+    const count = broken ? paths.length - 1 : paths.length;
+    return {
+      kinds: kinds.subarray(0, count),
+      sizes: new Float64Array(count).fill(3),
+      mtimes: new Float64Array(count).fill(1000.4),
+    };
+  };
+  return base;
+}
+
+export function askedPaths(cache) {
+  return JSON.stringify(cache.asked);
+}
+
 // Paths with accents, a CJK name, an emoji (a surrogate pair) and a lone surrogate, joined as a walk joins them.
 export function unusualPaths() {
   return ["a/caf\u00e9.json", "b/\u6587\u4ef6.yaml", "c/\u{1F600}.txt", "d/bad\uD800.txt", "e/plain.json"].join("\0");
@@ -181,6 +204,10 @@ extern "C" {
     fn packed_cache(consistent: bool) -> JsValue;
     #[wasm_bindgen(js_name = packedCacheOf)]
     fn packed_cache_of(files: JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = statManyCache)]
+    fn stat_many_cache(broken: bool) -> JsValue;
+    #[wasm_bindgen(js_name = askedPaths)]
+    fn asked_paths(cache: &JsValue) -> String;
     #[wasm_bindgen(js_name = unusualPaths)]
     fn unusual_paths() -> JsValue;
     fn env(aborted: bool) -> JsValue;
@@ -400,4 +427,21 @@ async fn packed_walk_is_preferred_and_checked() {
     assert!(matches!(&walk[2], WalkItem::Symlink { rel } if rel == "link"));
     assert!(matches!(&walk[3], WalkItem::Vanished { rel } if rel == "gone.json"));
     assert!(matches!(broken, StoreError::Io { ref message } if message.contains("one item per file")), "{broken:?}");
+}
+
+#[wasm_bindgen_test]
+async fn stat_many_crosses_once_and_a_host_without_it_is_walked() {
+    let host = stat_many_cache(false);
+    let cache = JsCache::from_js(host.clone()).unwrap();
+    let found = cache.stat_many(&["d/link/a", "gone.txt", "x.txt"]).await.unwrap();
+    assert_eq!(found, [PathStat::Symlink, PathStat::Absent, PathStat::File(FileStat { size: 3, mtime_ms: 1000 })]);
+    assert_eq!(asked_paths(&host), r#"[["d/link/a","gone.txt","x.txt"]]"#, "one call, the paths in order");
+
+    let broken = JsCache::from_js(stat_many_cache(true)).unwrap().stat_many(&["a", "b"]).await.unwrap_err();
+    assert!(matches!(&broken, StoreError::Io { message } if message.contains("one item per path")), "{broken:?}");
+
+    // `memoryCache` has no statMany: its walk answers (x.txt a file, link a symlink, gone.txt vanished).
+    let walked = JsCache::from_js(memory_cache()).unwrap();
+    let found = walked.stat_many(&["x.txt", "link/under", "gone.txt"]).await.unwrap();
+    assert_eq!(found, [PathStat::File(FileStat { size: 3, mtime_ms: 1000 }), PathStat::Symlink, PathStat::Absent]);
 }

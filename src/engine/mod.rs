@@ -89,8 +89,9 @@ pub struct Instance {
 }
 
 /// A pull's complete walk, kept for the push that follows it in the same instance (a sync is a pull then a push, and
-/// a second walk of a large cache would cost as much as the first). The push uses it only when the walk is as good
-/// as one it would make itself:
+/// a second walk of a large cache would cost as much as the first). A pull walks only when a bare markDirty is pending
+/// (`pull::walks_for_push`); otherwise it keeps just its index and view. The push uses them only when the walk is as
+/// good as one it would make itself:
 /// - the dirty marker is still the one captured before the pull's walk (so no markDirty anywhere since: a write made
 ///   under the markDirty contract would have changed it), and no markDirty went through this instance since its last
 ///   push (its write may have landed after the pull's walk);
@@ -107,8 +108,9 @@ pub(crate) struct Walked {
     /// The fingerprint of the view the pull left, and that view.
     view_fingerprint: u64,
     view: view::LocalView,
-    /// The walk, with the pull's downloads applied.
-    listing: listing::LocalListing,
+    /// The walk, with the pull's downloads applied; `None` when the pull stat'ed only the paths it decided on (the push
+    /// walks itself, and still reuses the index and the view).
+    listing: Option<listing::LocalListing>,
     /// The index the pull compared, when it had a commit token (the push reads it again only if that token changed).
     snapshot: Option<index::Snapshot>,
 }

@@ -22,6 +22,8 @@ use super::{Engine, FileFailure, SyncError, Walked};
 use crate::index::shard::{home_shard, model_shards};
 use crate::index::{IndexEntry, Read, RemoteIndex, Snapshot};
 use crate::local::conflicts::ConflictKind;
+use crate::local::marker::Marker;
+use crate::local::sidecar::SyncState;
 use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::{check_rel, is_internal};
 use crate::store::token::VersionToken;
@@ -133,7 +135,7 @@ where
         // The walk and the view read run alongside the index read (its I/O, and the write of the local copy, overlap
         // the walk), except when a verified token may make the whole pull one "not modified" answer.
         let mut shards = None;
-        let (snapshot, marker, (mut listing, view_read)) = if verified.is_some() {
+        let (snapshot, marker, (listing, view_read)) = if verified.is_some() {
             let Read::Found(mut snapshot) = self.read_index(verified.as_ref(), options, &mut shards).await? else {
                 self.trace("pull", "fast path (index not modified)", started);
                 return Ok(PullReport { fast_path: true, verified: true, ..PullReport::default() });
@@ -141,10 +143,13 @@ where
             self.check_abort()?;
             // Captured before the walk: the push that may reuse this walk checks that it is still current.
             let marker = self.read_marker().await;
-            let (_, local) = try_join(self.keep_index_copy(&mut snapshot), self.read_local()).await?;
+            let walk = self.walks_for_push(&state, &marker);
+            let local = self.read_local(walk, subdirs.as_ref());
+            let (_, local) = try_join(self.keep_index_copy(&mut snapshot), local).await?;
             (snapshot, marker, local)
         } else {
             let marker = self.read_marker().await;
+            let walk = self.walks_for_push(&state, &marker);
             let index = async {
                 let mut snapshot = match self.read_index(None, options, &mut shards).await? {
                     Read::Found(snapshot) => snapshot,
@@ -153,14 +158,22 @@ where
                 self.keep_index_copy(&mut snapshot).await?;
                 Ok(snapshot)
             };
-            let (snapshot, local) = try_join(index, self.read_local()).await?;
+            let (snapshot, local) = try_join(index, self.read_local(walk, subdirs.as_ref())).await?;
             (snapshot, marker, local)
         };
+        let walked = listing.walked;
         let scope = Scope { subdirs, shards };
-        self.trace("pull", "index read, walk and view read", started);
+        self.trace("pull", if walked { "index read, walk and view read" } else { "index read, view read" }, started);
         self.check_abort()?;
         let token = snapshot.commit_token().cloned();
         let index = &snapshot.index;
+        let mut listing = listing.listing;
+        if !walked {
+            // The view's paths were looked at during the index read; the index's other paths now.
+            let unrecorded = not_in_view(index, &view_read.view, &scope);
+            listing.add(self.stat_paths(&unrecorded).await?);
+            self.trace("pull", "stat of the index's paths", started);
+        }
         // What was marked here since the last clean push: a deletion waiting for the push is left alone.
         // Inserted one by one: `collect` into a set sorts first, with a sort instance of its own in the module.
         let mut marked_paths = BTreeSet::new();
@@ -294,6 +307,8 @@ where
         };
         if let (Some(marker), Some((view_fingerprint, view))) = (marker.id(), view) {
             let snapshot = token.is_some().then_some(snapshot);
+            // Stats of the index's and the view's paths only: no listing of the cache to hand over.
+            let listing = walked.then_some(listing);
             self.instance.keep_walk(Walked { marker, view_fingerprint, view, listing, snapshot });
         }
         self.trace("pull", "done", started);
@@ -336,9 +351,34 @@ where
         self.index_layer().read(verified).await
     }
 
-    async fn read_local(&self) -> Result<(LocalListing, ReadView), SyncError> {
-        let (listing, view) = join(self.list_local(), self.read_view()).await;
-        Ok((listing?, view))
+    /// Whether this pull walks the whole cache, for the push after it. A pull itself needs only the paths the index and
+    /// the view name (a file only here is the push's business), so it walks only when a bare markDirty is pending (the
+    /// marker is not the one a push recorded clean): the push must then walk to find unmarked new files, and may reuse
+    /// this walk (`Walked`). Not when the mark went through this instance: its push walks again whatever (a write may
+    /// land after this walk).
+    fn walks_for_push(&self, state: &SyncState, marker: &Marker) -> bool {
+        let bare_mark = matches!(marker, Marker::Marked { .. } | Marker::Unreadable);
+        bare_mark && !state.is_clean_at(marker.id().as_deref()) && !self.instance.marked_since_push.get()
+    }
+
+    /// The local side as far as it is known before the index: the walk and the view read side by side, or the view
+    /// and the stats of the paths it names (in `subdirs`), the index's other paths being stat'ed once it is read.
+    async fn read_local(&self, walk: bool, subdirs: Option<&BTreeSet<String>>) -> Result<(Local, ReadView), SyncError> {
+        if walk {
+            let (listing, view) = join(self.list_local(), self.read_view()).await;
+            return Ok((Local { listing: listing?, walked: true }, view));
+        }
+        let view = self.read_view().await;
+        let in_subdirs = Scope { subdirs: subdirs.cloned(), shards: None };
+        let recorded: Vec<&str> = view
+            .view
+            .iter()
+            .map(|(rel, _)| rel)
+            .filter(|rel| !is_internal(rel) && in_subdirs.contains(rel) && check_rel(rel).is_ok())
+            .collect();
+        let listing = self.stat_paths(&recorded).await?;
+        drop(recorded);
+        Ok((Local { listing, walked: false }, view))
     }
 
     /// Decide per path (every path of the index, the walk or the view); hash where stat cannot decide.
@@ -490,6 +530,22 @@ where
         .await?;
         Ok(true)
     }
+}
+
+/// What a pull knows of the cache: a walk, or the stats of the paths it decides on.
+struct Local {
+    listing: LocalListing,
+    walked: bool,
+}
+
+/// The index's paths in `scope` that the view has no record of (the view's own were stat'ed with it), in order.
+fn not_in_view<'a>(index: &'a RemoteIndex, view: &LocalView, scope: &Scope) -> Vec<&'a str> {
+    let mut records = super::cursor::Cursor::new(view.iter());
+    index
+        .entries()
+        .map(|(rel, _)| rel)
+        .filter(|rel| records.seek(rel).is_none() && !is_internal(rel) && scope.contains(rel))
+        .collect()
 }
 
 /// What was marked here, as `plan` needs it per path.

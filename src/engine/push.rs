@@ -511,7 +511,9 @@ where
         scope: &Scope,
     ) -> Result<(LocalListing, Option<Snapshot>, LocalView, bool), SyncError> {
         if !scope.bulk {
-            return Ok((self.list_under(&scope.paths).await?, None, self.read_view().await.view, false));
+            // The view before the listing, as below.
+            let view = self.read_view().await.view;
+            return Ok((self.list_under(&scope.paths).await?, None, view, false));
         }
         // Without the check (the flaw `flaw-stale-walk-reuse`, kept only to prove the simulator catches it), the walk
         // would be reused even if a markDirty happened since.
@@ -526,13 +528,20 @@ where
         };
         match walked {
             // The view on disk is the one the pull left (same bytes) when its walk is reused: its parse is reused too.
-            Some(Walked { mut listing, snapshot, view, .. }) => {
+            Some(Walked { listing: Some(mut listing), snapshot, view, .. }) => {
                 if !scope.paths.is_empty() {
                     listing.refresh(&scope.paths, self.list_under(&scope.paths).await?);
                 }
                 Ok((listing, snapshot, view, true))
             }
-            None => Ok((self.list_local().await?, None, self.read_view().await.view, false)),
+            // The pull stat'ed only the paths it decided on: a walk finds the files only here.
+            Some(Walked { listing: None, snapshot, view, .. }) => Ok((self.list_local().await?, snapshot, view, false)),
+            // The view before the walk: a concurrent pull's download recorded in the view after our walk would make
+            // the file read as deleted here (found by the simulator: `bare_marks_around_a_sync`).
+            None => {
+                let view = self.read_view().await.view;
+                Ok((self.list_local().await?, None, view, false))
+            }
         }
     }
 

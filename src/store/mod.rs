@@ -137,6 +137,44 @@ pub enum WalkItem {
     },
 }
 
+/// What [`LocalCache::stat_many`] found at one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathStat {
+    /// A regular file.
+    File(FileStat),
+    /// No regular file there: nothing, a directory, or a file where a directory above it would be. A file that
+    /// vanishes while it is looked at is absent too.
+    Absent,
+    /// The path itself, or a directory between the root and it, is a symlink: not followed (W8, B16).
+    Symlink,
+}
+
+/// [`LocalCache::stat_many`] answered from a walk, for a host that has no batched stat: the same facts, at the cost of
+/// listing the whole cache (a host should keep one walk per operation for all its batches). `rels` in any order.
+pub fn stat_from_walk(items: &[WalkItem], rels: &[&str]) -> Vec<PathStat> {
+    let mut files = std::collections::HashMap::with_capacity(items.len());
+    let mut links = Vec::new();
+    for item in items {
+        match item {
+            WalkItem::File { rel, stat } => drop(files.insert(rel.as_str(), *stat)),
+            WalkItem::Symlink { rel } => links.push(rel.as_str()),
+            WalkItem::Vanished { .. } => {}
+        }
+    }
+    let through_link = |rel: &str| {
+        links
+            .iter()
+            .any(|link| rel == *link || (rel.starts_with(*link) && rel.as_bytes().get(link.len()) == Some(&b'/')))
+    };
+    rels.iter()
+        .map(|rel| match files.get(*rel) {
+            _ if through_link(rel) => PathStat::Symlink,
+            Some(stat) => PathStat::File(*stat),
+            None => PathStat::Absent,
+        })
+        .collect()
+}
+
 /// A file opened for upload: stat and content hash taken before the body is read (W12).
 #[derive(Debug)]
 pub struct Prepared<B> {
@@ -189,6 +227,12 @@ pub trait LocalCache {
     type Body;
 
     async fn stat(&self, rel: &str) -> StoreResult<Option<FileStat>>;
+    /// The state of each of `rels`, in order, without following a symlink anywhere on the way: a pull needs the paths
+    /// the index and the view name, not a walk of the whole cache. One call for many paths (a host answers them in one
+    /// crossing); an error other than a vanished file fails the call. The default answers from a walk.
+    async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        Ok(stat_from_walk(&self.walk().await?, rels))
+    }
     /// Every file under the root, internal ones included (the core filters), symlinks reported not followed.
     async fn walk(&self) -> StoreResult<Vec<WalkItem>>;
     /// `walk` restricted to `rel`: the file itself when it is one, every file under it when it is a folder, nothing

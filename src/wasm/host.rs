@@ -17,7 +17,7 @@ use crate::index::{parse_sha256_hex, sha256_hex};
 use crate::store::token::VersionToken;
 use crate::store::{
     Downloaded, Env, Expected, Fetched, FileStat, ListPage, ListedObject, LocalCache, ObjectMeta, ObjectStore,
-    Precondition, Prepared, Progress, Replaces, StoreError, StoreResult, WalkItem,
+    PathStat, Precondition, Prepared, Progress, Replaces, StoreError, StoreResult, WalkItem,
 };
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -464,6 +464,9 @@ fn feed(hasher: &mut Fingerprinter, bytes: &Uint8Array, buffer: &mut Vec<u8>) ->
 /// [`JsStore::put`] untouched; bodies from [`JsStore::get`] come back to `download`.
 pub struct JsCache {
     host: HostObject,
+    /// A host without `statMany`: the one walk that answers every `stat_many` of this operation (the engine asks in
+    /// batches, and a walk per batch would list the whole cache dozens of times).
+    walked: std::cell::RefCell<Option<std::rc::Rc<Vec<WalkItem>>>>,
 }
 
 impl JsCache {
@@ -484,12 +487,12 @@ impl JsCache {
 
     /// Wrap a host cache, checking that every method of `MarshCache` is present.
     pub fn from_js(cache: JsValue) -> Result<Self, JsValue> {
-        Ok(JsCache { host: HostObject::new(cache, "cache", "MarshCache", &Self::METHODS)? })
+        Ok(JsCache { host: HostObject::new(cache, "cache", "MarshCache", &Self::METHODS)?, walked: Default::default() })
     }
 
     /// The same cache, passing `signal` to every call (one per operation).
     pub fn with_signal(&self, signal: JsValue) -> Self {
-        JsCache { host: HostObject { signal, ..self.host.clone() } }
+        JsCache { host: HostObject { signal, ..self.host.clone() }, walked: Default::default() }
     }
 
     /// The file's chunks straight from the host's reads, when the host has `readInternalStream` (`Ok(None)`: no such
@@ -567,7 +570,40 @@ impl JsCache {
         Ok(items)
     }
 
-    /// `{ size, mtimeMs, sha256 }`.
+    /// A `PackedStats`: one kind, size and mtime per path asked, in order.
+    fn packed_stats(answer: &Answer<'_>, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        answer.require_object()?;
+        let kinds = answer.field("kinds");
+        if !kinds.is_instance_of::<Uint8Array>() {
+            return Err(answer.malformed("`kinds` must be a Uint8Array"));
+        }
+        let kinds = Uint8Array::from(kinds).to_vec();
+        let numbers = |name: &str| {
+            let value = answer.field(name);
+            if value.is_instance_of::<Float64Array>() {
+                Ok(Float64Array::from(value).to_vec())
+            } else {
+                Err(answer.malformed(&format!("`{name}` must be a Float64Array")))
+            }
+        };
+        let (sizes, mtimes) = (numbers("sizes")?, numbers("mtimes")?);
+        if kinds.len() != rels.len() || sizes.len() != rels.len() || mtimes.len() != rels.len() {
+            return Err(answer.malformed("`kinds`, `sizes` and `mtimes` must have one item per path asked"));
+        }
+        let mut found = Vec::with_capacity(rels.len());
+        for (i, rel) in rels.iter().enumerate() {
+            found.push(match kinds[i] {
+                0 => PathStat::Absent,
+                1 if sizes[i] >= 0.0 && sizes[i].fract() == 0.0 && mtimes[i].is_finite() => {
+                    PathStat::File(FileStat { size: sizes[i] as u64, mtime_ms: mtimes[i].round() as i64 })
+                }
+                2 => PathStat::Symlink,
+                _ => return Err(answer.malformed(&format!("bad kind, size or mtime for {rel:?}"))),
+            });
+        }
+        Ok(found)
+    }
+
     /// A walk answered as one object per item (`walk` without `walkPacked`, and `walkUnder`).
     fn walk_items(value: JsValue, call: &str) -> StoreResult<Vec<WalkItem>> {
         if !Array::is_array(&value) {
@@ -588,6 +624,7 @@ impl JsCache {
         Ok(items)
     }
 
+    /// `{ size, mtimeMs, sha256 }`.
     fn downloaded(answer: &Answer<'_>) -> StoreResult<Downloaded> {
         answer.require_object()?;
         Ok(Downloaded { stat: answer.stat()?, sha256: answer.sha256("sha256")? })
@@ -616,6 +653,27 @@ impl LocalCache for JsCache {
         }
         let value = self.host.call("walk", &[], "").await?;
         Self::walk_items(value, &self.host.call_name("walk", ""))
+    }
+
+    /// `statMany` when the host has it (the paths cross as one NUL-joined string, the answer as three typed arrays);
+    /// otherwise answered from a walk.
+    async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        if !get(&self.host.target, "statMany").is_function() {
+            let known = self.walked.borrow().clone();
+            let items = match known {
+                Some(items) => items,
+                None => {
+                    let items = std::rc::Rc::new(self.walk().await?);
+                    self.walked.replace(Some(items.clone()));
+                    items
+                }
+            };
+            return Ok(crate::store::stat_from_walk(&items, rels));
+        }
+        let key = rels.first().copied().unwrap_or("");
+        let value = self.host.call("statMany", &[rels.join("\0").into()], key).await?;
+        let call = self.host.call_name("statMany", key);
+        Self::packed_stats(&Answer::new(value, &call), rels)
     }
 
     async fn walk_under(&self, rel: &str) -> StoreResult<Vec<WalkItem>> {

@@ -1357,6 +1357,11 @@ const WASM_TESTS = [
   { file: "tests/wasm_smoke.rs", test: "list_pages_cross_with_and_without_a_next_page_token", shapes: ["ListPage"] },
   {
     file: "tests/wasm_smoke.rs",
+    test: "stat_many_crosses_once_and_a_host_without_it_is_walked",
+    shapes: ["PackedStats"],
+  },
+  {
+    file: "tests/wasm_smoke.rs",
     test: "list_pages_cross_with_and_without_a_next_page_token",
     shapes: ["ListedObject"],
   },

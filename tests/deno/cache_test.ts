@@ -542,6 +542,93 @@ Deno.test("walkUnder reports a symlink at or above the path and never follows it
 });
 
 // ---------------------------------------------------------------------------------------------------------------------
+// statMany
+
+/** `statMany`'s answer as one readable item per path. */
+async function statsOf(cache: DenoCache, rels: string[]): Promise<(string | [number, number])[]> {
+  const { kinds, sizes, mtimes } = await cache.statMany(rels.join("\0"));
+  assert.equal(kinds.length, rels.length);
+  return Array.from(kinds, (kind, i) => kind === 1 ? [sizes[i], mtimes[i]] : ["absent", "file", "symlink"][kind]);
+}
+
+Deno.test("statMany answers each path in order: a file's size and mtime, absent, or a symlink at or above it", async () => {
+  await withTempDir(async (dir) => {
+    const outside = `${dir}/outside`;
+    await write(`${outside}/secret.json`, "secret");
+    const root = `${dir}/cache`;
+    await write(`${root}/a/b/c.json`, "abc");
+    await write(`${root}/a/d.json`, "d");
+    await write(`${root}/top.json`, "top!");
+    await Deno.mkdir(`${root}/a/folder`);
+    await Deno.symlink(outside, `${root}/a/link`);
+    await Deno.symlink(`${outside}/secret.json`, `${root}/file-link.json`);
+    const when = new Date(1_780_000_000_123);
+    await Deno.utime(`${root}/a/b/c.json`, when, when);
+    const cache = new DenoCache(root);
+    const mtime = (rel: string) => Math.round(Deno.lstatSync(`${root}/${rel}`).mtime!.getTime());
+
+    const found = await statsOf(cache, [
+      "a/b/c.json",
+      "a/b/missing.json",
+      "a/d.json",
+      "a/d.json/under-a-file",
+      "a/folder",
+      "a/link/secret.json",
+      "a/link",
+      "file-link.json",
+      "nowhere/x/y.json",
+      "top.json",
+    ]);
+
+    assert.deepEqual(found, [
+      [3, 1_780_000_000_123],
+      "absent",
+      [1, mtime("a/d.json")],
+      "absent",
+      "absent",
+      "symlink",
+      "symlink",
+      "symlink",
+      "absent",
+      [4, mtime("top.json")],
+    ]);
+    assert.deepEqual(await statsOf(cache, []), []);
+  });
+});
+
+Deno.test("statMany finds a symlinked folder whatever the order of the paths asked", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/outside/x.json`, "x");
+    await write(`${dir}/cache/d/x.json`, "real");
+    await Deno.symlink(`${dir}/outside`, `${dir}/cache/e`);
+    const cache = new DenoCache(`${dir}/cache`);
+
+    const found = await statsOf(cache, ["e/x.json", "d/x.json", "e/x.json"]);
+
+    assert.deepEqual(found.map((item) => typeof item === "string" ? item : "file"), ["symlink", "file", "symlink"]);
+  });
+});
+
+Deno.test("statMany fails on a refused stat, naming the path, and on an aborted signal", async () => {
+  await withTempDir(async (dir) => {
+    await write(`${dir}/a/b.json`, "b");
+    const refusing: WalkFs = {
+      readDirSync: (path) => Deno.readDirSync(path),
+      lstatSync: (path) => {
+        if (path.endsWith("/a/b.json")) throw new Deno.errors.PermissionDenied("EACCES");
+        return Deno.lstatSync(path);
+      },
+    };
+    const cache = new DenoCache(dir, { walkFs: refusing });
+
+    await assert.rejects(cache.statMany("a/b.json"), { kind: "Io", key: "a/b.json" });
+    const aborted = new AbortController();
+    aborted.abort();
+    await assert.rejects(new DenoCache(dir).statMany("a/b.json", { signal: aborted.signal }), { kind: "Aborted" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------------
 // removeFile
 
 Deno.test("removeFile removes the file it was told of, and a missing one is not an error", async () => {

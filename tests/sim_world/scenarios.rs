@@ -97,6 +97,46 @@ pub fn writer_and_syncer_share_a_cache_bare(style: TokenStyle) -> Plan {
     )
 }
 
+/// A push racing another instance's pull on one cache: A1 writes and pushes, then writes twice more under bare marks,
+/// while A2 pulls (downloading base files into the shared cache) and pushes. A push that walked before that pull's
+/// download but read the view after it took the downloaded file for one deleted here, and removed it from the bucket.
+pub fn push_racing_a_pull_on_one_cache(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new(
+                "A1 write,push,write,write (bare marks)",
+                0,
+                &[Op::WriteBare("w0"), Op::Push, Op::WriteBare("w1"), Op::WriteBare("w2")],
+            ),
+            ActorPlan::new("A2 pull,push", 0, &[Op::Pull, Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
+/// Bare marks around a sync on one cache: A1 writes under a bare mark, pulls, and writes again under another, while A2
+/// pulls and pushes and B pushes (so the pulls take the full path). With a bare mark pending A2's pull walks for its
+/// push; a write under a later mark must make the push walk again.
+pub fn bare_marks_around_a_sync(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new(
+                "A1 write,pull,write (bare marks)",
+                0,
+                &[Op::WriteBare("w1"), Op::Pull, Op::WriteBare("w2")],
+            ),
+            ActorPlan::new("A2 pull,push", 0, &[Op::Pull, Op::Push]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
 /// Three machines and a shared cache, several operations each: the broad random scenario.
 pub fn busy(style: TokenStyle) -> Plan {
     plan(

@@ -7,12 +7,15 @@ use std::rc::Rc;
 
 use super::faults::settle;
 use super::*;
-use crate::store::{Downloaded, Expected, FileStat, LocalCache, Prepared, Replaces, StoreError, StoreResult, WalkItem};
+use crate::store::{
+    Downloaded, Expected, FileStat, LocalCache, PathStat, Prepared, Replaces, StoreError, StoreResult, WalkItem,
+};
 
 /// Calls seen by one cache handle, by kind (injected failures included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheCalls {
     pub stat: usize,
+    pub stat_many: usize,
     pub walk: usize,
     pub walk_under: usize,
     pub remove: usize,
@@ -30,6 +33,7 @@ impl CacheCalls {
     fn bump(&mut self, kind: Kind) {
         let counter = match kind {
             Kind::Stat => &mut self.stat,
+            Kind::StatMany => &mut self.stat_many,
             Kind::Walk => &mut self.walk,
             Kind::WalkUnder => &mut self.walk_under,
             Kind::Remove => &mut self.remove,
@@ -209,6 +213,24 @@ impl LocalCache for MemoryCache {
         let fail_after = self.arrive(Kind::Stat, rel).await?;
         let stat = MemoryCache::regular_file(&self.dir.borrow(), rel).map(|file| file.map(|f| f.stat()));
         settle(stat, fail_after)
+    }
+
+    /// Every path in one call, as the host's batched stat: a symlink at the path or above it is reported, not followed.
+    async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
+        let fail_after = self.arrive(Kind::StatMany, rels.first().copied().unwrap_or("")).await?;
+        let dir = self.dir.borrow();
+        let linked = |rel: &str| {
+            dir.symlinks.contains(rel) || rel.match_indices('/').any(|(at, _)| dir.symlinks.contains(&rel[..at]))
+        };
+        let found = rels
+            .iter()
+            .map(|rel| match dir.files.get(*rel) {
+                _ if linked(rel) => PathStat::Symlink,
+                Some(file) => PathStat::File(file.stat()),
+                None => PathStat::Absent,
+            })
+            .collect();
+        settle(Ok(found), fail_after)
     }
 
     async fn walk(&self) -> StoreResult<Vec<WalkItem>> {

@@ -33,9 +33,10 @@ pub enum Kind {
     ListInternal,
     RemoveInternal,
     CreateDir,
+    StatMany,
 }
 
-const KIND_COUNT: usize = 19;
+const KIND_COUNT: usize = 20;
 
 /// Identifies an installed rule, for [`Faults::remove`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
