@@ -68,10 +68,7 @@ impl EntryRecord {
     }
 
     fn entry(&self) -> Result<IndexEntry, SyncError> {
-        let sha256 = match &self.sha256 {
-            Some(hex) => Some(parse_sha256_hex(hex).ok_or_else(|| invalid("an entry's sha256 is not 64 hex digits"))?),
-            None => None,
-        };
+        let sha256 = self.sha256.as_deref().map(|hex| parse_hash(hex, "an entry's")).transpose()?;
         Ok(IndexEntry::new(self.size, self.last_modified.clone(), self.local_mtime.clone(), sha256))
     }
 }
@@ -361,6 +358,11 @@ fn upload_record(upload: &Upload) -> UploadRecord {
     }
 }
 
+/// A manifest's hex digest; `whose` names the record in the error ("an upload's").
+fn parse_hash(hex: &str, whose: &str) -> Result<[u8; 32], SyncError> {
+    parse_sha256_hex(hex).ok_or_else(|| invalid(&format!("{whose} sha256 is not 64 hex digits")))
+}
+
 fn upload_of(record: &UploadRecord) -> Result<Upload, SyncError> {
     crate::path::check_rel(&record.rel).map_err(|e| invalid(&e.to_string()))?;
     Ok(Upload {
@@ -368,16 +370,13 @@ fn upload_of(record: &UploadRecord) -> Result<Upload, SyncError> {
         entry: record.entry.entry()?,
         expected: record.expected.as_ref().map(EntryRecord::entry).transpose()?,
         stat: FileStat { size: record.size, mtime_ms: record.mtime_ms },
-        sha256: parse_sha256_hex(&record.sha256).ok_or_else(|| invalid("an upload's sha256 is not 64 hex digits"))?,
+        sha256: parse_hash(&record.sha256, "an upload's")?,
         token: VersionToken::new(record.token.as_str()),
     })
 }
 
 fn base_of(record: &BaseRecord) -> Result<ViewEntry, SyncError> {
-    let sha256 = match &record.sha256 {
-        Some(hex) => Some(parse_sha256_hex(hex).ok_or_else(|| invalid("a base's sha256 is not 64 hex digits"))?),
-        None => None,
-    };
+    let sha256 = record.sha256.as_deref().map(|hex| parse_hash(hex, "a base's")).transpose()?;
     let entry = IndexEntry::new(record.size, record.last_modified.clone(), None, sha256);
     Ok(ViewEntry::new(FileStat { size: record.size, mtime_ms: record.mtime_ms }, sha256, &entry))
 }
