@@ -70,6 +70,7 @@ fn random_schedules_find_no_violation() {
             scenarios::writer_and_syncer_share_a_cache_bare(style),
         ));
         plans.push((format!("bare marks around a sync ({style:?})"), scenarios::bare_marks_around_a_sync(style)));
+        plans.push((format!("bare write during a push ({style:?})"), scenarios::bare_write_during_a_push(style)));
         plans.push((format!("push racing a pull ({style:?})"), scenarios::push_racing_a_pull_on_one_cache(style)));
         plans.push((format!("2x3 ({style:?})"), scenarios::two_by_three(style)));
         plans.push((format!("late write ({style:?})"), scenarios::late_write_and_its_own_push(style)));

@@ -97,6 +97,22 @@ pub fn writer_and_syncer_share_a_cache_bare(style: TokenStyle) -> Plan {
     )
 }
 
+/// W3 in bulk: a bare markDirty and its write landing while another instance of the cache pushes (its first push, so
+/// it walks). The push listed the cache before the write; it must not record the cache clean at the writer's marker.
+/// The pushing actor comes first so that a depth-first search moves the write through the push early on.
+pub fn bare_write_during_a_push(style: TokenStyle) -> Plan {
+    plan(
+        style,
+        2,
+        true,
+        vec![
+            ActorPlan::new("A2 push", 0, &[Op::Push]),
+            ActorPlan::new("A1 write (bare mark)", 0, &[Op::WriteBare("w1")]),
+            ActorPlan::new("B write,push", 1, &[Op::Write("b1"), Op::Push]),
+        ],
+    )
+}
+
 /// A push racing another instance's pull on one cache: A1 writes and pushes, then writes twice more under bare marks,
 /// while A2 pulls (downloading base files into the shared cache) and pushes. A push that walked before that pull's
 /// download but read the view after it took the downloaded file for one deleted here, and removed it from the bucket.
