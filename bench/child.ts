@@ -15,6 +15,9 @@
  * - `transfer`: marsh's fresh pull and initial push against a plain loop over the same store adapter (GET + file write,
  *   file read + PUT, the same window of 16 in flight, no index, no hashing, no checks), alternated run by run in this
  *   one process, so both meet the same machine load, the same JIT state and the same store.
+ * - `floor`: the least any client must do for a format-2 slow-path pull, without marsh: GET `_meta.json` and every
+ *   shard it lists through the same store adapter (the same window of 16), parse each, then `DenoCache.statMany` of
+ *   every indexed path. Its time and memory are the floor beside marsh's slow-path pull.
  * - `idle`: load the wasm and exit (the baseline RSS of a child).
  *
  * @module
@@ -139,7 +142,33 @@ export interface TransferResult {
   peakRssBytes: number;
 }
 
-export type ChildSpec = SyncSpec | PlanSpec | WalkSpec | TransferSpec | { kind: "idle" };
+/** The slow-path floor (format 2 only): read the whole index plainly, stat what it names; `runs` times in one child. */
+export interface FloorSpec {
+  kind: "floor";
+  store: StoreSpec;
+  cache: string;
+  runs: number;
+}
+
+export interface FloorRun {
+  /** `_meta.json` and every shard fetched and parsed (the entries' paths kept, sorted). */
+  indexMs: number;
+  /** `statMany` of every indexed path, in batches as marsh asks (8,192 paths). */
+  statMs: number;
+  ms: number;
+  shards: number;
+  paths: number;
+  /** Bytes of `_meta.json` and the shards as received. */
+  indexBytes: number;
+}
+
+export interface FloorResult {
+  runs: FloorRun[];
+  /** VmHWM after the first run (later runs add the garbage of earlier ones). */
+  peakRssBytes: number;
+}
+
+export type ChildSpec = SyncSpec | PlanSpec | WalkSpec | TransferSpec | FloorSpec | { kind: "idle" };
 
 /** Every internal file or folder a sync may leave at the cache root (src/path.rs). */
 export const INTERNAL = [
@@ -476,6 +505,60 @@ async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: numbe
   return { runsMs, files, peakRssBytes: peakAfterFirst };
 }
 
+/** Paths per `statMany` call, as the core batches them (src/engine/listing.rs `STAT_BATCH`). */
+const STAT_BATCH = 8192;
+
+/**
+ * One floor run: no version tokens kept, no validation beyond `JSON.parse`, no decisions; what is left is the format's
+ * own cost (one GET per shard) and the kernel's (one stat per path and per directory above it).
+ */
+async function floorOnce(store: MarshStore, cache: DenoCache, window: number): Promise<FloorRun> {
+  const started = performance.now();
+  const decoder = new TextDecoder();
+  const meta = await store.getBytes("_index/_meta.json");
+  if ("notModified" in meta) throw new Error("floor: an unconditional GET of _index/_meta.json answered not modified");
+  let indexBytes = meta.bytes.byteLength;
+  const shards = (JSON.parse(decoder.decode(meta.bytes)) as { partitions: string[] }).partitions;
+  const paths: string[] = [];
+  await slidingWindow(shards, window, async (name) => {
+    const got = await store.getBytes(`_index/${name}.json`);
+    if ("notModified" in got) throw new Error(`floor: an unconditional GET of shard ${name} answered not modified`);
+    indexBytes += got.bytes.byteLength;
+    for (const rel of Object.keys((JSON.parse(decoder.decode(got.bytes)) as { entries: object }).entries)) {
+      paths.push(rel);
+    }
+  });
+  // statMany checks each directory once while consecutive paths share it: asked in path order, as the core asks.
+  paths.sort();
+  const indexed = performance.now();
+  for (let at = 0; at < paths.length; at += STAT_BATCH) {
+    await cache.statMany(paths.slice(at, at + STAT_BATCH).join("\0"));
+  }
+  const ended = performance.now();
+  return {
+    indexMs: indexed - started,
+    statMs: ended - indexed,
+    ms: ended - started,
+    shards: shards.length,
+    paths: paths.length,
+    indexBytes,
+  };
+}
+
+async function runFloor(spec: FloorSpec): Promise<FloorResult> {
+  const cache = new DenoCache(spec.cache);
+  const runs: FloorRun[] = [];
+  let peakAfterFirst = 0;
+  for (let run = 0; run < spec.runs; run++) {
+    // A new store client per run, as each marsh child has.
+    const store = openStore(spec.store);
+    runs.push(await floorOnce(store, cache, 16));
+    store.destroy?.();
+    if (run === 0) peakAfterFirst = peakRssBytes();
+  }
+  return { runs, peakRssBytes: peakAfterFirst };
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Transfers: marsh against the plain loop
 
@@ -671,6 +754,7 @@ if (import.meta.main) {
   else if (spec.kind === "plan-wasm") result = await runPlan(spec);
   else if (spec.kind === "walk") result = await runWalk(spec);
   else if (spec.kind === "transfer") result = await runTransfer(spec);
+  else if (spec.kind === "floor") result = await runFloor(spec);
   else result = { peakRssBytes: peakRssBytes(), memory: memoryFigures() };
   console.log(JSON.stringify(result));
 }
