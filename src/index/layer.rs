@@ -407,7 +407,8 @@ impl<'a, S: ObjectStore, E: Env> IndexLayer<'a, S, E> {
             .try_collect()
             .await?;
         let mut index = RemoteIndex::empty();
-        let mut entries = Vec::new();
+        // Sized once: grown by doubling it would hold up to twice the entries at its largest.
+        let mut entries = Vec::with_capacity(read.iter().map(|shard| shard.entries.len()).sum());
         let mut shards = Shards { meta, read: BTreeMap::new() };
         for shard in read {
             index.note_invalid_from(&shard.kept.kept, &shard_key(&shard.name));
