@@ -69,6 +69,8 @@ export class CacheError extends Error implements MarshHostError {
 }
 
 const CHUNK_BYTES = 128 * 1024;
+/** A downloaded chunk up to this size is written with one synchronous call (page-cache fast), a larger one async. */
+const SYNC_WRITE_BYTES = 64 * 1024;
 /** A file changing under us while it is hashed is retried this many times before the call fails. */
 const HASH_ATTEMPTS = 3;
 
@@ -370,12 +372,12 @@ export class DenoCache implements MarshCache {
     const path = this.#pathOf(name, { internal: true });
     await this.#makeRoot(name);
     const directory = await this.#internalFolder(name, { create: true });
-    const temp = await TempFile.create(directory ?? this.root, name);
+    const temp = TempFile.create(directory ?? this.root, name);
     try {
       await writeAll(temp.file, bytes);
       temp.close();
       checkAborted(options, name);
-      await renameInto(temp.path, path, name);
+      renameInto(temp.path, path, name);
     } catch (error) {
       await temp.discard();
       throw error;
@@ -430,7 +432,7 @@ export class DenoCache implements MarshCache {
   async removeFile(rel: string, expected: FileStat, options?: CallOptions): Promise<void> {
     checkAborted(options, rel);
     const path = this.#pathOf(rel);
-    await this.#refuseSymlinkedParents(rel);
+    this.#refuseSymlinkedParents(rel);
     const info = await lstatOrNull(path, rel);
     if (info === null) return;
     if (!isVersion(info, expected)) throw localChanged(rel, "removed");
@@ -471,11 +473,20 @@ export class DenoCache implements MarshCache {
     try {
       checkAborted(options, rel);
       const directory = parentOf(path);
-      await this.#refuseSymlinkedParents(rel);
+      // The checks and metadata calls below are synchronous, as the walk's stats are: each is one quick system call,
+      // and as async ops they were most of a small file's download (bench/results/NOTES.md, 2026-12-03).
+      const parentsExist = this.#refuseSymlinkedParents(rel);
       // Checked before the body is read too: a file edited here meanwhile costs no transfer.
-      await refuseUnlessReplaceable(path, rel, expected.replaces);
-      await mkdirAll(directory, rel);
-      temp = await TempFile.create(directory, rel);
+      refuseUnlessReplaceable(path, rel, expected.replaces);
+      // Every parent was just seen as a real directory: no `mkdir -p` (a folder removed since is made on NotFound).
+      if (!parentsExist) await mkdirAll(directory, rel);
+      try {
+        temp = TempFile.create(directory, rel);
+      } catch (error) {
+        if (!parentsExist || !(error instanceof CacheError && error.cause instanceof Deno.errors.NotFound)) throw error;
+        await mkdirAll(directory, rel);
+        temp = TempFile.create(directory, rel);
+      }
       const written = await copyHashing(stream, temp, expected.size, rel, options);
       const actual = written.sha256;
       if (written.size !== expected.size) {
@@ -493,21 +504,22 @@ export class DenoCache implements MarshCache {
         );
       }
       // The stat of the bytes we wrote, taken on our own descriptor: a later writer cannot slip in between.
-      const info = await temp.file.stat();
+      const info = temp.file.statSync();
       temp.close();
       checkAborted(options, rel);
-      // Again right before the rename: a symlink created during a long download must not redirect it.
-      await this.#refuseSymlinkedParents(rel);
-      await refuseSymlinkTarget(path, rel);
+      // Again right before the rename, every parent from the root (not a remembered answer): a symlink created during
+      // a long download, at any depth, must not redirect it.
+      this.#refuseSymlinkedParents(rel);
       if (expected.replaces === null) {
-        // Nothing may be there: a hard link never replaces an existing file, so a file created meanwhile is kept.
-        await linkInto(temp.path, path, rel);
+        // Nothing may be there: a hard link never replaces an existing file (a symlink included), so a file created
+        // meanwhile is kept.
+        linkInto(temp.path, path, rel);
       } else {
-        await refuseUnlessReplaceable(path, rel, expected.replaces);
-        await renameInto(temp.path, path, rel);
+        refuseTarget(path, rel, expected.replaces);
+        renameInto(temp.path, path, rel);
         temp = undefined;
       }
-      await temp?.discard(); // after a link, the temp name is a second name of the file now in place
+      temp?.removeName(); // after a link, the temp name is a second name of the file now in place
       return { ...fileStat(info, rel), sha256: actual };
     } catch (error) {
       await stream.cancel(error).catch(() => {});
@@ -520,7 +532,7 @@ export class DenoCache implements MarshCache {
     checkAborted(options, rel);
     const path = this.#pathOf(rel);
     // The folder itself counts as a parent here: none on the way may lead out of the cache.
-    await this.#refuseSymlinkedParents(`${rel}/.`);
+    this.#refuseSymlinkedParents(`${rel}/.`);
     await mkdirAll(path, rel);
     const info = await lstatOrNull(path, rel);
     if (info === null || !info.isDirectory) {
@@ -605,18 +617,19 @@ export class DenoCache implements MarshCache {
 
   /**
    * B16: no existing directory between the root and `rel` may be a symlink (it could point outside the cache). The root
-   * itself may be one: the user chose where the cache lives.
+   * itself may be one: the user chose where the cache lives. `true` when every directory above `rel` exists (so none
+   * needs creating). Synchronous: one `lstat` per directory, a few microseconds each on a local disk.
    */
-  async #refuseSymlinkedParents(rel: string): Promise<void> {
+  #refuseSymlinkedParents(rel: string): boolean {
     const segments = rel.split("/");
     let path = this.root.endsWith("/") ? this.root.slice(0, -1) : this.root;
     for (let i = 0; i < segments.length - 1; i++) {
       path = `${path}/${segments[i]}`;
       let info: Deno.FileInfo;
       try {
-        info = await Deno.lstat(path);
+        info = Deno.lstatSync(path);
       } catch (error) {
-        if (isMissing(error)) return; // the rest will be created by us, as real directories
+        if (isMissing(error)) return false; // the rest will be created by us, as real directories
         throw fsError(error, `cannot check the directories of ${rel}`, rel, path);
       }
       if (info.isSymlink) {
@@ -628,6 +641,7 @@ export class DenoCache implements MarshCache {
         throw new CacheError("Io", `cannot write ${rel}: ${fileRel} is not a directory`, rel);
       }
     }
+    return true;
   }
 }
 
@@ -728,6 +742,16 @@ function checkAborted(options: CallOptions | undefined, rel: string): void {
 async function lstatOrNull(path: string, rel: string): Promise<Deno.FileInfo | null> {
   try {
     return await Deno.lstat(path);
+  } catch (error) {
+    if (isMissing(error)) return null;
+    throw fsError(error, `cannot stat ${rel}`, rel, path);
+  }
+}
+
+/** `lstatOrNull` as one synchronous call, for the per-file checks of transfers (an async op costs more than the call). */
+function lstatOrNullSync(path: string, rel: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
   } catch (error) {
     if (isMissing(error)) return null;
     throw fsError(error, `cannot stat ${rel}`, rel, path);
@@ -894,7 +918,9 @@ async function copyHashing(
       size += value.length;
       if (size > limit) break;
       hash.update(value);
-      await writeAll(temp.file, value);
+      // A small chunk (a small file's whole body, usually) in one synchronous write: cheaper than an async op.
+      if (value.length <= SYNC_WRITE_BYTES) writeAllSync(temp.file, value);
+      else await writeAll(temp.file, value);
     }
   } catch (error) {
     throw fsError(error, `download of ${rel} failed`, rel, temp.path);
@@ -910,6 +936,11 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
 }
 
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // Temp files and renames
 
@@ -919,11 +950,11 @@ class TempFile {
 
   private constructor(readonly path: string, readonly file: Deno.FsFile) {}
 
-  static async create(directory: string, rel: string): Promise<TempFile> {
+  static create(directory: string, rel: string): TempFile {
     const base = directory.endsWith("/") ? directory : `${directory}/`;
     const path = `${base}${TEMP_PREFIX}${crypto.randomUUID()}`;
     try {
-      return new TempFile(path, await Deno.open(path, { write: true, createNew: true }));
+      return new TempFile(path, Deno.openSync(path, { write: true, createNew: true }));
     } catch (error) {
       throw fsError(error, `cannot create a temp file for ${rel}`, rel, path);
     }
@@ -945,6 +976,15 @@ class TempFile {
     }
     await Deno.remove(this.path).catch(() => {});
   }
+
+  /** Remove the name only, the file being closed and linked elsewhere; never throws. */
+  removeName(): void {
+    try {
+      Deno.removeSync(this.path);
+    } catch {
+      // a leftover temp name is internal: the core never syncs it
+    }
+  }
 }
 
 async function mkdirAll(path: string, rel: string): Promise<void> {
@@ -955,10 +995,16 @@ async function mkdirAll(path: string, rel: string): Promise<void> {
   }
 }
 
-/** A download never replaces a symlink: the core reports symlinks and leaves them alone (W8). */
-async function refuseSymlinkTarget(path: string, rel: string): Promise<void> {
-  const info = await lstatOrNull(path, rel);
+/**
+ * The target right before a download lands, in one `lstat`: never a symlink (the core reports symlinks and leaves them
+ * alone, W8), then what `expected.replaces` admits (see `refuseUnlessReplaceable`).
+ */
+function refuseTarget(path: string, rel: string, replaces: FileStat | null | undefined): void {
+  const info = lstatOrNullSync(path, rel);
   if (info?.isSymlink) throw new CacheError("InvalidKey", `refusing to replace ${rel}: it is a symlink`, rel);
+  if (replaces !== undefined && (replaces === null ? info !== null : info === null || !isVersion(info, replaces))) {
+    throw localChanged(rel, "replaced");
+  }
 }
 
 /** Size and mtime as the core saw them (integer milliseconds), on a regular file. */
@@ -979,27 +1025,29 @@ function localChanged(rel: string, what: "removed" | "replaced"): CacheError {
  * `expected.replaces` of a download: absent, anything may be replaced; `null`, nothing may be there; a stat, only the
  * regular file with that size and mtime.
  */
-async function refuseUnlessReplaceable(
-  path: string,
-  rel: string,
-  replaces: FileStat | null | undefined,
-): Promise<void> {
+function refuseUnlessReplaceable(path: string, rel: string, replaces: FileStat | null | undefined): void {
   if (replaces === undefined) return;
-  const info = await lstatOrNull(path, rel);
+  const info = lstatOrNullSync(path, rel);
   if (replaces === null ? info !== null : info === null || !isVersion(info, replaces)) {
     throw localChanged(rel, "replaced");
   }
 }
 
-/** Give `to` the file at `from` unless something is at `to` already (then `LocalChanged`). */
-async function linkInto(from: string, to: string, rel: string): Promise<void> {
+/**
+ * Give `to` the file at `from` unless something is at `to` already: then `LocalChanged`, or `InvalidKey` for a symlink
+ * (which `refuseTarget` refuses).
+ */
+function linkInto(from: string, to: string, rel: string): void {
   try {
-    await Deno.link(from, to);
+    Deno.linkSync(from, to);
   } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) throw localChanged(rel, "replaced");
+    if (error instanceof Deno.errors.AlreadyExists) {
+      refuseTarget(to, rel, undefined);
+      throw localChanged(rel, "replaced");
+    }
     // A file system without hard links: check, then rename (the window between them is a few microseconds).
-    await refuseUnlessReplaceable(to, rel, null);
-    await renameInto(from, to, rel);
+    refuseTarget(to, rel, null);
+    renameInto(from, to, rel);
   }
 }
 
@@ -1019,9 +1067,9 @@ async function putBack(aside: string, path: string): Promise<void> {
   await Deno.remove(aside).catch(() => {});
 }
 
-async function renameInto(from: string, to: string, rel: string): Promise<void> {
+function renameInto(from: string, to: string, rel: string): void {
   try {
-    await Deno.rename(from, to);
+    Deno.renameSync(from, to);
   } catch (error) {
     throw fsError(error, `cannot move the new ${rel} into place`, rel, to);
   }
