@@ -118,10 +118,12 @@ export class DenoCache implements MarshCache {
     this.#walkFs = options.walkFs ?? denoWalkFs;
   }
 
+  // The lstat is a synchronous call (cheaper than an async op); `async` keeps every failure a rejected promise.
+  // deno-lint-ignore require-await
   async stat(rel: string, options?: CallOptions): Promise<FileStat | null> {
     checkAborted(options, rel);
     const path = this.#pathOf(rel);
-    const info = await lstatOrNull(path, rel);
+    const info = lstatOrNullSync(path, rel);
     if (info === null) return null;
     requireRegularFile(info, rel, path);
     return fileStat(info, rel);
@@ -783,33 +785,36 @@ interface HashedVersion extends HashedFile {
 
 /**
  * Stat first (W12), then stream-hash; the stat is taken again on the open descriptor after hashing, so the size, mtime
- * and hash returned describe one version of the file. A file rewritten meanwhile is hashed again.
+ * and hash returned describe one version of the file. A file rewritten meanwhile is hashed again. The stats and the
+ * open are synchronous calls (cheaper than async ops); the reads stay async.
  */
 async function hashFile(path: string, rel: string, options?: CallOptions): Promise<HashedVersion | null> {
   for (let attempt = 1;; attempt++) {
     checkAborted(options, rel);
-    const before = await lstatOrNull(path, rel);
+    const before = lstatOrNullSync(path, rel);
     if (before === null) return null;
     requireRegularFile(before, rel, path);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = Deno.openSync(path, { read: true });
     } catch (error) {
       if (isMissing(error)) return null;
       throw fsError(error, `cannot open ${rel}`, rel, path);
     }
     try {
       const hash = createHash("sha256");
-      const buffer = new Uint8Array(CHUNK_BYTES);
+      const buffer = new Uint8Array(Math.max(1, Math.min(CHUNK_BYTES, before.size)));
       let size = 0;
-      for (;;) {
+      // Read up to the stat's size, not on to end of file: the stat after must then show the same size, mtime and
+      // inode, so the bytes hashed are the whole of that version (one read fewer per small file).
+      while (size < before.size) {
         checkAborted(options, rel);
         const n = await file.read(buffer);
         if (n === null) break;
         hash.update(buffer.subarray(0, n));
         size += n;
       }
-      const after = await file.stat();
+      const after = file.statSync();
       if (size === before.size && sameVersion(before, after)) {
         return { ...fileStat(before, rel), sha256: hash.digest("hex"), info: before };
       }
@@ -829,17 +834,18 @@ async function hashFile(path: string, rel: string, options?: CallOptions): Promi
  * the end of the file confirms the size and hash taken by `prepareUpload`; otherwise the stream errors and the PUT
  * fails, so an object never holds bytes other than the ones the core records.
  */
+// deno-lint-ignore require-await -- `async` keeps a failed open a rejected promise
 async function openVerified(path: string, rel: string, prepared: HashedVersion): Promise<ReadableStream<Uint8Array>> {
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = Deno.openSync(path, { read: true });
   } catch (error) {
     throw fsError(error, `cannot open ${rel} for upload`, rel, path);
   }
   const changed = () =>
     new CacheError("Io", `${rel} changed after it was hashed for upload (${path}); it stays dirty`, rel);
   try {
-    if (!sameVersion(prepared.info, await file.stat())) throw changed();
+    if (!sameVersion(prepared.info, file.statSync())) throw changed();
   } catch (error) {
     file.close();
     throw fsError(error, `cannot stat ${rel} for upload`, rel, path);
@@ -867,8 +873,9 @@ async function openVerified(path: string, rel: string, prepared: HashedVersion):
           controller.enqueue(bytes);
           return;
         }
-        // At (or short of) the prepared size: the file must end here and hash the same.
-        if (n !== null && (await file.read(new Uint8Array(1))) !== null) throw changed();
+        // At (or short of) the prepared size: the file must end here (its size now, on our descriptor: a synchronous
+        // fstat rather than an async read of one more byte) and hash the same.
+        if (n !== null && file.statSync().size !== prepared.size) throw changed();
         if (sent !== prepared.size || hash.digest("hex") !== prepared.sha256) throw changed();
         closeFile();
         if (bytes.length > 0) controller.enqueue(bytes);

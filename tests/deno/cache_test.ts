@@ -990,6 +990,29 @@ Deno.test("an upload body errors before its last chunk when the file changes whi
   });
 });
 
+Deno.test("an upload body errors before its last chunk when the file grows while it streams", async () => {
+  await withTempDir(async (dir) => {
+    const original = new Uint8Array(600_000).fill(1);
+    await Deno.writeFile(`${dir}/big.bin`, original);
+    const prepared = await new DenoCache(dir).prepareUpload("big.bin");
+    const reader = (await (prepared!.body as UploadBody).open()).getReader();
+    let received = (await reader.read()).value!.length;
+
+    // The hashed bytes are all still there, then more: the end of the file (its size) must tell.
+    await Deno.writeFile(`${dir}/big.bin`, new Uint8Array(10).fill(2), { append: true });
+    const drained = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        received += value.length;
+      }
+    })();
+
+    await assert.rejects(drained, { kind: "Io", message: /changed after it was hashed/ });
+    assert.ok(received < original.length, `${received} bytes were delivered`);
+  });
+});
+
 Deno.test("download with replaces: null lands only where nothing is, a stat only over that very file", async () => {
   await withTempDir(async (dir) => {
     const cache = new DenoCache(dir);
