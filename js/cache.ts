@@ -374,7 +374,7 @@ export class DenoCache implements MarshCache {
     const path = this.#pathOf(name, { internal: true });
     await this.#makeRoot(name);
     const directory = await this.#internalFolder(name, { create: true });
-    const temp = TempFile.create(directory ?? this.root, name);
+    const temp = await TempFile.create(directory ?? this.root, name);
     try {
       await writeAll(temp.file, bytes);
       temp.close();
@@ -475,19 +475,22 @@ export class DenoCache implements MarshCache {
     try {
       checkAborted(options, rel);
       const directory = parentOf(path);
-      // The checks and metadata calls below are synchronous, as the walk's stats are: each is one quick system call,
-      // and as async ops they were most of a small file's download (bench/results/NOTES.md, 2026-12-03).
+      // The look-ups below (lstat, fstat) and the link/rename are synchronous, as the walk's stats are: each is one quick
+      // system call, and as async ops they were most of a small file's download (bench/results/NOTES.md, 2026-12-03).
       const parentsExist = this.#refuseSymlinkedParents(rel);
-      // Checked before the body is read too: a file edited here meanwhile costs no transfer.
-      refuseUnlessReplaceable(path, rel, expected.replaces);
+      // Checked before the body is read too: a file edited here meanwhile costs no transfer. Under a missing folder
+      // nothing can be there, so `null` needs no look (a failed lstat throws: a tenth of a small download's main thread).
+      if (parentsExist || expected.replaces !== null) refuseUnlessReplaceable(path, rel, expected.replaces);
       // Every parent was just seen as a real directory: no `mkdir -p` (a folder removed since is made on NotFound).
+      // Creating folders and the temp file stays async: those system calls cost more than an op, and run off the main
+      // thread.
       if (!parentsExist) await mkdirAll(directory, rel);
       try {
-        temp = TempFile.create(directory, rel);
+        temp = await TempFile.create(directory, rel);
       } catch (error) {
         if (!parentsExist || !(error instanceof CacheError && error.cause instanceof Deno.errors.NotFound)) throw error;
         await mkdirAll(directory, rel);
-        temp = TempFile.create(directory, rel);
+        temp = await TempFile.create(directory, rel);
       }
       const written = await copyHashing(stream, temp, expected.size, rel, options);
       const actual = written.sha256;
@@ -957,11 +960,11 @@ class TempFile {
 
   private constructor(readonly path: string, readonly file: Deno.FsFile) {}
 
-  static create(directory: string, rel: string): TempFile {
+  static async create(directory: string, rel: string): Promise<TempFile> {
     const base = directory.endsWith("/") ? directory : `${directory}/`;
     const path = `${base}${TEMP_PREFIX}${crypto.randomUUID()}`;
     try {
-      return new TempFile(path, Deno.openSync(path, { write: true, createNew: true }));
+      return new TempFile(path, await Deno.open(path, { write: true, createNew: true }));
     } catch (error) {
       throw fsError(error, `cannot create a temp file for ${rel}`, rel, path);
     }
