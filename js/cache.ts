@@ -69,6 +69,8 @@ export class CacheError extends Error implements MarshHostError {
 }
 
 const CHUNK_BYTES = 128 * 1024;
+/** A downloaded chunk up to this size is written with one synchronous call (page-cache fast), a larger one async. */
+const SYNC_WRITE_BYTES = 64 * 1024;
 /** A file changing under us while it is hashed is retried this many times before the call fails. */
 const HASH_ATTEMPTS = 3;
 
@@ -116,10 +118,12 @@ export class DenoCache implements MarshCache {
     this.#walkFs = options.walkFs ?? denoWalkFs;
   }
 
+  // The lstat is a synchronous call (cheaper than an async op); `async` keeps every failure a rejected promise.
+  // deno-lint-ignore require-await
   async stat(rel: string, options?: CallOptions): Promise<FileStat | null> {
     checkAborted(options, rel);
     const path = this.#pathOf(rel);
-    const info = await lstatOrNull(path, rel);
+    const info = lstatOrNullSync(path, rel);
     if (info === null) return null;
     requireRegularFile(info, rel, path);
     return fileStat(info, rel);
@@ -375,7 +379,7 @@ export class DenoCache implements MarshCache {
       await writeAll(temp.file, bytes);
       temp.close();
       checkAborted(options, name);
-      await renameInto(temp.path, path, name);
+      renameInto(temp.path, path, name);
     } catch (error) {
       await temp.discard();
       throw error;
@@ -430,7 +434,7 @@ export class DenoCache implements MarshCache {
   async removeFile(rel: string, expected: FileStat, options?: CallOptions): Promise<void> {
     checkAborted(options, rel);
     const path = this.#pathOf(rel);
-    await this.#refuseSymlinkedParents(rel);
+    this.#refuseSymlinkedParents(rel);
     const info = await lstatOrNull(path, rel);
     if (info === null) return;
     if (!isVersion(info, expected)) throw localChanged(rel, "removed");
@@ -471,11 +475,23 @@ export class DenoCache implements MarshCache {
     try {
       checkAborted(options, rel);
       const directory = parentOf(path);
-      await this.#refuseSymlinkedParents(rel);
-      // Checked before the body is read too: a file edited here meanwhile costs no transfer.
-      await refuseUnlessReplaceable(path, rel, expected.replaces);
-      await mkdirAll(directory, rel);
-      temp = await TempFile.create(directory, rel);
+      // The look-ups below (lstat, fstat) and the link/rename are synchronous, as the walk's stats are: each is one quick
+      // system call, and as async ops they were most of a small file's download (bench/results/NOTES.md, 2026-12-03).
+      const parentsExist = this.#refuseSymlinkedParents(rel);
+      // Checked before the body is read too: a file edited here meanwhile costs no transfer. Under a missing folder
+      // nothing can be there, so `null` needs no look (a failed lstat throws: a tenth of a small download's main thread).
+      if (parentsExist || expected.replaces !== null) refuseUnlessReplaceable(path, rel, expected.replaces);
+      // Every parent was just seen as a real directory: no `mkdir -p` (a folder removed since is made on NotFound).
+      // Creating folders and the temp file stays async: those system calls cost more than an op, and run off the main
+      // thread.
+      if (!parentsExist) await mkdirAll(directory, rel);
+      try {
+        temp = await TempFile.create(directory, rel);
+      } catch (error) {
+        if (!parentsExist || !(error instanceof CacheError && error.cause instanceof Deno.errors.NotFound)) throw error;
+        await mkdirAll(directory, rel);
+        temp = await TempFile.create(directory, rel);
+      }
       const written = await copyHashing(stream, temp, expected.size, rel, options);
       const actual = written.sha256;
       if (written.size !== expected.size) {
@@ -493,21 +509,22 @@ export class DenoCache implements MarshCache {
         );
       }
       // The stat of the bytes we wrote, taken on our own descriptor: a later writer cannot slip in between.
-      const info = await temp.file.stat();
+      const info = temp.file.statSync();
       temp.close();
       checkAborted(options, rel);
-      // Again right before the rename: a symlink created during a long download must not redirect it.
-      await this.#refuseSymlinkedParents(rel);
-      await refuseSymlinkTarget(path, rel);
+      // Again right before the rename, every parent from the root (not a remembered answer): a symlink created during
+      // a long download, at any depth, must not redirect it.
+      this.#refuseSymlinkedParents(rel);
       if (expected.replaces === null) {
-        // Nothing may be there: a hard link never replaces an existing file, so a file created meanwhile is kept.
-        await linkInto(temp.path, path, rel);
+        // Nothing may be there: a hard link never replaces an existing file (a symlink included), so a file created
+        // meanwhile is kept.
+        linkInto(temp.path, path, rel);
       } else {
-        await refuseUnlessReplaceable(path, rel, expected.replaces);
-        await renameInto(temp.path, path, rel);
+        refuseTarget(path, rel, expected.replaces);
+        renameInto(temp.path, path, rel);
         temp = undefined;
       }
-      await temp?.discard(); // after a link, the temp name is a second name of the file now in place
+      temp?.removeName(); // after a link, the temp name is a second name of the file now in place
       return { ...fileStat(info, rel), sha256: actual };
     } catch (error) {
       await stream.cancel(error).catch(() => {});
@@ -520,7 +537,7 @@ export class DenoCache implements MarshCache {
     checkAborted(options, rel);
     const path = this.#pathOf(rel);
     // The folder itself counts as a parent here: none on the way may lead out of the cache.
-    await this.#refuseSymlinkedParents(`${rel}/.`);
+    this.#refuseSymlinkedParents(`${rel}/.`);
     await mkdirAll(path, rel);
     const info = await lstatOrNull(path, rel);
     if (info === null || !info.isDirectory) {
@@ -605,18 +622,19 @@ export class DenoCache implements MarshCache {
 
   /**
    * B16: no existing directory between the root and `rel` may be a symlink (it could point outside the cache). The root
-   * itself may be one: the user chose where the cache lives.
+   * itself may be one: the user chose where the cache lives. `true` when every directory above `rel` exists (so none
+   * needs creating). Synchronous: one `lstat` per directory, a few microseconds each on a local disk.
    */
-  async #refuseSymlinkedParents(rel: string): Promise<void> {
+  #refuseSymlinkedParents(rel: string): boolean {
     const segments = rel.split("/");
     let path = this.root.endsWith("/") ? this.root.slice(0, -1) : this.root;
     for (let i = 0; i < segments.length - 1; i++) {
       path = `${path}/${segments[i]}`;
       let info: Deno.FileInfo;
       try {
-        info = await Deno.lstat(path);
+        info = Deno.lstatSync(path);
       } catch (error) {
-        if (isMissing(error)) return; // the rest will be created by us, as real directories
+        if (isMissing(error)) return false; // the rest will be created by us, as real directories
         throw fsError(error, `cannot check the directories of ${rel}`, rel, path);
       }
       if (info.isSymlink) {
@@ -628,6 +646,7 @@ export class DenoCache implements MarshCache {
         throw new CacheError("Io", `cannot write ${rel}: ${fileRel} is not a directory`, rel);
       }
     }
+    return true;
   }
 }
 
@@ -734,6 +753,16 @@ async function lstatOrNull(path: string, rel: string): Promise<Deno.FileInfo | n
   }
 }
 
+/** `lstatOrNull` as one synchronous call, for the per-file checks of transfers (an async op costs more than the call). */
+function lstatOrNullSync(path: string, rel: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch (error) {
+    if (isMissing(error)) return null;
+    throw fsError(error, `cannot stat ${rel}`, rel, path);
+  }
+}
+
 function requireRegularFile(info: Deno.FileInfo, rel: string, path: string): void {
   if (info.isFile) return;
   const what = info.isSymlink ? "a symlink" : info.isDirectory ? "a directory" : "not a regular file";
@@ -759,33 +788,36 @@ interface HashedVersion extends HashedFile {
 
 /**
  * Stat first (W12), then stream-hash; the stat is taken again on the open descriptor after hashing, so the size, mtime
- * and hash returned describe one version of the file. A file rewritten meanwhile is hashed again.
+ * and hash returned describe one version of the file. A file rewritten meanwhile is hashed again. The stats and the
+ * open are synchronous calls (cheaper than async ops); the reads stay async.
  */
 async function hashFile(path: string, rel: string, options?: CallOptions): Promise<HashedVersion | null> {
   for (let attempt = 1;; attempt++) {
     checkAborted(options, rel);
-    const before = await lstatOrNull(path, rel);
+    const before = lstatOrNullSync(path, rel);
     if (before === null) return null;
     requireRegularFile(before, rel, path);
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(path, { read: true });
+      file = Deno.openSync(path, { read: true });
     } catch (error) {
       if (isMissing(error)) return null;
       throw fsError(error, `cannot open ${rel}`, rel, path);
     }
     try {
       const hash = createHash("sha256");
-      const buffer = new Uint8Array(CHUNK_BYTES);
+      const buffer = new Uint8Array(Math.max(1, Math.min(CHUNK_BYTES, before.size)));
       let size = 0;
-      for (;;) {
+      // Read up to the stat's size, not on to end of file: the stat after must then show the same size, mtime and
+      // inode, so the bytes hashed are the whole of that version (one read fewer per small file).
+      while (size < before.size) {
         checkAborted(options, rel);
         const n = await file.read(buffer);
         if (n === null) break;
         hash.update(buffer.subarray(0, n));
         size += n;
       }
-      const after = await file.stat();
+      const after = file.statSync();
       if (size === before.size && sameVersion(before, after)) {
         return { ...fileStat(before, rel), sha256: hash.digest("hex"), info: before };
       }
@@ -805,17 +837,18 @@ async function hashFile(path: string, rel: string, options?: CallOptions): Promi
  * the end of the file confirms the size and hash taken by `prepareUpload`; otherwise the stream errors and the PUT
  * fails, so an object never holds bytes other than the ones the core records.
  */
+// deno-lint-ignore require-await -- `async` keeps a failed open a rejected promise
 async function openVerified(path: string, rel: string, prepared: HashedVersion): Promise<ReadableStream<Uint8Array>> {
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = Deno.openSync(path, { read: true });
   } catch (error) {
     throw fsError(error, `cannot open ${rel} for upload`, rel, path);
   }
   const changed = () =>
     new CacheError("Io", `${rel} changed after it was hashed for upload (${path}); it stays dirty`, rel);
   try {
-    if (!sameVersion(prepared.info, await file.stat())) throw changed();
+    if (!sameVersion(prepared.info, file.statSync())) throw changed();
   } catch (error) {
     file.close();
     throw fsError(error, `cannot stat ${rel} for upload`, rel, path);
@@ -843,8 +876,9 @@ async function openVerified(path: string, rel: string, prepared: HashedVersion):
           controller.enqueue(bytes);
           return;
         }
-        // At (or short of) the prepared size: the file must end here and hash the same.
-        if (n !== null && (await file.read(new Uint8Array(1))) !== null) throw changed();
+        // At (or short of) the prepared size: the file must end here (its size now, on our descriptor: a synchronous
+        // fstat rather than an async read of one more byte) and hash the same.
+        if (n !== null && file.statSync().size !== prepared.size) throw changed();
         if (sent !== prepared.size || hash.digest("hex") !== prepared.sha256) throw changed();
         closeFile();
         if (bytes.length > 0) controller.enqueue(bytes);
@@ -894,7 +928,9 @@ async function copyHashing(
       size += value.length;
       if (size > limit) break;
       hash.update(value);
-      await writeAll(temp.file, value);
+      // A small chunk (a small file's whole body, usually) in one synchronous write: cheaper than an async op.
+      if (value.length <= SYNC_WRITE_BYTES) writeAllSync(temp.file, value);
+      else await writeAll(temp.file, value);
     }
   } catch (error) {
     throw fsError(error, `download of ${rel} failed`, rel, temp.path);
@@ -908,6 +944,11 @@ async function copyHashing(
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+}
+
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += file.writeSync(bytes.subarray(offset));
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -945,6 +986,15 @@ class TempFile {
     }
     await Deno.remove(this.path).catch(() => {});
   }
+
+  /** Remove the name only, the file being closed and linked elsewhere; never throws. */
+  removeName(): void {
+    try {
+      Deno.removeSync(this.path);
+    } catch {
+      // a leftover temp name is internal: the core never syncs it
+    }
+  }
 }
 
 async function mkdirAll(path: string, rel: string): Promise<void> {
@@ -955,10 +1005,16 @@ async function mkdirAll(path: string, rel: string): Promise<void> {
   }
 }
 
-/** A download never replaces a symlink: the core reports symlinks and leaves them alone (W8). */
-async function refuseSymlinkTarget(path: string, rel: string): Promise<void> {
-  const info = await lstatOrNull(path, rel);
+/**
+ * The target right before a download lands, in one `lstat`: never a symlink (the core reports symlinks and leaves them
+ * alone, W8), then what `expected.replaces` admits (see `refuseUnlessReplaceable`).
+ */
+function refuseTarget(path: string, rel: string, replaces: FileStat | null | undefined): void {
+  const info = lstatOrNullSync(path, rel);
   if (info?.isSymlink) throw new CacheError("InvalidKey", `refusing to replace ${rel}: it is a symlink`, rel);
+  if (replaces !== undefined && (replaces === null ? info !== null : info === null || !isVersion(info, replaces))) {
+    throw localChanged(rel, "replaced");
+  }
 }
 
 /** Size and mtime as the core saw them (integer milliseconds), on a regular file. */
@@ -979,27 +1035,29 @@ function localChanged(rel: string, what: "removed" | "replaced"): CacheError {
  * `expected.replaces` of a download: absent, anything may be replaced; `null`, nothing may be there; a stat, only the
  * regular file with that size and mtime.
  */
-async function refuseUnlessReplaceable(
-  path: string,
-  rel: string,
-  replaces: FileStat | null | undefined,
-): Promise<void> {
+function refuseUnlessReplaceable(path: string, rel: string, replaces: FileStat | null | undefined): void {
   if (replaces === undefined) return;
-  const info = await lstatOrNull(path, rel);
+  const info = lstatOrNullSync(path, rel);
   if (replaces === null ? info !== null : info === null || !isVersion(info, replaces)) {
     throw localChanged(rel, "replaced");
   }
 }
 
-/** Give `to` the file at `from` unless something is at `to` already (then `LocalChanged`). */
-async function linkInto(from: string, to: string, rel: string): Promise<void> {
+/**
+ * Give `to` the file at `from` unless something is at `to` already: then `LocalChanged`, or `InvalidKey` for a symlink
+ * (which `refuseTarget` refuses).
+ */
+function linkInto(from: string, to: string, rel: string): void {
   try {
-    await Deno.link(from, to);
+    Deno.linkSync(from, to);
   } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) throw localChanged(rel, "replaced");
+    if (error instanceof Deno.errors.AlreadyExists) {
+      refuseTarget(to, rel, undefined);
+      throw localChanged(rel, "replaced");
+    }
     // A file system without hard links: check, then rename (the window between them is a few microseconds).
-    await refuseUnlessReplaceable(to, rel, null);
-    await renameInto(from, to, rel);
+    refuseTarget(to, rel, null);
+    renameInto(from, to, rel);
   }
 }
 
@@ -1019,9 +1077,9 @@ async function putBack(aside: string, path: string): Promise<void> {
   await Deno.remove(aside).catch(() => {});
 }
 
-async function renameInto(from: string, to: string, rel: string): Promise<void> {
+function renameInto(from: string, to: string, rel: string): void {
   try {
-    await Deno.rename(from, to);
+    Deno.renameSync(from, to);
   } catch (error) {
     throw fsError(error, `cannot move the new ${rel} into place`, rel, to);
   }

@@ -786,6 +786,79 @@ Deno.test("download through a symlinked directory is refused and nothing is writ
   });
 });
 
+Deno.test("a folder swapped for a symlink between two downloads into it is refused, at any depth", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/cache`;
+    const outside = `${dir}/outside`;
+    await Deno.mkdir(outside);
+    const cache = new DenoCache(root);
+    const bytes = encoder.encode("x");
+    // The same instance, the same folder: nothing remembered from the first download may let the second through.
+    for (const swapped of ["a/b", "a"]) {
+      await cache.download("a/b/first.json", streamOf(bytes), { size: 1, replaces: null });
+      await Deno.remove(`${root}/${swapped}`, { recursive: true });
+      await Deno.mkdir(`${outside}/b`, { recursive: true });
+      await Deno.symlink(swapped === "a" ? outside : `${outside}/b`, `${root}/${swapped}`);
+      await assert.rejects(cache.download("a/b/second.json", streamOf(bytes), { size: 1, replaces: null }), {
+        kind: "InvalidKey",
+        key: "a/b/second.json",
+        message: new RegExp(`${swapped} is a symlink`),
+      });
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(`${outside}/b`)), []);
+      await Deno.remove(`${root}/${swapped}`);
+      await Deno.remove(`${outside}/b`);
+    }
+  });
+});
+
+Deno.test("a folder swapped for a symlink while a download streams is refused before the file lands", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/cache`;
+    const outside = `${dir}/outside`;
+    await Deno.mkdir(`${outside}/b`, { recursive: true });
+    const cache = new DenoCache(root);
+    const bytes = encoder.encode("remote");
+    await cache.download("a/b/first.json", streamOf(bytes), { size: bytes.length });
+    /** A body whose second chunk comes after `swapped` became a symlink: the temp file is in the real folder by then. */
+    const swappingBody = (swapped: string) =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(bytes.subarray(0, 3));
+        },
+        async pull(controller) {
+          await Deno.remove(`${root}/${swapped}`, { recursive: true });
+          await Deno.symlink(swapped === "a" ? outside : `${outside}/b`, `${root}/${swapped}`);
+          controller.enqueue(bytes.subarray(3));
+          controller.close();
+        },
+      });
+    // A link (nothing may be there) and a rename (anything but a symlink may be replaced), each at two depths.
+    for (const replaces of [null, undefined]) {
+      for (const swapped of ["a/b", "a"]) {
+        await Deno.mkdir(`${root}/a/b`, { recursive: true });
+        await assert.rejects(
+          cache.download("a/b/second.json", swappingBody(swapped), { size: bytes.length, replaces }),
+          { kind: "InvalidKey", key: "a/b/second.json", message: new RegExp(`${swapped} is a symlink`) },
+        );
+        assert.deepEqual(await Array.fromAsync(Deno.readDir(`${outside}/b`)), []);
+        await Deno.remove(`${root}/${swapped}`);
+      }
+    }
+  });
+});
+
+Deno.test("a folder removed between two downloads into it is made again", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    const bytes = encoder.encode("x");
+    await cache.download("a/b/first.json", streamOf(bytes), { size: 1, replaces: null });
+    await Deno.remove(`${dir}/a`, { recursive: true });
+    await cache.download("a/b/second.json", streamOf(bytes), { size: 1, replaces: null });
+    assert.equal(await Deno.readTextFile(`${dir}/a/b/second.json`), "x");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
 Deno.test("download does not replace a symlink", async () => {
   await withTempDir(async (dir) => {
     await write(`${dir}/outside.json`, "outside");
@@ -904,6 +977,29 @@ Deno.test("an upload body errors before its last chunk when the file changes whi
     await file.seek(550_000, Deno.SeekMode.Start);
     await file.write(new Uint8Array(1000).fill(2));
     file.close();
+    const drained = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        received += value.length;
+      }
+    })();
+
+    await assert.rejects(drained, { kind: "Io", message: /changed after it was hashed/ });
+    assert.ok(received < original.length, `${received} bytes were delivered`);
+  });
+});
+
+Deno.test("an upload body errors before its last chunk when the file grows while it streams", async () => {
+  await withTempDir(async (dir) => {
+    const original = new Uint8Array(600_000).fill(1);
+    await Deno.writeFile(`${dir}/big.bin`, original);
+    const prepared = await new DenoCache(dir).prepareUpload("big.bin");
+    const reader = (await (prepared!.body as UploadBody).open()).getReader();
+    let received = (await reader.read()).value!.length;
+
+    // The hashed bytes are all still there, then more: the end of the file (its size) must tell.
+    await Deno.writeFile(`${dir}/big.bin`, new Uint8Array(10).fill(2), { append: true });
     const drained = (async () => {
       for (;;) {
         const { done, value } = await reader.read();
