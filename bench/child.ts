@@ -550,10 +550,10 @@ async function runFloor(spec: FloorSpec): Promise<FloorResult> {
   const runs: FloorRun[] = [];
   let peakAfterFirst = 0;
   for (let run = 0; run < spec.runs; run++) {
-    // A new store client per run, as each marsh child has.
-    const store = openStore(spec.store);
-    runs.push(await floorOnce(store, cache, 16));
-    store.destroy?.();
+    // A new store client per run, as each marsh child has, behind the same counting proxy (its per-call cost too).
+    const inner = openStore(spec.store);
+    runs.push(await floorOnce(new CountingStore(inner, new Timeline()), cache, 16));
+    inner.destroy?.();
     if (run === 0) peakAfterFirst = peakRssBytes();
   }
   return { runs, peakRssBytes: peakAfterFirst };
