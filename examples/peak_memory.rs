@@ -4,16 +4,17 @@
 //! wrote), each phase printed with the heap's peak and current size as the engine's trace line for it is written.
 //! Native sizes (64-bit pointers): a wasm32 build holds the same structures in less. Run with
 //! `cargo run --release --features testing --example peak_memory -- bench/tmp/data-250000/index.json`.
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use marsh::encoding::time::ms_from_iso;
 use marsh::engine::{Engine, EngineConfig, Instance};
-use marsh::index::{IndexLayer, RemoteIndex};
-use marsh::path::{INDEX_KEY, SIDECAR_NAME};
+use marsh::index::IndexLayer;
+use marsh::path::SIDECAR_NAME;
 use marsh::store::retry::RetryPolicy;
 use marsh::store::{Env, StoreResult};
-use marsh::testing::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
+use marsh::testing::memory::TestEnv;
 use marsh::testing::sim::block_on;
 
 /// The system allocator, counting the bytes live and their high-water mark since the last `phase`.
@@ -84,16 +85,8 @@ impl Env for Phases {
 fn main() {
     let path = std::env::args().nth(1).expect("an index.json path");
     let bytes = std::fs::read(&path).expect("index readable");
-    let index = RemoteIndex::parse(&bytes).expect("index parses");
-    let store = MemoryStore::new(TokenStyle::S3).with_faults(Faults::without_yields());
-    store.put_raw(INDEX_KEY, bytes);
-    let cache = MemoryCache::new().with_faults(Faults::without_yields());
-    for (rel, entry) in index.entries() {
-        let mtime_ms = entry.local_mtime.as_deref().and_then(ms_from_iso).unwrap_or(0);
-        cache.write_file_with_mtime(rel, vec![b' '; entry.size as usize], mtime_ms);
-    }
-    println!("{} entries", index.len());
-    drop(index);
+    let (store, cache, entries) = support::world_of(bytes);
+    println!("{entries} entries");
     let env = TestEnv::new(1);
     let config = EngineConfig::default();
     let instance = Instance::new();

@@ -3,13 +3,14 @@
 //! `cargo run --release --example profile_sync -- bench/tmp/data-250000/index.json`. `PARSE_ONLY=1`: index parses only;
 //! `VIEW_ONLY=<view file>`: view parses only; `CHECK_ONLY=1`: `check_rel` over every key; `DRY_RUN=1`: dry-run pulls
 //! (the planning scenario).
+mod support;
+
 use std::time::Instant;
 
-use marsh::encoding::time::ms_from_iso;
 use marsh::engine::{Engine, EngineConfig, Instance};
 use marsh::index::RemoteIndex;
-use marsh::path::{INDEX_KEY, SIDECAR_NAME};
-use marsh::testing::memory::{Faults, MemoryCache, MemoryStore, TestEnv, TokenStyle};
+use marsh::path::SIDECAR_NAME;
+use marsh::testing::memory::TestEnv;
 use marsh::testing::sim::block_on;
 
 fn main() {
@@ -43,15 +44,7 @@ fn main() {
     if std::env::var_os("PARSE_ONLY").is_some() {
         return;
     }
-    let index = RemoteIndex::parse(&bytes).expect("index parses");
-    let store = MemoryStore::new(TokenStyle::S3).with_faults(Faults::without_yields());
-    store.put_raw(INDEX_KEY, bytes);
-    let cache = MemoryCache::new().with_faults(Faults::without_yields());
-    for (rel, entry) in index.entries() {
-        let mtime_ms = entry.local_mtime.as_deref().and_then(ms_from_iso).unwrap_or(0);
-        cache.write_file_with_mtime(rel, vec![b' '; entry.size as usize], mtime_ms);
-    }
-    drop(index);
+    let (store, cache, _) = support::world_of(bytes);
     let env = TestEnv::new(1);
     if std::env::var_os("DRY_RUN").is_some() {
         // The planning scenario: dry-run pulls, no sidecar and no view (every entry decided by size + recorded mtime).

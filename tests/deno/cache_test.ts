@@ -545,6 +545,18 @@ Deno.test("walkUnder reports a symlink at or above the path and never follows it
 // statMany
 
 /** `statMany`'s answer as one readable item per path. */
+/** Read `reader` to its end, handing each chunk to `onChunk`; rejects with the stream's error. */
+async function readRest(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  onChunk: (chunk: Uint8Array) => void,
+): Promise<void> {
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    onChunk(value);
+  }
+}
+
 async function statsOf(cache: DenoCache, rels: string[]): Promise<(string | [number, number])[]> {
   const { kinds, sizes, mtimes } = await cache.statMany(rels.join("\0"));
   assert.equal(kinds.length, rels.length);
@@ -977,13 +989,7 @@ Deno.test("an upload body errors before its last chunk when the file changes whi
     await file.seek(550_000, Deno.SeekMode.Start);
     await file.write(new Uint8Array(1000).fill(2));
     file.close();
-    const drained = (async () => {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        received += value.length;
-      }
-    })();
+    const drained = readRest(reader, (chunk) => received += chunk.length);
 
     await assert.rejects(drained, { kind: "Io", message: /changed after it was hashed/ });
     assert.ok(received < original.length, `${received} bytes were delivered`);
@@ -1000,13 +1006,7 @@ Deno.test("an upload body errors before its last chunk when the file grows while
 
     // The hashed bytes are all still there, then more: the end of the file (its size) must tell.
     await Deno.writeFile(`${dir}/big.bin`, new Uint8Array(10).fill(2), { append: true });
-    const drained = (async () => {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        received += value.length;
-      }
-    })();
+    const drained = readRest(reader, (chunk) => received += chunk.length);
 
     await assert.rejects(drained, { kind: "Io", message: /changed after it was hashed/ });
     assert.ok(received < original.length, `${received} bytes were delivered`);
