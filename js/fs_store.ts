@@ -59,6 +59,8 @@ export const LOCK_WAIT_LIMIT_MS = 30_000;
 const HEADER_BYTES = 64;
 const HEADER_PATTERN = /^marsh-fs v1 token=([1-9][0-9]*) size=(0|[1-9][0-9]*) *\n$/;
 const CHUNK_BYTES = 64 * 1024;
+/** `getBytes` reads a body up to this size with blocking calls (see there). */
+export const SYNC_READ_BYTES = 256 * 1024;
 const OBJECT_SUFFIX = "~";
 
 function storeError(kind: MarshErrorKind, key: string, message: string): StoreError {
@@ -182,18 +184,28 @@ async function currentMeta(path: string, key: string): Promise<ObjectMeta | unde
   }
 }
 
-/** {@link currentMeta}, synchronously, for use under the store lock. */
-function currentMetaSync(path: string, key: string): ObjectMeta | undefined {
-  let file: Deno.FsFile;
+/** {@link openObject}, synchronously. */
+function openObjectSync(path: string): Deno.FsFile | undefined {
   try {
-    file = Deno.openSync(path, { read: true });
+    return Deno.openSync(path, { read: true });
   } catch (error) {
     if (isMissing(error)) return undefined;
     throw error;
   }
+}
+
+/** {@link readHeader}, synchronously. */
+function readHeaderSync(file: Deno.FsFile, key: string): ObjectMeta {
+  const buffer = new Uint8Array(HEADER_BYTES);
+  return parseHeader(buffer.subarray(0, readFullSync(file, buffer)), key);
+}
+
+/** {@link currentMeta}, synchronously, for use under the store lock. */
+function currentMetaSync(path: string, key: string): ObjectMeta | undefined {
+  const file = openObjectSync(path);
+  if (!file) return undefined;
   try {
-    const buffer = new Uint8Array(HEADER_BYTES);
-    return parseHeader(buffer.subarray(0, readFullSync(file, buffer)), key);
+    return readHeaderSync(file, key);
   } finally {
     file.close();
   }
@@ -383,13 +395,16 @@ export class FsStore implements MarshStore {
   async getBytes(key: string, ifNoneMatch?: VersionToken, options?: CallOptions): Promise<FetchedBytes | NotModified> {
     throwIfAborted(options?.signal, "fs getBytes", key);
     const { file: path } = this.#objectPath(key);
-    const file = await openObject(path);
+    // Blocking calls up to the body: an index read is thousands of small objects, and an async call's round trip
+    // through the thread pool costs several times the read itself. A large body is still read without blocking.
+    const file = openObjectSync(path);
     if (!file) throw storeError("NotFound", key, `fs store: ${key} not found`);
     try {
-      const meta = await readHeader(file, key);
+      const meta = readHeaderSync(file, key);
       if (ifNoneMatch === meta.token) return { notModified: true };
       const bytes = new Uint8Array(meta.size);
-      if (await readFull(file, bytes) !== meta.size) {
+      const read = meta.size <= SYNC_READ_BYTES ? readFullSync(file, bytes) : await readFull(file, bytes);
+      if (read !== meta.size) {
         throw storeError("Io", key, `fs store: object file of ${key} ends before its size`);
       }
       return { ...meta, bytes };

@@ -6,7 +6,7 @@ import { Buffer } from "node:buffer";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { FsStore } from "../../js/fs_store.ts";
+import { FsStore, SYNC_READ_BYTES } from "../../js/fs_store.ts";
 import type { FetchedBody, FetchedBytes, NotModified } from "../../js/host.ts";
 import { readStream, storeConformance, uploadBodyOf } from "./support/store_conformance.ts";
 
@@ -55,6 +55,29 @@ Deno.test("bytes and streamed bodies round trip with their token and size", asyn
     assert.equal(gotBig.size, big.length);
     assert.deepEqual(await readStream(gotBig.body), big);
     assert.deepEqual(await store.head("data/blob.bin"), { token: streamed.token, size: big.length });
+  });
+});
+
+// getBytes reads small bodies with blocking calls and larger ones without: both must give the same answers.
+Deno.test("getBytes answers alike on both sides of the blocking-read limit, and names a cut-short object", async () => {
+  await withTempDir(async (root) => {
+    const store = new FsStore(root);
+    for (const size of [0, SYNC_READ_BYTES, SYNC_READ_BYTES + 1]) {
+      const body = patterned(size);
+      const { token } = await store.putBytes(`sizes/${size}`, body, none);
+      assert.deepEqual(fetched(await store.getBytes(`sizes/${size}`)), { token, size, bytes: body });
+      assert.deepEqual(await store.getBytes(`sizes/${size}`, token), { notModified: true });
+
+      // An object file shorter than its header says: an Io error naming the key, never a short body.
+      await Deno.truncate(join(root, "objects", "sizes", `${size}~`), 64 + Math.max(0, size - 1));
+      if (size === 0) continue; // nothing to cut
+      await assert.rejects(store.getBytes(`sizes/${size}`), (error: Error & { kind?: string }) => {
+        assert.equal(error.kind, "Io");
+        assert.match(error.message, new RegExp(`sizes/${size} ends before its size`));
+        return true;
+      });
+    }
+    await assert.rejects(store.getBytes("sizes/missing"), { kind: "NotFound" });
   });
 });
 
