@@ -2,7 +2,7 @@
 //! official-format index on the in-memory store and cache, timed by phase. Run under `perf record` with
 //! `cargo run --release --example profile_sync -- bench/tmp/data-250000/index.json`. `PARSE_ONLY=1`: index parses only;
 //! `VIEW_ONLY=<view file>`: view parses only; `CHECK_ONLY=1`: `check_rel` over every key; `DRY_RUN=1`: dry-run pulls
-//! (the planning scenario).
+//! (the planning scenario); `SHARDED=1`: the same on format 2 (the monolith migrated to shards first).
 mod support;
 
 use std::time::Instant;
@@ -46,6 +46,13 @@ fn main() {
     }
     let (store, cache, _) = support::world_of(bytes);
     let env = TestEnv::new(1);
+    if std::env::var_os("SHARDED").is_some() {
+        // Format 2, as the bench's slow path: the monolith split into shards, so a full read is one GET per shard.
+        let (config, instance) = (EngineConfig::default(), Instance::new());
+        let migrated =
+            block_on(Engine::new(&store, &cache, &env, &config, &instance).migrate_index()).expect("migrate");
+        println!("migrated to {} shards", migrated.partitions.len());
+    }
     if std::env::var_os("DRY_RUN").is_some() {
         // The planning scenario: dry-run pulls, no sidecar and no view (every entry decided by size + recorded mtime).
         let config = EngineConfig { dry_run: true, ..EngineConfig::default() };
