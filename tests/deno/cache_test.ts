@@ -545,18 +545,6 @@ Deno.test("walkUnder reports a symlink at or above the path and never follows it
 // statMany
 
 /** `statMany`'s answer as one readable item per path. */
-/** Read `reader` to its end, handing each chunk to `onChunk`; rejects with the stream's error. */
-async function readRest(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  onChunk: (chunk: Uint8Array) => void,
-): Promise<void> {
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) return;
-    onChunk(value);
-  }
-}
-
 async function statsOf(cache: DenoCache, rels: string[]): Promise<(string | [number, number])[]> {
   const { kinds, sizes, mtimes } = await cache.statMany(rels.join("\0"));
   assert.equal(kinds.length, rels.length);
@@ -919,6 +907,18 @@ Deno.test("an abort during a download fails as Aborted and removes the temp file
 
 // ---------------------------------------------------------------------------------------------------------------------
 // prepareUpload
+
+/** Read `reader` to its end, handing each chunk to `onChunk`; rejects with the stream's error. */
+async function readRest(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  onChunk: (chunk: Uint8Array) => void,
+): Promise<void> {
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    onChunk(value);
+  }
+}
 
 Deno.test("prepareUpload answers stat and hash, and body.open streams the file for each attempt", async () => {
   await withTempDir(async (dir) => {

@@ -70,7 +70,8 @@ Deno.test("getBytes answers alike on both sides of the blocking-read limit, and 
 
       // An object file shorter than its header says: an Io error naming the key, never a short body.
       if (size === 0) continue; // nothing to cut
-      await Deno.truncate(join(root, "objects", "sizes", `${size}~`), 64 + size - 1);
+      const headerBytes = 64; // the object file's header line (docs/formats.md, "The file:// store")
+      await Deno.truncate(join(root, "objects", "sizes", `${size}~`), headerBytes + size - 1);
       await assert.rejects(store.getBytes(`sizes/${size}`), (error: Error & { kind?: string }) => {
         assert.equal(error.kind, "Io");
         assert.match(error.message, new RegExp(`sizes/${size} ends before its size`));
