@@ -153,7 +153,7 @@ export interface FloorSpec {
 export interface FloorRun {
   /** `_meta.json` and every shard fetched and parsed (the entries' paths kept, sorted). */
   indexMs: number;
-  /** `statMany` of every indexed path, in batches as marsh asks (8,192 paths). */
+  /** `statMany` of every indexed path, in batches as marsh asks (1,024 paths). */
   statMs: number;
   ms: number;
   shards: number;
@@ -506,7 +506,7 @@ async function runWalk(spec: WalkSpec): Promise<{ runsMs: number[]; files: numbe
 }
 
 /** Paths per `statMany` call, as the core batches them (src/engine/listing.rs `STAT_BATCH`). */
-const STAT_BATCH = 8192;
+const STAT_BATCH = 1024;
 
 /**
  * One floor run: no version tokens kept, no validation beyond `JSON.parse`, no decisions; what is left is the format's
