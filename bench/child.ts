@@ -338,8 +338,9 @@ class ListingCache implements MarshCache {
   viewRequested = 0;
 
   constructor(readonly listing: WalkItem[]) {
+    this.joined = listing.map((item) => item.rel).join("\0");
     this.packed = {
-      files: listing.map((item) => item.rel).join("\0"),
+      files: "",
       sizes: Float64Array.from(listing, (item) => item.kind === "file" ? item.size : 0),
       mtimes: Float64Array.from(listing, (item) => item.kind === "file" ? item.mtimeMs : 0),
       symlinks: [],
@@ -359,10 +360,12 @@ class ListingCache implements MarshCache {
   /** The same listing in the packed form the real cache (DenoCache) answers. */
   walkPacked(): Promise<PackedWalk> {
     this.walkReturned = performance.now();
-    return Promise.resolve(this.packed);
+    // Bytes of their own each time: the core frees a byte buffer once it has copied it in.
+    return Promise.resolve({ ...this.packed, files: new TextEncoder().encode(this.joined) });
   }
 
   readonly packed: PackedWalk;
+  readonly joined: string;
 
   /**
    * A sidecar whose verified token is not the index's: the pull takes the full path with the index GET first and the

@@ -239,9 +239,12 @@ export type WalkItem =
   /** Not followed. */
   | { kind: "symlink"; rel: string };
 
-/** A walk packed for the boundary: `files` holds the files' rels joined by NUL (which no path contains). */
+/**
+ * A walk packed for the boundary: `files` holds the files' rels joined by NUL (which no path contains), as UTF-8 bytes
+ * (what `DenoCache` builds: no string per file) or as one string.
+ */
 export interface PackedWalk {
-  files: string;
+  files: Uint8Array | string;
   /** Bytes, one per file, in the order of `files`. */
   sizes: Float64Array;
   /** Milliseconds since the epoch, one per file, in the order of `files`. */

@@ -132,7 +132,8 @@ export function packedCache(consistent) {
 // A packed walk of the given `files` (one size and mtime per NUL-separated path).
 export function packedCacheOf(files) {
   const base = memoryCache();
-  const count = typeof files === "string" ? files.split("\0").length : 0;
+  const text = typeof files === "string" ? files : files instanceof Uint8Array ? new TextDecoder().decode(files) : null;
+  const count = text === null ? 0 : text.split("\0").length;
   base.walkPacked = async () => ({
     files,
     sizes: new Float64Array(count).fill(1),
@@ -409,9 +410,24 @@ async fn packed_walk_paths_read_as_the_glue_reads_strings_and_a_non_string_is_re
     assert_eq!(rels, expected);
     let refused = JsCache::from_js(packed_cache_of(JsValue::from_f64(7.0))).unwrap().walk().await.unwrap_err();
     assert!(
-        matches!(&refused, StoreError::Io { message } if message.contains("`files` must be a string")),
+        matches!(&refused, StoreError::Io { message } if message.contains("`files` must be a Uint8Array or a string")),
         "{refused:?}"
     );
+}
+
+#[wasm_bindgen_test]
+async fn packed_walk_paths_as_utf8_bytes_read_like_the_string_and_the_buffer_is_freed_once_copied() {
+    let text = "a.json\0\u{e4}/\u{f6}.json\0\u{65e5}\u{672c}/x.json\0\u{1f600}.json";
+    let bytes = js_sys::Uint8Array::from(text.as_bytes());
+    let walk = JsCache::from_js(packed_cache_of(bytes.clone().into())).unwrap().walk().await.unwrap();
+    let rels: Vec<&str> =
+        walk.iter().map(|item| if let WalkItem::File { rel, .. } = item { rel.as_str() } else { "" }).collect();
+    assert_eq!(rels, text.split('\0').collect::<Vec<_>>());
+    assert_eq!(bytes.byte_length(), 0, "the host's buffer is released once copied in");
+
+    let broken = js_sys::Uint8Array::from(&b"a.json\0\xff.json"[..]);
+    let refused = JsCache::from_js(packed_cache_of(broken.into())).unwrap().walk().await.unwrap_err();
+    assert!(matches!(&refused, StoreError::Io { message } if message.contains("`files` is not UTF-8")), "{refused:?}");
 }
 
 #[wasm_bindgen_test]

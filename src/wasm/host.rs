@@ -532,10 +532,19 @@ impl JsCache {
         Err(Answer::new(value, &call).malformed("expected a Uint8Array or null"))
     }
 
-    /// A `PackedWalk`: NUL-joined rels plus parallel size and mtime arrays, read in a handful of boundary calls.
+    /// A `PackedWalk`: NUL-joined rels (UTF-8 bytes or a string) plus parallel size and mtime arrays, read in a handful
+    /// of boundary calls.
     fn packed_walk(answer: &Answer<'_>) -> StoreResult<Vec<WalkItem>> {
         answer.require_object()?;
-        let files = long_string(&answer.field("files")).ok_or_else(|| answer.malformed("`files` must be a string"))?;
+        let files = answer.field("files");
+        let files = if files.is_instance_of::<Uint8Array>() {
+            let bytes = Uint8Array::from(files);
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| answer.malformed("`files` is not UTF-8"))?;
+            release(&bytes);
+            text
+        } else {
+            long_string(&files).ok_or_else(|| answer.malformed("`files` must be a Uint8Array or a string"))?
+        };
         let numbers = |name: &str| {
             let value = answer.field(name);
             if value.is_instance_of::<Float64Array>() {

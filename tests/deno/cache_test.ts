@@ -1,9 +1,9 @@
 // DenoCache against real files in a temp directory: walks, atomic writes, verified downloads, uploads, path safety.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { CacheError, DenoCache, TEMP_PREFIX, type WalkFs } from "../../js/cache.ts";
+import { CacheError, DenoCache, RelSink, TEMP_PREFIX, type WalkFs } from "../../js/cache.ts";
 import { readAll } from "../../js/streams.ts";
-import type { MarshHostError, UploadBody, WalkItem } from "../../js/host.ts";
+import type { MarshHostError, PackedWalk, UploadBody, WalkItem } from "../../js/host.ts";
 
 const encoder = new TextEncoder();
 
@@ -54,6 +54,12 @@ async function exists(path: string): Promise<boolean> {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
+}
+
+/** The rels of a packed walk, which `DenoCache` hands over as UTF-8 bytes (no string per file). */
+function packedRels(packed: PackedWalk): string[] {
+  assert.ok(packed.files instanceof Uint8Array, "DenoCache packs the rels as bytes");
+  return new TextDecoder().decode(packed.files).split("\0");
 }
 
 const denoWalkFs: WalkFs = { readDirSync: (path) => Deno.readDirSync(path), lstatSync: (path) => Deno.lstatSync(path) };
@@ -126,13 +132,24 @@ Deno.test("walkPacked carries the same files, sizes, mtimes and symlinks as walk
     const packed = await denoCache.walkPacked();
 
     const files = items.filter((item) => item.kind === "file");
-    assert.deepEqual(packed.files.split("\0"), files.map((item) => item.rel));
+    assert.deepEqual(packedRels(packed), files.map((item) => item.rel));
     assert.deepEqual([...packed.sizes], [1, 2, 3]);
     assert.deepEqual([...packed.mtimes], files.map((item) => item.mtimeMs));
     assert.deepEqual(packed.symlinks, ["link.json"]);
     assert.deepEqual(packed.vanished, []);
-    assert.ok(packed.files.includes("new\nline.json"), "a newline in a name survives: NUL separates rels");
+    assert.ok(packedRels(packed).includes("new\nline.json"), "a newline in a name survives: NUL separates rels");
   });
+});
+
+Deno.test("a walk's packed rels survive chunk boundaries: separators, multi-byte names, a rel longer than a chunk", () => {
+  const rels = ["a.json", "ä/ö.json", "x".repeat(40), "日本/語.json", "b/c", "😀.json", "z"];
+  for (let n = 0; n < 30; n++) rels.push(`d/${n}/${"é".repeat(n)}`);
+  const sink = new RelSink(16);
+  for (const rel of rels) sink.add(rel);
+  const bytes = sink.take();
+  assert.equal(bytes.byteLength, bytes.buffer.byteLength, "one buffer of the bytes' own size");
+  assert.deepEqual(new TextDecoder().decode(bytes).split("\0"), rels);
+  assert.equal(new RelSink(16).take().length, 0);
 });
 
 Deno.test("walk reports a file deleted between listing and stat as vanished", async () => {
@@ -228,7 +245,7 @@ Deno.test("walk lists rels in sorted order even where a name sorts between a dir
       "ä.json",
     ]);
     assert.deepEqual(
-      packed.files.split("\0"),
+      packedRels(packed),
       items.filter((item) => item.kind === "file").map((item) => item.rel),
     );
     assert.deepEqual(packed.symlinks, ["a!", "a/link"]);
@@ -288,7 +305,7 @@ Deno.test("walk stats entries a listing leaves untyped, and still lists them in 
       ["symlink", "b-link"],
       ["file", "c.json"],
     ]);
-    assert.deepEqual(packed.files.split("\0"), ["a-b.json", "a/x.json", "c.json"]);
+    assert.deepEqual(packedRels(packed), ["a-b.json", "a/x.json", "c.json"]);
     assert.deepEqual([...packed.sizes], [2, 1, 3]);
   });
 });
