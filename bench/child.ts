@@ -207,6 +207,8 @@ export interface SyncResult {
   outsideHostMs: number;
   reports: { pull?: PullReport; push?: PushReport };
   peakRssBytes: number;
+  /** The high-water mark when the pull returned (before any push), when the pull ran first. */
+  pullPeakRssBytes?: number;
   memory: MemoryFigures;
 }
 
@@ -303,12 +305,14 @@ async function runSync(spec: SyncSpec): Promise<SyncResult> {
   store.reset();
   const operationMs: Record<string, number> = {};
   const reports: SyncResult["reports"] = {};
+  let pullPeakRssBytes: number | undefined;
   const started = performance.now();
   for (const operation of spec.operations) {
     const opStarted = performance.now();
     if (operation === "pull") reports.pull = await service.pullChanged(env);
     else reports.push = await service.pushChanged(env);
     operationMs[operation] = performance.now() - opStarted;
+    if (operation === "pull" && spec.operations[0] === "pull") pullPeakRssBytes = peakRssBytes();
   }
   const ended = performance.now();
   const { byKind, outsideHost } = timeline.breakdown(started, ended);
@@ -328,6 +332,7 @@ async function runSync(spec: SyncSpec): Promise<SyncResult> {
     outsideHostMs: outsideHost,
     reports,
     peakRssBytes: peakRssBytes(),
+    pullPeakRssBytes,
     memory: memoryFigures(),
   };
 }

@@ -961,6 +961,16 @@ if (wasmRate !== undefined) {
     } | ${met(planRate! >= 1e6)} |`,
   );
 }
+/** The pull's own high-water mark in the slow-path children (the push after it walks the cache). */
+function pullPeakNote(runs: SyncResult[]): string {
+  const peaks = runs.map((r) => r.pullPeakRssBytes).filter((peak): peak is number => peak !== undefined);
+  return peaks.length
+    ? `; the pull's own peak (read when it returned, before the push) ${
+      mb(stats(peaks).median - idle.median)
+    } above idle`
+    : "";
+}
+
 if (rssBig && fileBig) {
   const limit = 2 * fileBig.indexBytes;
   out(
@@ -970,7 +980,7 @@ if (rssBig && fileBig) {
       mb(rssBig.median - idle.median)
     } above an idle child; wasm linear memory ${
       mb(stats(fileBig.slowPath!.map((r) => r.memory?.wasmBytes ?? 0)).median)
-    }${
+    }${pullPeakNote(fileBig.slowPath!)}${
       walkFloor ? `; the walk alone, in a child of its own, ${mb(walkFloor.peakRssBytes - idle.median)} above idle` : ""
     }${
       fileBig.floor?.length
