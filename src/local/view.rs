@@ -242,7 +242,13 @@ impl LocalView {
     /// plan.
     pub fn merge_into(updates: ViewUpdates, latest: LocalView) -> LocalView {
         // Of two updates of one file, the later wins.
-        LocalView { files: merge_changes(latest.files, sorted_unique(updates.items).into_iter()) }
+        let changes = sorted_unique(updates.items);
+        if latest.files.is_empty() {
+            // A first sync: nothing to merge with, so the updates' own list becomes the view, collected in place
+            // instead of into a second list of every file beside it.
+            return LocalView { files: changes.into_iter().filter_map(|(rel, entry)| Some((rel, entry?))).collect() };
+        }
+        LocalView { files: merge_changes(latest.files, changes.into_iter()) }
     }
 }
 
@@ -432,5 +438,20 @@ mod tests {
             [("a-first", 1), ("back", 4), ("both", 2), ("ours", 2), ("theirs", 1), ("twice", 3), ("z-last", 1)],
             "theirs kept, ours applied (the last update of a file wins), forgotten files gone"
         );
+    }
+
+    #[test]
+    fn merge_into_an_empty_view_keeps_the_last_update_of_each_file_and_drops_forgotten_ones() {
+        let record = |size| Some(ViewEntry::new(FileStat { size, mtime_ms: 1 }, None, &entry(size, "t", None)));
+        let mut first = ViewUpdates::new();
+        first.insert("b".to_string(), record(1));
+        first.insert("gone".to_string(), record(1));
+        first.insert("a".to_string(), record(2));
+        first.insert("gone".to_string(), None);
+        first.insert("b".to_string(), record(3));
+        first.insert("never".to_string(), None);
+        let view = LocalView::merge_into(first, LocalView::default());
+        let sizes: Vec<(&str, u64)> = view.iter().map(|(rel, entry)| (rel, entry.stat.size)).collect();
+        assert_eq!(sizes, [("a", 2), ("b", 3)]);
     }
 }
