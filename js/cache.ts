@@ -707,7 +707,10 @@ export class RelSink {
     this.#used += this.#encoder.encodeInto(rel, this.#chunk.subarray(this.#used)).written;
   }
 
-  /** The bytes in one buffer of their own size (the core frees a buffer it has copied in only when it spans it). */
+  /**
+   * The bytes in one buffer of their own size (the core frees a buffer it has copied in only when it spans it); the
+   * sink is empty again after.
+   */
   take(): Uint8Array {
     const parts = [...this.#done, this.#chunk.subarray(0, this.#used)];
     const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
@@ -718,7 +721,9 @@ export class RelSink {
       part.buffer.transfer(0); // freed now, not when the collector gets to it
     }
     this.#done = [];
-    this.#chunk = new Uint8Array(0);
+    this.#chunk = new Uint8Array(0); // the next `add`, if any, starts a chunk of its own
+    this.#used = 0;
+    this.#empty = true;
     return bytes;
   }
 }

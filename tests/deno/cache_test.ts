@@ -150,6 +150,8 @@ Deno.test("a walk's packed rels survive chunk boundaries: separators, multi-byte
   assert.equal(bytes.byteLength, bytes.buffer.byteLength, "one buffer of the bytes' own size");
   assert.deepEqual(new TextDecoder().decode(bytes).split("\0"), rels);
   assert.equal(new RelSink(16).take().length, 0);
+  sink.add("again");
+  assert.equal(new TextDecoder().decode(sink.take()), "again", "empty again after take");
 });
 
 Deno.test("walk reports a file deleted between listing and stat as vanished", async () => {
