@@ -82,6 +82,7 @@ export function memoryCache() {
   return {
     async stat(rel) { return rel === "x.txt" ? { size: 3, mtimeMs: 1000.4 } : null; },
     async walk() {
+      this.calls.push(["walk"]);
       return [
         { kind: "file", rel: "x.txt", size: 3, mtimeMs: 1000 },
         { kind: "vanished", rel: "gone.txt" },
@@ -456,8 +457,12 @@ async fn stat_many_crosses_once_and_a_host_without_it_is_walked() {
     let broken = JsCache::from_js(stat_many_cache(true)).unwrap().stat_many(&["a", "b"]).await.unwrap_err();
     assert!(matches!(&broken, StoreError::Io { message } if message.contains("one item per path")), "{broken:?}");
 
-    // `memoryCache` has no statMany: its walk answers (x.txt a file, link a symlink, gone.txt vanished).
-    let walked = JsCache::from_js(memory_cache()).unwrap();
+    // `memoryCache` has no statMany: its walk answers (x.txt a file, link a symlink, gone.txt vanished), one walk for
+    // every batch of the operation.
+    let walked_host = memory_cache();
+    let walked = JsCache::from_js(walked_host.clone()).unwrap();
     let found = walked.stat_many(&["x.txt", "link/under", "gone.txt"]).await.unwrap();
     assert_eq!(found, [PathStat::File(FileStat { size: 3, mtime_ms: 1000 }), PathStat::Symlink, PathStat::Absent]);
+    assert_eq!(walked.stat_many(&["link", "y.txt"]).await.unwrap(), [PathStat::Symlink, PathStat::Absent]);
+    assert_eq!(recorded_calls(&walked_host), r#"[["walk"]]"#, "one walk answers both batches");
 }

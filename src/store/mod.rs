@@ -149,30 +149,43 @@ pub enum PathStat {
     Symlink,
 }
 
-/// [`LocalCache::stat_many`] answered from a walk, for a host that has no batched stat: the same facts, at the cost of
-/// listing the whole cache (a host should keep one walk per operation for all its batches). `rels` in any order.
-pub fn stat_from_walk(items: &[WalkItem], rels: &[&str]) -> Vec<PathStat> {
-    let mut files = std::collections::HashMap::with_capacity(items.len());
-    let mut links = Vec::new();
-    for item in items {
-        match item {
-            WalkItem::File { rel, stat } => drop(files.insert(rel.as_str(), *stat)),
-            WalkItem::Symlink { rel } => links.push(rel.as_str()),
-            WalkItem::Vanished { .. } => {}
+/// A walk prepared to answer [`LocalCache::stat_many`], for a host that has no batched stat: the same facts, at the cost
+/// of listing the whole cache. Built once per walk and asked once per batch: the engine asks in batches, and a lookup
+/// rebuilt per batch costs the whole walk again each time.
+pub struct WalkLookup {
+    files: std::collections::HashMap<String, FileStat>,
+    links: Vec<String>,
+}
+
+impl WalkLookup {
+    pub fn new(items: Vec<WalkItem>) -> Self {
+        let mut files = std::collections::HashMap::with_capacity(items.len());
+        let mut links = Vec::new();
+        for item in items {
+            match item {
+                WalkItem::File { rel, stat } => drop(files.insert(rel, stat)),
+                WalkItem::Symlink { rel } => links.push(rel),
+                WalkItem::Vanished { .. } => {}
+            }
         }
+        WalkLookup { files, links }
     }
-    let through_link = |rel: &str| {
-        links
-            .iter()
-            .any(|link| rel == *link || (rel.starts_with(*link) && rel.as_bytes().get(link.len()) == Some(&b'/')))
-    };
-    rels.iter()
-        .map(|rel| match files.get(*rel) {
-            _ if through_link(rel) => PathStat::Symlink,
-            Some(stat) => PathStat::File(*stat),
-            None => PathStat::Absent,
-        })
-        .collect()
+
+    /// What the walk saw at each of `rels` (in any order), as `stat_many` answers.
+    pub fn stat_many(&self, rels: &[&str]) -> Vec<PathStat> {
+        let through_link = |rel: &str| {
+            self.links.iter().any(|link| {
+                rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
+            })
+        };
+        rels.iter()
+            .map(|rel| match self.files.get(*rel) {
+                _ if through_link(rel) => PathStat::Symlink,
+                Some(stat) => PathStat::File(*stat),
+                None => PathStat::Absent,
+            })
+            .collect()
+    }
 }
 
 /// A file opened for upload: stat and content hash taken before the body is read (W12).
@@ -231,7 +244,7 @@ pub trait LocalCache {
     /// the index and the view name, not a walk of the whole cache. One call for many paths (a host answers them in one
     /// crossing); an error other than a vanished file fails the call. The default answers from a walk.
     async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
-        Ok(stat_from_walk(&self.walk().await?, rels))
+        Ok(WalkLookup::new(self.walk().await?).stat_many(rels))
     }
     /// Every file under the root, internal ones included (the core filters), symlinks reported not followed.
     async fn walk(&self) -> StoreResult<Vec<WalkItem>>;
@@ -288,4 +301,32 @@ pub enum Progress<'a> {
     Planned { operation: &'a str, files: u64, bytes: u64 },
     /// One file moved.
     Transferred { operation: &'a str, rel: &'a str, bytes: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_lookup_answers_files_symlinks_at_or_above_and_absent_paths() {
+        let stat = FileStat { size: 3, mtime_ms: 7 };
+        let lookup = WalkLookup::new(vec![
+            WalkItem::File { rel: "a/x.json".into(), stat },
+            WalkItem::Symlink { rel: "link".into() },
+            WalkItem::Vanished { rel: "gone.json".into() },
+            WalkItem::File { rel: "linkx/y.json".into(), stat },
+        ]);
+        let found = lookup.stat_many(&["link/under/z", "a/x.json", "gone.json", "linkx/y.json", "link", "a"]);
+        assert_eq!(
+            found,
+            [
+                PathStat::Symlink,
+                PathStat::File(stat),
+                PathStat::Absent,
+                PathStat::File(stat),
+                PathStat::Symlink,
+                PathStat::Absent
+            ]
+        );
+    }
 }

@@ -465,8 +465,8 @@ fn feed(hasher: &mut Fingerprinter, bytes: &Uint8Array, buffer: &mut Vec<u8>) ->
 pub struct JsCache {
     host: HostObject,
     /// A host without `statMany`: the one walk that answers every `stat_many` of this operation (the engine asks in
-    /// batches, and a walk per batch would list the whole cache dozens of times).
-    walked: std::cell::RefCell<Option<std::rc::Rc<Vec<WalkItem>>>>,
+    /// batches, and a walk per batch would list the whole cache hundreds of times).
+    walked: std::cell::RefCell<Option<std::rc::Rc<crate::store::WalkLookup>>>,
 }
 
 impl JsCache {
@@ -669,15 +669,15 @@ impl LocalCache for JsCache {
     async fn stat_many(&self, rels: &[&str]) -> StoreResult<Vec<PathStat>> {
         if !get(&self.host.target, "statMany").is_function() {
             let known = self.walked.borrow().clone();
-            let items = match known {
-                Some(items) => items,
+            let lookup = match known {
+                Some(lookup) => lookup,
                 None => {
-                    let items = std::rc::Rc::new(self.walk().await?);
-                    self.walked.replace(Some(items.clone()));
-                    items
+                    let lookup = std::rc::Rc::new(crate::store::WalkLookup::new(self.walk().await?));
+                    self.walked.replace(Some(lookup.clone()));
+                    lookup
                 }
             };
-            return Ok(crate::store::stat_from_walk(&items, rels));
+            return Ok(lookup.stat_many(rels));
         }
         let key = rels.first().copied().unwrap_or("");
         let value = self.host.call("statMany", &[rels.join("\0").into()], key).await?;
