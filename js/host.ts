@@ -241,7 +241,8 @@ export type WalkItem =
 
 /**
  * A walk packed for the boundary: `files` holds the files' rels joined by NUL (which no path contains), as UTF-8 bytes
- * (what `DenoCache` builds: no string per file) or as one string.
+ * (what `DenoCache` builds: no string per file) or as one string. Bytes are handed over: once the core has copied them
+ * it frees their buffer (detaches it), so answer a buffer of your own making, never one you keep.
  */
 export interface PackedWalk {
   files: Uint8Array | string;
