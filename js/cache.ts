@@ -748,9 +748,7 @@ function packWalk(
     // Rare (a file turned into a directory mid-walk), so the strings are made only here.
     const rels = splitRels(files);
     const order = Array.from(rels.keys()).sort((a, b) => compareRels(rels[a], rels[b]));
-    const sorted = new RelSink();
-    for (const i of order) sorted.add(rels[i]);
-    files = sorted.take();
+    files = new TextEncoder().encode(order.map((i) => rels[i]).join("\0"));
     sizes = order.map((i) => sizes[i]);
     mtimes = order.map((i) => mtimes[i]);
   }
