@@ -32,7 +32,19 @@ import type {
   UploadBody,
   WalkItem,
 } from "./host.ts";
+import {
+  relProblem,
+  type StatChain,
+  type StatColumns,
+  statColumns,
+  type StatFailure,
+  statSlice,
+  StatWorker,
+  StatWorkerGone,
+} from "./stat_paths.ts";
 import { readAll } from "./streams.ts";
+
+export { relProblem } from "./stat_paths.ts";
 
 /** Basename prefix of our temp files; the core treats any file named so as internal (src/path.rs `TEMP_PREFIX`). */
 export const TEMP_PREFIX = ".marsh-tmp-";
@@ -53,6 +65,11 @@ export interface WalkFs {
 export interface DenoCacheOptions {
   /** Defaults to `Deno.readDirSync` / `Deno.lstatSync`. */
   walkFs?: WalkFs;
+  /**
+   * Whether a `statMany` of many paths may run on the stat worker thread (js/stat_paths.ts). Default: yes, unless
+   * `walkFs` is given (the worker makes its own system calls).
+   */
+  statWorker?: boolean;
 }
 
 /** An `Error` carrying the `MarshHostError` fields, so the core maps it to a typed failure naming the file. */
@@ -93,11 +110,11 @@ const RELS_CHUNK_BYTES = 1024 * 1024;
 const KEY_DIRECTORY = 0x2f; // "/"
 const KEY_SYMLINK = 0x00;
 
-/** `PackedStats.kinds` (host.ts); a directory on the way to a path is `STAT_DIRECTORY`, never reported. */
-const STAT_ABSENT = 0;
-const STAT_FILE = 1;
-const STAT_SYMLINK = 2;
-const STAT_DIRECTORY = 3;
+/**
+ * A `statMany` of at least this many characters of rels (about 200 paths) goes to the stat worker; fewer cost less on
+ * this thread than the round trip.
+ */
+const STAT_WORKER_MIN_CHARS = 16 * 1024;
 
 /** A listed directory being walked: its sorted keys and the next one to visit. */
 interface WalkFrame {
@@ -112,6 +129,7 @@ export class DenoCache implements MarshCache {
   /** Absolute, without a trailing slash (except the file-system root itself): W17. */
   readonly root: string;
   readonly #walkFs: WalkFs;
+  readonly #statWorker: boolean;
 
   constructor(root: string, options: DenoCacheOptions = {}) {
     if (typeof root !== "string" || root === "" || root.includes("\0")) {
@@ -119,6 +137,7 @@ export class DenoCache implements MarshCache {
     }
     this.root = resolve(root);
     this.#walkFs = options.walkFs ?? denoWalkFs;
+    this.#statWorker = options.statWorker ?? options.walkFs === undefined;
   }
 
   // The lstat is a synchronous call (cheaper than an async op); `async` keeps every failure a rejected promise.
@@ -260,83 +279,60 @@ export class DenoCache implements MarshCache {
   /**
    * The state of each path of `rels` (joined by NUL), without a walk: one `lstat` per path and one per directory above
    * them, each directory checked once while consecutive paths share it (the core asks in path order), so that a symlink
-   * at the path or above it is reported and never read through (W8, B16). Synchronous in slices, like the walk.
+   * at the path or above it is reported and never read through (W8, B16). Many paths at once go to the stat worker (see
+   * js/stat_paths.ts), so a pull's index read goes on meanwhile; otherwise synchronous in slices, like the walk.
    */
   async statMany(rels: string, options?: CallOptions): Promise<PackedStats> {
-    const walkFs = this.#walkFs;
-    const base = this.root.endsWith("/") ? this.root : `${this.root}/`;
-    const paths = rels === "" ? [] : rels.split("\0");
-    const kinds = new Uint8Array(paths.length);
-    const sizes = new Float64Array(paths.length);
-    const mtimes = new Float64Array(paths.length);
-    /** The directories above the last path, by depth: their names and what each is (a `STAT_*` kind). */
-    const chainNames: string[] = [];
-    const chainKinds: number[] = [];
     checkAborted(options, "stat");
-    let sliceStarted = performance.now();
-    let timerTurnAt = sliceStarted;
-    for (let i = 0; i < paths.length; i++) {
-      const rel = paths[i];
-      const now = performance.now();
-      if (now - sliceStarted >= WALK_SLICE_MS) {
-        const timerTurn = now - timerTurnAt >= WALK_TIMER_TURN_MS;
-        await new Promise<void>((resolve) => timerTurn ? setTimeout(resolve, 0) : setImmediate(resolve));
-        sliceStarted = performance.now();
-        if (timerTurn) timerTurnAt = sliceStarted;
-        checkAborted(options, "stat");
-      }
-      const path = this.#pathOf(rel);
-      const segments = rel.split("/");
-      const parents = segments.length - 1;
-      let depth = 0;
-      while (depth < chainNames.length && depth < parents && chainNames[depth] === segments[depth]) depth++;
-      chainNames.length = depth;
-      chainKinds.length = depth;
-      // Each directory is looked at only while every one above it is a real directory.
-      while (depth < parents && (depth === 0 || chainKinds[depth - 1] === STAT_DIRECTORY)) {
-        const dirRel = segments.slice(0, depth + 1).join("/");
-        chainNames.push(segments[depth]);
-        chainKinds.push(this.#kindOf(walkFs, base + dirRel, rel));
-        depth++;
-      }
-      const above = parents === 0 ? STAT_DIRECTORY : chainKinds[chainKinds.length - 1];
-      if (above === STAT_SYMLINK) {
-        kinds[i] = STAT_SYMLINK;
-        continue;
-      }
-      if (above !== STAT_DIRECTORY) continue; // nothing there, or a file where a directory would be: absent
-      let info: Deno.FileInfo;
-      try {
-        info = walkFs.lstatSync(path);
-      } catch (error) {
-        if (isMissing(error)) continue;
-        throw fsError(error, `cannot stat ${rel}`, rel, path);
-      }
-      if (info.isFile) {
-        if (info.mtime === null) throw new CacheError("Io", `${rel} has no modification time on this file system`, rel);
-        kinds[i] = STAT_FILE;
-        sizes[i] = info.size;
-        mtimes[i] = Math.round(info.mtime.getTime());
-      } else if (info.isSymlink) {
-        kinds[i] = STAT_SYMLINK;
-      } else if (!info.isDirectory) {
-        // As in a walk: a socket, FIFO or device cannot be synced, and calling it absent would hide it.
-        throw new CacheError("Io", `${rel} is not a regular file, directory or symlink (${path})`, rel);
-      }
+    const base = this.root.endsWith("/") ? this.root : `${this.root}/`;
+    const worker = this.#statWorker && rels.length >= STAT_WORKER_MIN_CHARS ? StatWorker.ready() : null;
+    // The worker takes the second half and this thread the first, so two cores make the system calls at once.
+    const split = worker === null ? -1 : rels.indexOf("\0", rels.length >> 1);
+    if (worker === null || split < 0) return await this.#statHere(base, rels, options);
+    const rest = rels.slice(split + 1);
+    const fromWorker = worker.stat(base, rest).catch((error) => {
+      if (error instanceof StatWorkerGone) return null; // gone: this thread makes those stats too
+      throw error;
+    });
+    let first: StatColumns;
+    try {
+      first = await this.#statHere(base, rels.slice(0, split), options);
+    } catch (error) {
+      fromWorker.catch(() => {}); // the first failure in path order is the one reported
+      throw error;
     }
-    return { kinds, sizes, mtimes };
+    const second = (await fromWorker) ?? await this.#statHere(base, rest, options);
+    checkAborted(options, "stat");
+    if ("failed" in second) throw statError(second);
+    const found = statColumns(first.kinds.length + second.kinds.length);
+    found.kinds.set(first.kinds);
+    found.kinds.set(second.kinds, first.kinds.length);
+    found.sizes.set(first.sizes);
+    found.sizes.set(second.sizes, first.kinds.length);
+    found.mtimes.set(first.mtimes);
+    found.mtimes.set(second.mtimes, first.kinds.length);
+    return found;
   }
 
-  /** What is at `path` (a directory above `rel`), as a `STAT_*` kind; missing and not-a-directory both read as absent. */
-  #kindOf(walkFs: WalkFs, path: string, rel: string): number {
-    let info: Deno.FileInfo;
-    try {
-      info = walkFs.lstatSync(path);
-    } catch (error) {
-      if (isMissing(error)) return STAT_ABSENT;
-      throw fsError(error, `cannot stat the directories of ${rel}`, rel, path);
+  /** `statMany` on this thread, in slices that give the event loop a turn (as a walk does). */
+  async #statHere(base: string, rels: string, options?: CallOptions): Promise<StatColumns> {
+    const walkFs = this.#walkFs;
+    const lstat = (path: string) => walkFs.lstatSync(path);
+    const paths = rels === "" ? [] : rels.split("\0");
+    const found = statColumns(paths.length);
+    const chain: StatChain = { names: [], kinds: [] };
+    let timerTurnAt = performance.now();
+    for (let next = 0;;) {
+      const ended = statSlice(lstat, base, paths, next, performance.now() + WALK_SLICE_MS, found, chain);
+      if (typeof ended === "object") throw statError(ended);
+      if (ended === paths.length) return found;
+      next = ended;
+      const now = performance.now();
+      const timerTurn = now - timerTurnAt >= WALK_TIMER_TURN_MS;
+      await new Promise<void>((resolve) => timerTurn ? setTimeout(resolve, 0) : setImmediate(resolve));
+      if (timerTurn) timerTurnAt = performance.now();
+      checkAborted(options, "stat");
     }
-    return info.isSymlink ? STAT_SYMLINK : info.isDirectory ? STAT_DIRECTORY : STAT_ABSENT;
   }
 
   /** Read through `readInternalStream` into one buffer of the file's size (`Deno.readFile` holds a second copy). */
@@ -656,22 +652,6 @@ export class DenoCache implements MarshCache {
 // ---------------------------------------------------------------------------------------------------------------------
 // Paths
 
-/** Why `rel` is not a safe cache-relative path, or `null`; the same rules as the core's `check_rel` (src/path.rs). */
-export function relProblem(rel: string): string | null {
-  if (typeof rel !== "string" || rel === "") return "empty path";
-  if (rel.startsWith("/")) return "absolute path";
-  if (rel.includes("\\")) return "backslash in path";
-  // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(rel)) return "control character in path";
-  if (rel.endsWith("/")) return "trailing slash";
-  if (/^[A-Za-z]:/.test(rel)) return "drive prefix";
-  for (const segment of rel.split("/")) {
-    if (segment === "") return "empty path segment";
-    if (segment === "." || segment === "..") return "dot segment";
-  }
-  return null;
-}
-
 /** The order of `walk` (and of `walkPacked`'s files): UTF-16 code units, as `<` compares strings. */
 function compareRels(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -794,6 +774,12 @@ function fsError(error: unknown, what: string, rel: string, path: string): Error
   if (isAbort(error)) return new CacheError("Aborted", `${what}: aborted`, rel, { cause: error });
   const reason = error instanceof Error ? error.message : String(error);
   return new CacheError("Io", `${what} (${path}): ${reason}`, rel, { cause: error });
+}
+
+/** A failure of `statSlice` (on this thread or the worker's) as the error the core maps. */
+function statError(failure: StatFailure): CacheError {
+  if (failure.invalid) return new CacheError("InvalidKey", failure.message, failure.rel);
+  return new CacheError("Io", failure.message, failure.rel, { cause: failure.cause });
 }
 
 function isAbort(error: unknown): boolean {
