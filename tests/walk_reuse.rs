@@ -238,3 +238,35 @@ fn a_push_after_a_pull_that_did_not_walk_walks_and_finds_the_files_only_here() {
     assert!(remote_keys(&bucket).contains(&"only-here.json".to_string()));
     assert!(push.clean && push.verified);
 }
+
+#[test]
+fn a_slow_path_pull_of_more_paths_than_a_stat_batch_decides_each_path_by_its_own_stat() {
+    // 2,600 paths: three stat batches of 1,024, the later ones asked two at a time. A path's answer must be paired with
+    // that path, and the listing kept in path order, or the pull would take an edit here for a stale file (or the
+    // reverse) in the later batches.
+    // The changed paths sit in the second batch (d30: from path 1,560) and the third (d45, d48: from 2,340).
+    let bucket = s3_bucket();
+    let files: Vec<String> = (0..2600).map(|i| format!("d{:02}/f{i:04}.json", i % 50)).collect();
+    let refs: Vec<&str> = files.iter().map(String::as_str).collect();
+    let machine = synced_machine_without_sidecar(&bucket, &refs);
+    let remote_writer = Machine::new(&bucket, 2);
+    remote_writer.pull().unwrap();
+    for rel in ["d30/f1530.json", "d30/f2530.json"] {
+        remote_writer.write(rel, b"newer, from another machine");
+    }
+    remote_writer.push().unwrap();
+    machine.cache.write_file("d45/f2145.json", b"edited here".to_vec());
+    machine.cache.remove_file("d48/f2248.json");
+    machine.cache.reset_calls();
+
+    let pull = machine.pull().unwrap();
+
+    assert_eq!(machine.cache.calls().stat_many, 3, "the view's 2,600 paths in three batches");
+    assert_eq!(pull.kept_local, ["d45/f2145.json"]);
+    assert_eq!(pull.downloaded, 3, "the two newer files and the one missing here (no mark says it was deleted)");
+    for rel in ["d30/f1530.json", "d30/f2530.json"] {
+        assert_eq!(machine.cache.file(rel).as_deref(), Some(&b"newer, from another machine"[..]), "{rel}");
+    }
+    assert_eq!(machine.cache.file("d45/f2145.json").as_deref(), Some(&b"edited here"[..]));
+    assert_eq!(machine.cache.file("d48/f2248.json").as_deref(), Some(&b"d48/f2248.json"[..]));
+}

@@ -8,11 +8,14 @@ use crate::local::view::{LocalView, ViewEntry, ViewUpdates};
 use crate::path::{check_rel, is_internal, VIEW_NAME};
 use crate::sorted::{find, merge_sorted, sorted_unique};
 use crate::store::{Env, FileStat, LocalCache, ObjectStore, PathStat, StoreError, WalkItem};
+use futures_util::stream::{self, StreamExt};
 
 /// Paths asked of the cache in one `stat_many` call: memory stays bounded on both sides of the boundary and an abort is
 /// noticed between batches. Small enough that a JS host's batch dies young (8,192 left ~45 MB more JS heap at 250k
 /// paths), large enough that 250k paths cost only a few hundred crossings.
 const STAT_BATCH: usize = 1024;
+/// `stat_many` calls in flight at once after the first.
+const STAT_BATCHES_IN_FLIGHT: usize = 2;
 
 /// The cache as one walk saw it. Internal files are left out; symlinks and vanished files are listed, not followed.
 #[derive(Debug, Default)]
@@ -121,11 +124,13 @@ where
 
     /// The listing of exactly `rels` (valid, not internal; in path order, so the listing is too): the regular files and
     /// the symlinks among them (a path under a symlinked folder counts as one), absent paths left out.
-    pub(super) async fn stat_paths(&self, rels: &[&str]) -> Result<LocalListing, SyncError> {
-        let mut listing = LocalListing::default();
-        for batch in rels.chunks(STAT_BATCH) {
+    pub(super) async fn stat_paths<'a>(&'a self, rels: &'a [&'a str]) -> Result<LocalListing, SyncError> {
+        let stat = |batch: &'a [&'a str]| async move {
             self.check_abort()?;
-            let found = self.cache.stat_many(batch).await.map_err(SyncError::from_store)?;
+            Ok::<_, SyncError>((batch, self.cache.stat_many(batch).await.map_err(SyncError::from_store)?))
+        };
+        let mut listing = LocalListing::default();
+        let mut record = |(batch, found): (&[&str], Vec<PathStat>)| {
             for (rel, state) in batch.iter().zip(found) {
                 match state {
                     PathStat::File(stat) => listing.files.push((rel.to_string(), stat)),
@@ -133,6 +138,16 @@ where
                     PathStat::Absent => {}
                 }
             }
+        };
+        let mut batches = rels.chunks(STAT_BATCH);
+        // The first batch alone (a host without `statMany` answers from one walk, made once), then two at a time: a
+        // host that stats on another thread then always has the next batch to work on.
+        if let Some(batch) = batches.next() {
+            record(stat(batch).await?);
+        }
+        let mut rest = std::pin::pin!(stream::iter(batches).map(stat).buffered(STAT_BATCHES_IN_FLIGHT));
+        while let Some(answer) = rest.next().await {
+            record(answer?);
         }
         Ok(listing)
     }
