@@ -17,7 +17,8 @@
  *   one process, so both meet the same machine load, the same JIT state and the same store.
  * - `floor`: the least any client must do for a format-2 slow-path pull, without marsh: GET `_meta.json` and every
  *   shard it lists through the same store adapter (the same window of 16), parse each, then `DenoCache.statMany` of
- *   every indexed path. Its time and memory are the floor beside marsh's slow-path pull.
+ *   every indexed path, on one thread (no stat worker). Its time and memory are the floor beside marsh's slow-path
+ *   pull.
  * - `idle`: load the wasm and exit (the baseline RSS of a child).
  *
  * @module
@@ -554,7 +555,9 @@ async function floorOnce(store: MarshStore, cache: DenoCache, window: number): P
 }
 
 async function runFloor(spec: FloorSpec): Promise<FloorResult> {
-  const cache = new DenoCache(spec.cache);
+  // On one thread: the least memory any client needs. marsh's stat worker (js/stat_paths.ts) is a choice that costs an
+  // isolate (~23 MB) to buy time, so it is not part of a floor.
+  const cache = new DenoCache(spec.cache, { statWorker: false });
   const runs: FloorRun[] = [];
   let peakAfterFirst = 0;
   for (let run = 0; run < spec.runs; run++) {

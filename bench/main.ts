@@ -924,7 +924,7 @@ if (slowBig) {
       layout === "dirs" ? "directory-heavy layout" : "the bench's layout"
     }); no walk | pull ${timeCell(pull)}${
       walkFloor ? `; \`find\` ${timeCell(walkFloor.find)}` : ""
-    }; pulls that walked: ${walked} of ${runs.length}; floor (every shard read plainly + \`statMany\` of every path, same run) ${
+    }; pulls that walked: ${walked} of ${runs.length}; floor (every shard read plainly, then \`statMany\` of every path on one thread, same run) ${
       floor ? `${timeCell(floor)}, pull ÷ floor ${(pull.median / floor.median).toFixed(2)}×` : "not measured"
     }; whole sync ${timeCell(slowBig)} (${
       count(stats(runs.map((r) => r.totalRequests)).median)
@@ -984,7 +984,7 @@ if (rssBig && fileBig) {
       walkFloor ? `; the walk alone, in a child of its own, ${mb(walkFloor.peakRssBytes - idle.median)} above idle` : ""
     }${
       fileBig.floor?.length
-        ? `; the slow-path floor (every shard read plainly + \`statMany\`) in a child of its own, ${
+        ? `; the slow-path floor (every shard read plainly, then \`statMany\` on one thread) in a child of its own, ${
           mb(stats(fileBig.floor.map((f) => f.peakRssBytes)).median - idle.median)
         } above idle`
         : ""
@@ -1087,7 +1087,7 @@ if (blocks.some((b) => b.slowPath)) {
     if (b.floor?.length) {
       const floor = b.floor;
       out(
-        `| ↳ floor: \`_meta.json\` + every shard read plainly, then \`statMany\` of every indexed path | ${
+        `| ↳ floor: \`_meta.json\` + every shard read plainly, then \`statMany\` of every indexed path on one thread | ${
           count(b.n)
         } | ${formatName(b.format)} | ${mb(floor[0].run.indexBytes)} received | ${floor.length} | ${
           timeCell(stats(floor.map((f) => f.run.ms)))
