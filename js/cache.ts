@@ -70,6 +70,11 @@ export interface DenoCacheOptions {
    * `walkFs` is given (the worker makes its own system calls).
    */
   statWorker?: boolean;
+  /**
+   * How many characters of rels this process asks `statMany` for before the worker starts (default about 25,000
+   * paths' worth: smaller caches never pay for it). Tests pass 0.
+   */
+  statWorkerAfter?: number;
 }
 
 /** An `Error` carrying the `MarshHostError` fields, so the core maps it to a typed failure naming the file. */
@@ -115,6 +120,13 @@ const KEY_SYMLINK = 0x00;
  * this thread than the round trip.
  */
 const STAT_WORKER_MIN_CHARS = 16 * 1024;
+/**
+ * The stat worker starts once this process has asked `statMany` for this many characters of rels (about 25,000 paths):
+ * below that a slow path takes a fraction of a second on one thread, and the worker's isolate (~23 MB) buys nothing.
+ */
+const STAT_WORKER_AFTER_CHARS = 2 * 1024 * 1024;
+/** Characters of rels this process has asked `statMany` for: the worker is one per process, so is this count. */
+let statCharsAsked = 0;
 
 /** A listed directory being walked: its sorted keys and the next one to visit. */
 interface WalkFrame {
@@ -130,6 +142,7 @@ export class DenoCache implements MarshCache {
   readonly root: string;
   readonly #walkFs: WalkFs;
   readonly #statWorker: boolean;
+  readonly #statWorkerAfter: number;
 
   constructor(root: string, options: DenoCacheOptions = {}) {
     if (typeof root !== "string" || root === "" || root.includes("\0")) {
@@ -138,6 +151,7 @@ export class DenoCache implements MarshCache {
     this.root = resolve(root);
     this.#walkFs = options.walkFs ?? denoWalkFs;
     this.#statWorker = options.statWorker ?? options.walkFs === undefined;
+    this.#statWorkerAfter = options.statWorkerAfter ?? STAT_WORKER_AFTER_CHARS;
   }
 
   // The lstat is a synchronous call (cheaper than an async op); `async` keeps every failure a rejected promise.
@@ -285,7 +299,9 @@ export class DenoCache implements MarshCache {
   async statMany(rels: string, options?: CallOptions): Promise<PackedStats> {
     checkAborted(options, "stat");
     const base = this.root.endsWith("/") ? this.root : `${this.root}/`;
-    const worker = this.#statWorker && rels.length >= STAT_WORKER_MIN_CHARS ? StatWorker.ready() : null;
+    statCharsAsked += rels.length;
+    const wanted = this.#statWorker && rels.length >= STAT_WORKER_MIN_CHARS && statCharsAsked >= this.#statWorkerAfter;
+    const worker = wanted ? StatWorker.ready() : null;
     // The worker takes the second half and this thread the first, so two cores make the system calls at once.
     const split = worker === null ? -1 : rels.indexOf("\0", rels.length >> 1);
     if (worker === null || split < 0) return await this.#statHere(base, rels, options);

@@ -55,7 +55,7 @@ Deno.test("statMany of many paths gives the same answers split with the worker a
     await workerStarted();
     const before = StatWorker.answered;
 
-    const found = await new DenoCache(root).statMany(rels.join("\0"));
+    const found = await new DenoCache(root, { statWorkerAfter: 0 }).statMany(rels.join("\0"));
 
     assert.equal(StatWorker.answered, before + 1, "the worker answered half of the paths");
     assert.deepEqual(found, expected);
@@ -68,7 +68,7 @@ Deno.test("a failure in the worker's half names its path, and the first failure 
     const made = await new Deno.Command("mkfifo", { args: [`${root}/${fifo}`] }).output();
     assert.ok(made.success, new TextDecoder().decode(made.stderr));
     await workerStarted();
-    const cache = new DenoCache(root);
+    const cache = new DenoCache(root, { statWorkerAfter: 0 });
     const before = StatWorker.answered;
 
     await assert.rejects(cache.statMany([...rels, fifo].join("\0")), (error: Error & { kind: string; key: string }) => {
@@ -90,7 +90,7 @@ Deno.test("statMany gives the same answers when the worker dies while it has the
     await workerStarted();
     const before = StatWorker.answered;
 
-    const asked = new DenoCache(root).statMany(rels.join("\0"));
+    const asked = new DenoCache(root, { statWorkerAfter: 0 }).statMany(rels.join("\0"));
     await StatWorker.stopForTests(); // the request is on its way to the worker, which ends before it answers
 
     assert.deepEqual(await asked, expected);
@@ -105,7 +105,7 @@ Deno.test("a process that used the stat worker exits on its own", async () => {
       import { StatWorker } from ${JSON.stringify(new URL("../../js/stat_paths.ts", import.meta.url).href)};
       if (!(await StatWorker.startedForTests())) throw new Error("no worker");
       const rels = ${JSON.stringify(rels.join("\0"))};
-      const { kinds } = await new DenoCache(${JSON.stringify(root)}).statMany(rels);
+      const { kinds } = await new DenoCache(${JSON.stringify(root)}, { statWorkerAfter: 0 }).statMany(rels);
       console.log(JSON.stringify({ answered: StatWorker.answered, paths: kinds.length }));
     `;
     const started = performance.now();
@@ -146,7 +146,7 @@ Deno.test("the worker starts and answers from a bundle, as swamp bundles an exte
         assert.ok(await module.StatWorker.startedForTests(), "the bundled worker did not start");
         const before = module.StatWorker.answered;
 
-        const found = await new module.DenoCache(root).statMany(rels.join("\0"));
+        const found = await new module.DenoCache(root, { statWorkerAfter: 0 }).statMany(rels.join("\0"));
 
         assert.equal(module.StatWorker.answered, before + 1, "the bundled worker answered half of the paths");
         assert.deepEqual(found, expected);
@@ -156,5 +156,22 @@ Deno.test("the worker starts and answers from a bundle, as swamp bundles an exte
     } finally {
       await Deno.remove(scratch, { recursive: true });
     }
+  });
+});
+
+Deno.test("a process stats on its own thread until it has asked for many paths", async () => {
+  await withTree(async (root, rels) => {
+    const expected = await alone(root, rels);
+    await workerStarted();
+    const joined = rels.join("\0");
+    const before = StatWorker.answered;
+
+    // Asked for less than the threshold so far: the worker, although running, is left alone.
+    const found = await new DenoCache(root, { statWorkerAfter: Number.MAX_SAFE_INTEGER }).statMany(joined);
+    assert.deepEqual(found, expected);
+    assert.equal(StatWorker.answered, before);
+    // Once the process has asked for that many characters of paths, it is used.
+    await new DenoCache(root, { statWorkerAfter: joined.length }).statMany(joined);
+    assert.equal(StatWorker.answered, before + 1);
   });
 });
