@@ -293,8 +293,8 @@ export class DenoCache implements MarshCache {
   /**
    * The state of each path of `rels` (joined by NUL), without a walk: one `lstat` per path and one per directory above
    * them, each directory checked once while consecutive paths share it (the core asks in path order), so that a symlink
-   * at the path or above it is reported and never read through (W8, B16). Many paths at once go to the stat worker (see
-   * js/stat_paths.ts), so a pull's index read goes on meanwhile; otherwise synchronous in slices, like the walk.
+   * at the path or above it is reported and never read through (W8, B16). A large batch is split with the stat worker
+   * (js/stat_paths.ts), so that two cores make the system calls; this thread's part runs in slices, like the walk.
    */
   async statMany(rels: string, options?: CallOptions): Promise<PackedStats> {
     checkAborted(options, "stat");
@@ -310,13 +310,9 @@ export class DenoCache implements MarshCache {
       if (error instanceof StatWorkerGone) return null; // gone: this thread makes those stats too
       throw error;
     });
-    let first: StatColumns;
-    try {
-      first = await this.#statHere(base, rels.slice(0, split), options);
-    } catch (error) {
-      fromWorker.catch(() => {}); // the first failure in path order is the one reported
-      throw error;
-    }
+    // Handled from the start: when this thread's half fails first, that failure (first in path order) is reported.
+    fromWorker.catch(() => {});
+    const first = await this.#statHere(base, rels.slice(0, split), options);
     const second = (await fromWorker) ?? await this.#statHere(base, rest, options);
     checkAborted(options, "stat");
     if ("failed" in second) throw statError(second);
