@@ -160,8 +160,8 @@ type StatReply =
   | { id: number; crashed: string };
 
 /**
- * The worker's program: {@link relProblem} and {@link statSlice} from their own source text, and a loop answering one
- * request per message. It says "ready" first, so that no request waits for it to start.
+ * The worker's program: {@link relProblem}, {@link statSlice} and {@link statColumns} from their own source text, and
+ * a loop answering one request per message. It says "ready" first, so that no request waits for it to start.
  */
 function workerSource(): string {
   return [
@@ -169,12 +169,12 @@ function workerSource(): string {
     `const { parentPort } = require("node:worker_threads");`,
     `${relProblem}`,
     `${statSlice}`,
+    `${statColumns}`,
     `const lstat = (path) => Deno.lstatSync(path);`,
     `parentPort.on("message", ({ id, base, rels }) => {`,
     `  try {`,
     `    const paths = rels === "" ? [] : rels.split("\\0");`,
-    `    const columns = { kinds: new Uint8Array(paths.length), sizes: new Float64Array(paths.length),`,
-    `      mtimes: new Float64Array(paths.length) };`,
+    `    const columns = ${statColumns.name}(paths.length);`,
     `    const ended = ${statSlice.name}(lstat, base, paths, 0, Infinity, columns, { names: [], kinds: [] });`,
     `    if (typeof ended === "object") {`,
     `      const { cause, ...failure } = ended;`,

@@ -67,9 +67,7 @@ impl LocalListing {
 
     /// `rel` is a symlink or lies under one: writing there could land outside the cache.
     pub fn through_symlink(&self, rel: &str) -> bool {
-        self.symlinks.iter().any(|link| {
-            rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
-        })
+        self.symlinks.iter().any(|link| crate::local::marks::covers(link, rel))
     }
 }
 

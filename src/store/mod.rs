@@ -173,11 +173,7 @@ impl WalkLookup {
 
     /// What the walk saw at each of `rels` (in any order), as `stat_many` answers.
     pub fn stat_many(&self, rels: &[&str]) -> Vec<PathStat> {
-        let through_link = |rel: &str| {
-            self.links.iter().any(|link| {
-                rel == link || (rel.starts_with(link.as_str()) && rel.as_bytes().get(link.len()) == Some(&b'/'))
-            })
-        };
+        let through_link = |rel: &str| self.links.iter().any(|link| crate::local::marks::covers(link, rel));
         rels.iter()
             .map(|rel| match self.files.get(*rel) {
                 _ if through_link(rel) => PathStat::Symlink,
