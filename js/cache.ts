@@ -125,6 +125,11 @@ const STAT_WORKER_MIN_CHARS = 16 * 1024;
  * below that a slow path takes a fraction of a second on one thread, and the worker's isolate (~23 MB) buys nothing.
  */
 const STAT_WORKER_AFTER_CHARS = 2 * 1024 * 1024;
+/**
+ * Folders a cache remembers as checked (B16), ~150 bytes each. A pull writes in key order, so a small set covers the
+ * folders in use; when it is full it is forgotten and refilled, which costs one chain of `lstat` calls per folder.
+ */
+const REAL_DIRS_LIMIT = 4096;
 /** Characters of rels this process has asked `statMany` for: the worker is one per process, so is this count. */
 let statCharsAsked = 0;
 
@@ -143,6 +148,7 @@ export class DenoCache implements MarshCache {
   readonly #walkFs: WalkFs;
   readonly #statWorker: boolean;
   readonly #statWorkerAfter: number;
+  readonly #realDirs: RealDirs;
 
   constructor(root: string, options: DenoCacheOptions = {}) {
     if (typeof root !== "string" || root === "" || root.includes("\0")) {
@@ -152,6 +158,7 @@ export class DenoCache implements MarshCache {
     this.#walkFs = options.walkFs ?? denoWalkFs;
     this.#statWorker = options.statWorker ?? options.walkFs === undefined;
     this.#statWorkerAfter = options.statWorkerAfter ?? STAT_WORKER_AFTER_CHARS;
+    this.#realDirs = new RealDirs(this.root.endsWith("/") ? this.root.slice(0, -1) : this.root);
   }
 
   // The lstat is a synchronous call (cheaper than an async op); `async` keeps every failure a rejected promise.
@@ -489,9 +496,10 @@ export class DenoCache implements MarshCache {
       // The look-ups below (lstat, fstat) and the link/rename are synchronous, as the walk's stats are: each is one quick
       // system call, and as async ops they were most of a small file's download (bench/results/NOTES.md, 2026-12-03).
       const parentsExist = this.#refuseSymlinkedParents(rel);
-      // Checked before the body is read too: a file edited here meanwhile costs no transfer. Under a missing folder
-      // nothing can be there, so `null` needs no look (a failed lstat throws: a tenth of a small download's main thread).
-      if (parentsExist || expected.replaces !== null) refuseUnlessReplaceable(path, rel, expected.replaces);
+      // A file that must be the one the core saw is checked before the body is read too: an edit here meanwhile costs
+      // no transfer. `null` (nothing there) is not: the link refuses a file created meanwhile anyway, and the look
+      // finds nothing in almost every case, a failed lstat, which throws (a tenth of a small download's main thread).
+      if (expected.replaces !== null) refuseUnlessReplaceable(path, rel, expected.replaces);
       // Every parent was just seen as a real directory: no `mkdir -p` (a folder removed since is made on NotFound).
       // Creating folders and the temp file stays async: those system calls cost more than an op, and run off the main
       // thread.
@@ -523,8 +531,8 @@ export class DenoCache implements MarshCache {
       const info = temp.file.statSync();
       temp.close();
       checkAborted(options, rel);
-      // Again right before the rename, every parent from the root (not a remembered answer): a symlink created during
-      // a long download, at any depth, must not redirect it.
+      // Again right before the rename: a symlink created during a long download, at any depth, must not redirect it (a
+      // remembered folder is trusted only while its path still leads to that very directory).
       this.#refuseSymlinkedParents(rel);
       if (expected.replaces === null) {
         // Nothing may be there: a hard link never replaces an existing file (a symlink included), so a file created
@@ -634,30 +642,93 @@ export class DenoCache implements MarshCache {
   /**
    * B16: no existing directory between the root and `rel` may be a symlink (it could point outside the cache). The root
    * itself may be one: the user chose where the cache lives. `true` when every directory above `rel` exists (so none
-   * needs creating). Synchronous: one `lstat` per directory, a few microseconds each on a local disk.
+   * needs creating). Synchronous: a few quick system calls, cheaper than async ops.
    */
   #refuseSymlinkedParents(rel: string): boolean {
-    const segments = rel.split("/");
-    let path = this.root.endsWith("/") ? this.root.slice(0, -1) : this.root;
-    for (let i = 0; i < segments.length - 1; i++) {
-      path = `${path}/${segments[i]}`;
+    return this.#realDirs.check(rel);
+  }
+}
+
+/** A directory's identity as `stat` gives it: the same file, not merely one at the same path. */
+interface DirIdentity {
+  dev: number;
+  ino: number;
+  birthMs: number | null;
+}
+
+/**
+ * The cache's folders seen as real directories from the root down (B16), each remembered by its identity (device,
+ * inode, birth time). Checking a remembered folder again is one `lstat` of that folder: when its path still leads to
+ * the very directory that was seen inside the cache, not through a symlink at its own name, a file written there lands
+ * in that directory. A folder (or any folder above it) swapped for a symlink, removed or replaced leads to another
+ * identity or to a symlink, and the whole chain is checked again from the root, one `lstat` per directory. The one
+ * case let through is a directory moved out of the cache and linked back under its old path by a folder above it: the
+ * write then lands in that same directory, as it would have had the move come a moment later. Done afresh per file,
+ * a download's two checks were a dozen `lstat` calls per small file, a fifth of a fresh pull's main thread.
+ */
+class RealDirs {
+  readonly #known = new Map<string, DirIdentity>();
+
+  /** `root`: absolute, without a trailing slash; `limit`: folders remembered at most (then forgotten all at once). */
+  constructor(readonly root: string, readonly limit = REAL_DIRS_LIMIT) {}
+
+  /**
+   * Refuse `rel` when a directory between the root and it is a symlink (`InvalidKey`) or not a directory (`Io`), naming
+   * it. `true` when every directory above `rel` exists; `false` at the first missing one (the rest will be created by
+   * the cache, as real directories, and checked again before anything is linked into them).
+   */
+  check(rel: string): boolean {
+    const ends: number[] = [];
+    for (let slash = rel.indexOf("/"); slash >= 0; slash = rel.indexOf("/", slash + 1)) ends.push(slash);
+    let from = 0;
+    // The deepest remembered folder on the way; when it no longer leads to itself, everything is checked afresh.
+    for (let depth = ends.length - 1; depth >= 0; depth--) {
+      const dirRel = rel.slice(0, ends[depth]);
+      const known = this.#known.get(dirRel);
+      if (known === undefined) continue;
+      if (sameDirectory(lstatQuietSync(this.#pathOf(dirRel)), known)) from = depth + 1;
+      else this.#known.delete(dirRel);
+      break;
+    }
+    for (let depth = from; depth < ends.length; depth++) {
+      const dirRel = rel.slice(0, ends[depth]);
+      const path = this.#pathOf(dirRel);
       let info: Deno.FileInfo;
       try {
         info = Deno.lstatSync(path);
       } catch (error) {
-        if (isMissing(error)) return false; // the rest will be created by us, as real directories
+        if (isMissing(error)) return false;
         throw fsError(error, `cannot check the directories of ${rel}`, rel, path);
       }
-      if (info.isSymlink) {
-        const linkRel = segments.slice(0, i + 1).join("/");
-        throw new CacheError("InvalidKey", `refusing to write ${rel}: ${linkRel} is a symlink`, rel);
-      }
-      if (!info.isDirectory) {
-        const fileRel = segments.slice(0, i + 1).join("/");
-        throw new CacheError("Io", `cannot write ${rel}: ${fileRel} is not a directory`, rel);
-      }
+      if (info.isSymlink) throw new CacheError("InvalidKey", `refusing to write ${rel}: ${dirRel} is a symlink`, rel);
+      if (!info.isDirectory) throw new CacheError("Io", `cannot write ${rel}: ${dirRel} is not a directory`, rel);
+      this.#remember(dirRel, info);
     }
     return true;
+  }
+
+  #remember(dirRel: string, info: Deno.FileInfo): void {
+    if (info.ino === null) return; // no identity to compare (not on Linux or macOS): always the whole chain
+    if (this.#known.size >= this.limit) this.#known.clear();
+    this.#known.set(dirRel, { dev: info.dev, ino: info.ino, birthMs: info.birthtime?.getTime() ?? null });
+  }
+
+  #pathOf(dirRel: string): string {
+    return `${this.root}/${dirRel}`;
+  }
+}
+
+function sameDirectory(info: Deno.FileInfo | null, known: DirIdentity): boolean {
+  return info !== null && info.isDirectory && info.dev === known.dev && info.ino === known.ino &&
+    (info.birthtime?.getTime() ?? null) === known.birthMs;
+}
+
+/** `lstat`, `null` for anything that fails: the caller then checks the whole chain and reports what it finds. */
+function lstatQuietSync(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.lstatSync(path);
+  } catch {
+    return null;
   }
 }
 

@@ -830,6 +830,49 @@ Deno.test("a folder swapped for a symlink between two downloads into it is refus
   });
 });
 
+Deno.test("a folder above a checked one, swapped for a symlink to a look-alike tree, is refused", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/cache`;
+    const outside = `${dir}/outside`;
+    const cache = new DenoCache(root);
+    const bytes = encoder.encode("x");
+    // a/b/c was checked by the first download; the path a/b/c still leads to a real folder after the swap, but to
+    // another one, outside: that must not pass as the folder checked before.
+    await cache.download("a/b/c/first.json", streamOf(bytes), { size: 1, replaces: null });
+    await Deno.mkdir(`${outside}/b/c`, { recursive: true });
+    await Deno.remove(`${root}/a`, { recursive: true });
+    await Deno.symlink(outside, `${root}/a`);
+    await assert.rejects(cache.download("a/b/c/second.json", streamOf(bytes), { size: 1, replaces: null }), {
+      kind: "InvalidKey",
+      key: "a/b/c/second.json",
+      message: /a is a symlink/,
+    });
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(`${outside}/b/c`)), []);
+  });
+});
+
+Deno.test("a checked folder replaced by a file, or by a new folder, is checked again", async () => {
+  await withTempDir(async (dir) => {
+    const cache = new DenoCache(dir);
+    const bytes = encoder.encode("x");
+    await cache.download("a/b/first.json", streamOf(bytes), { size: 1, replaces: null });
+    await Deno.remove(`${dir}/a/b`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/a/b`, "a file now");
+    await assert.rejects(cache.download("a/b/second.json", streamOf(bytes), { size: 1, replaces: null }), {
+      kind: "Io",
+      key: "a/b/second.json",
+      message: /a\/b is not a directory/,
+    });
+    assert.equal(await Deno.readTextFile(`${dir}/a/b`), "a file now");
+    // A new real folder under the same name is used once it is seen to be one.
+    await Deno.remove(`${dir}/a/b`);
+    await Deno.mkdir(`${dir}/a/b`);
+    await cache.download("a/b/third.json", streamOf(bytes), { size: 1, replaces: null });
+    assert.equal(await Deno.readTextFile(`${dir}/a/b/third.json`), "x");
+    assert.deepEqual(await tempFilesUnder(dir), []);
+  });
+});
+
 Deno.test("a folder swapped for a symlink while a download streams is refused before the file lands", async () => {
   await withTempDir(async (dir) => {
     const root = `${dir}/cache`;
