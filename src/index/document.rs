@@ -376,7 +376,15 @@ pub fn sha256_of(bytes: &[u8]) -> [u8; 32] {
 
 /// Lowercase hex, the form written to the index.
 pub fn sha256_hex(hash: &[u8; 32]) -> String {
-    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+    // By table, not `format!` per byte: the view writes one per file, and 32 formatted strings each were a large
+    // share of its serialisation.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for byte in hash {
+        hex.push(DIGITS[usize::from(byte >> 4)] as char);
+        hex.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    hex
 }
 
 /// 64 hex digits (either case) → hash; `None` otherwise.
@@ -982,6 +990,16 @@ mod tests {
         assert_eq!(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(parse_sha256_hex(&hex), Some(hash));
         assert_eq!(parse_sha256_hex(&hex.to_uppercase()), Some(hash));
+
+        // Every digit in both places of a byte.
+        let mut every = [0u8; 32];
+        for (i, byte) in every.iter_mut().enumerate() {
+            *byte = ((i as u8 % 16) * 0x11) ^ if i >= 16 { 0x0f } else { 0 };
+        }
+        let expected: String = every.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(sha256_hex(&every), expected);
+        assert_eq!(&expected[..8], "00112233");
+        assert_eq!(&expected[32..40], "0f1e2d3c");
     }
 
     #[test]

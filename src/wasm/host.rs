@@ -174,11 +174,11 @@ pub fn precondition_to_js(precondition: &Precondition) -> JsValue {
 /// Reads the fields of one host answer, naming the method in every complaint so a malformed answer is easy to trace.
 struct Answer<'a> {
     value: JsValue,
-    call: &'a str,
+    call: &'a dyn std::fmt::Display,
 }
 
 impl<'a> Answer<'a> {
-    fn new(value: JsValue, call: &'a str) -> Self {
+    fn new(value: JsValue, call: &'a dyn std::fmt::Display) -> Self {
         Answer { value, call }
     }
 
@@ -300,8 +300,23 @@ impl HostObject {
         JsFuture::from(Promise::resolve(&returned)).await.map_err(|thrown| store_error_from_js(&thrown, key))
     }
 
-    fn call_name(&self, method: &str, key: &str) -> String {
-        format!("{}.{method}({key:?})", self.role)
+    /// Names the call in a complaint; formatted only if there is one (a `format!` per call was a tenth of a small
+    /// download's time in the core).
+    fn call_name<'a>(&self, method: &'a str, key: &'a str) -> CallName<'a> {
+        CallName { role: self.role, method, key }
+    }
+}
+
+/// `store.get("key")`: a host call as error messages name it.
+struct CallName<'a> {
+    role: &'static str,
+    method: &'a str,
+    key: &'a str,
+}
+
+impl std::fmt::Display for CallName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}({:?})", self.role, self.method, self.key)
     }
 }
 
@@ -516,7 +531,7 @@ impl JsCache {
             .ok()
             .and_then(|get_reader| get_reader.call0(&stream).ok())
             .ok_or_else(|| answer.malformed("`stream` must be a ReadableStream"))?;
-        Ok(Some(Some(InternalChunks { size, reader, call })))
+        Ok(Some(Some(InternalChunks { size, reader, call: call.to_string() })))
     }
 
     /// `readInternal`'s answer, left in JS: `None` for a missing file.
@@ -614,7 +629,7 @@ impl JsCache {
     }
 
     /// A walk answered as one object per item (`walk` without `walkPacked`, and `walkUnder`).
-    fn walk_items(value: JsValue, call: &str) -> StoreResult<Vec<WalkItem>> {
+    fn walk_items(value: JsValue, call: &CallName<'_>) -> StoreResult<Vec<WalkItem>> {
         if !Array::is_array(&value) {
             return Err(Answer::new(value, call).malformed("expected an array"));
         }
